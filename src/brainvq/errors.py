@@ -1,0 +1,17 @@
+"""The project's exception type: every user-facing failure is a BrainVQError with a one-line fix."""
+
+
+class BrainVQError(Exception):
+    """A user-facing error whose message names the culprit (file or setting) and the fix."""
+
+
+class DataError(BrainVQError):
+    """Bad or missing input data."""
+
+
+class ConfigError(BrainVQError):
+    """An invalid configuration value, key or file."""
+
+
+class RunError(BrainVQError):
+    """A run folder that is missing, unwritable or incompatible."""

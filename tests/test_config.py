@@ -1,0 +1,61 @@
+import pytest
+
+from brainvq.config import Config
+from brainvq.errors import ConfigError
+
+
+def test_toml_round_trip(tmp_path):
+    cfg = Config()
+    cfg.vqvae.codebook_size = 256
+    cfg.train.lr = 3e-4
+    cfg.vqvae.kmeans_init = True
+    cfg.data.cache_dir = "/tmp/x"
+    p = tmp_path / "c.toml"
+    cfg.save(p)
+    back = Config.load(p)
+    assert back == cfg
+
+
+def test_overrides_parse_types():
+    cfg = Config().override(
+        ["vqvae.codebook_size=128", "train.lr=2e-3", "vqvae.ema=false", "train.precision=32"]
+    )
+    assert cfg.vqvae.codebook_size == 128
+    assert cfg.train.lr == 2e-3
+    assert cfg.vqvae.ema is False
+    assert cfg.train.precision == "32"
+
+
+@pytest.mark.parametrize(
+    "item, needle",
+    [
+        ("vqvae.codebook_size=-3", "vqvae.codebook_size"),
+        ("data.image_size=130", "not divisible"),
+        ("vqvae.downsample=3", "vqvae.downsample"),
+        ("vqvae.nope=1", "unknown key vqvae.nope"),
+        ("nosuch.key=1", "unknown section"),
+        ("train.lr=fast", "must be a number"),
+        ("vqvae.ema=maybe", "true or false"),
+        ("codebook_size=5", "section.key"),
+        ("vqvae.codebook_size", "section.key=value"),
+    ],
+)
+def test_bad_overrides_name_the_setting(item, needle):
+    with pytest.raises(ConfigError, match=needle):
+        Config().override([item])
+
+
+def test_unknown_key_in_toml_file(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text("[vqvae]\ncodebook_sise = 12\n")
+    with pytest.raises(ConfigError, match="codebook_sise"):
+        Config.load(p)
+
+
+def test_bad_toml_and_missing_file(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text("[vqvae\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        Config.load(p)
+    with pytest.raises(ConfigError, match="not found"):
+        Config.load(tmp_path / "missing.toml")
