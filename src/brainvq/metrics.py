@@ -1,0 +1,117 @@
+"""Measures everyone uses the same way (see DESIGN.md).
+
+- `ssim_reference`: skimage's structural_similarity(x, y, data_range=1.0) with its defaults.
+- `ssim`: the same definition in torch, batched (7x7 uniform window, sample covariance, the mean
+  over the window-valid region); a test checks it matches skimage within 1e-3.
+- PSNR, codebook usage and perplexity.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+_WIN = 7
+_K1, _K2 = 0.01, 0.03
+
+
+def ssim_reference(x: np.ndarray, y: np.ndarray) -> float:
+    """skimage's SSIM of two 2-D images in [0, 1] (the project's reference definition)."""
+    from skimage.metrics import structural_similarity
+
+    return float(structural_similarity(x, y, data_range=1.0))
+
+
+def _box(x: torch.Tensor) -> torch.Tensor:
+    """Mean over each valid 7x7 window of (N, 1, H, W), separably."""
+    x = F.avg_pool2d(x, (_WIN, 1), stride=1)
+    return F.avg_pool2d(x, (1, _WIN), stride=1)
+
+
+def _stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    mu = _box(x)
+    return mu, _box(x * x)
+
+
+def _ssim_from(mx, xx, my, yy, xy) -> torch.Tensor:
+    cov_norm = _WIN * _WIN / (_WIN * _WIN - 1.0)
+    vx = cov_norm * (xx - mx * mx)
+    vy = cov_norm * (yy - my * my)
+    vxy = cov_norm * (xy - mx * my)
+    c1, c2 = _K1**2, _K2**2
+    s = ((2 * mx * my + c1) * (2 * vxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return s.flatten(1).mean(1)
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-image SSIM of (B, 1, H, W) batches in [0, 1], as skimage defines it; returns (B,)."""
+    x, y = x.float(), y.float()
+    mx, xx = _stats(x)
+    my, yy = _stats(y)
+    return _ssim_from(mx, xx, my, yy, _box(x * y)).float()
+
+
+@torch.no_grad()
+def max_ssim_against(
+    queries: torch.Tensor, refs: torch.Tensor, chunk: int = 256, exclude_self: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each query image, its highest SSIM against any ref and that ref's index.
+
+    queries (M, 1, H, W) and refs (N, 1, H, W) in [0, 1]. With exclude_self, query i is not
+    compared with ref i (for scoring a set against itself).
+    """
+    refs = refs.float()
+    r_mu, r_sq = _stats(refs)
+    best = torch.full((queries.shape[0],), -2.0)
+    where = torch.zeros(queries.shape[0], dtype=torch.long)
+    for i in range(queries.shape[0]):
+        q = queries[i : i + 1].float()
+        q_mu, q_sq = _stats(q)
+        for s in range(0, refs.shape[0], chunk):
+            e = min(s + chunk, refs.shape[0])
+            xy = _box(q * refs[s:e])
+            vals = _ssim_from(q_mu, q_sq, r_mu[s:e], r_sq[s:e], xy)
+            if exclude_self and s <= i < e:
+                vals[i - s] = -2.0
+            v, j = vals.max(0)
+            if v > best[i]:
+                best[i], where[i] = v, s + j
+    return best, where
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB for (B, 1, H, W) images in [0, 1]; returns (B,)."""
+    mse = (x.float() - y.float()).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+    return 10 * torch.log10(1.0 / mse)
+
+
+def code_histogram(codes: torch.Tensor, codebook_size: int) -> torch.Tensor:
+    """Counts of each code over a stack of code maps; returns (K,) int64."""
+    return torch.bincount(codes.reshape(-1).long(), minlength=codebook_size)
+
+
+def codebook_stats(codes: torch.Tensor, codebook_size: int) -> dict[str, float]:
+    """Share of codes used, number used and perplexity of the code distribution."""
+    counts = code_histogram(codes, codebook_size).double()
+    p = counts / counts.sum()
+    nz = p[p > 0]
+    perplexity = float(torch.exp(-(nz * nz.log()).sum()))
+    used = int((counts > 0).sum())
+    return {
+        "codes_used": used,
+        "codebook_usage": used / codebook_size,
+        "perplexity": perplexity,
+    }
+
+
+def summarize(values: np.ndarray | torch.Tensor) -> dict[str, float]:
+    """Mean, std, min, max and median of a 1-D set of values."""
+    a = np.asarray(values, dtype=np.float64)
+    return {
+        "mean": float(a.mean()),
+        "std": float(a.std()),
+        "min": float(a.min()),
+        "max": float(a.max()),
+        "median": float(np.median(a)),
+    }
