@@ -1,0 +1,178 @@
+"""`brainvq` command line: parse, call the library, print. Errors are one line on stderr, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from brainvq.config import Config
+from brainvq.errors import BrainVQError, ConfigError
+
+PRESETS = Path(__file__).parent / "configs"
+
+OVERRIDE_HELP = (
+    "Any config value can be set as --SECTION.KEY VALUE (e.g. --vqvae.codebook_size 256 "
+    "--train.lr 2e-3) or --set SECTION.KEY=VALUE; sections: data, vqvae, train, eval. "
+    "`brainvq config` prints every key with its default."
+)
+
+
+def _quiet_libraries() -> None:
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"brainvq: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*litlogger.*")
+
+
+def load_config(args: argparse.Namespace, overrides: list[str]) -> Config:
+    """Defaults, then --config FILE (or a preset name), then command-line overrides."""
+    cfg = Config()
+    if getattr(args, "config", None):
+        path = Path(args.config)
+        if not path.exists() and (PRESETS / f"{args.config}.toml").exists():
+            path = PRESETS / f"{args.config}.toml"
+        cfg = Config.load(path)
+    assignments = list(getattr(args, "set", None) or []) + overrides
+    if getattr(args, "max_minutes", None) is not None:
+        assignments.append(f"train.max_minutes={args.max_minutes}")
+    return cfg.override(assignments)
+
+
+def _split_overrides(extra: list[str]) -> list[str]:
+    out, i = [], 0
+    while i < len(extra):
+        tok = extra[i]
+        if not tok.startswith("--") or "." not in tok.split("=")[0]:
+            raise ConfigError(f"unknown argument {tok!r} (config values are --SECTION.KEY VALUE)")
+        if "=" in tok:
+            out.append(tok[2:])
+            i += 1
+        elif i + 1 < len(extra):
+            out.append(f"{tok[2:]}={extra[i + 1]}")
+            i += 2
+        else:
+            raise ConfigError(f"{tok} needs a value")
+    return out
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML config file, or a preset name: quick")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a value")
+    p.add_argument("--max-minutes", type=float, help="wall-clock budget per training stage")
+    p.add_argument("--fresh", action="store_true", help="start over: discard the run's state")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="brainvq",
+        description="Train VQ-VAEs of brain MRI slices, evaluate them, and sample new brains.",
+        epilog=OVERRIDE_HELP,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "train-vqvae",
+        help="train (or resume) the VQ-VAE of a run",
+        description="Train the VQ-VAE of RUN on DATA. An interrupted run resumes from "
+        "RUN/state; a finished one is reused unless --fresh.",
+        epilog=OVERRIDE_HELP,
+    )
+    p.add_argument("--data", required=True, help="data folder (any supported layout) or 'default'")
+    p.add_argument("--run", required=True, help="run folder, e.g. runs/oasis")
+    _add_config_args(p)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="score a run on the test split and write metrics.json and figures",
+        description="Test reconstruction SSIM (skimage), PSNR and codebook usage of RUN's VQ-VAE.",
+    )
+    p.add_argument("--run", required=True, help="run folder")
+    p.add_argument("--data", help="data folder (default: the one the run was trained on)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser(
+        "run",
+        help="the whole job: train the VQ-VAE, evaluate, write every output",
+        description="Train (or reuse) every stage of RUN on DATA, then evaluate. "
+        "Stages already in the run folder are reused unless --fresh.",
+        epilog=OVERRIDE_HELP,
+    )
+    p.add_argument("--data", default="default", help="data folder or 'default' (embedded slices)")
+    p.add_argument("--run", required=True, help="run folder")
+    _add_config_args(p)
+
+    p = sub.add_parser("config", help="print the config (defaults, or a file with overrides)")
+    p.add_argument("--config", help="TOML config file or preset name")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
+    return parser
+
+
+def cmd_train_vqvae(args, overrides) -> int:
+    from brainvq.training.vqvae_stage import train_vqvae
+
+    cfg = load_config(args, overrides)
+    res = train_vqvae(args.data, args.run, cfg, fresh=args.fresh, progress=not args.quiet)
+    if res["status"] == "reused":
+        print(f"VQ-VAE already trained: {res['weights']} (use --fresh to retrain)")
+    else:
+        print(
+            f"VQ-VAE {res['status']}: {res['epochs']} epochs, {res['steps']} steps in "
+            f"{res['seconds']:.0f}s, validation SSIM {res['val_ssim']:.4f} -> {res['weights']}"
+        )
+    return 0
+
+
+def cmd_evaluate(args, overrides) -> int:
+    from brainvq.evaluate import evaluate_vqvae, format_table
+
+    res = evaluate_vqvae(args.run, args.data)
+    print(format_table(res))
+    print(f"metrics -> {Path(args.run) / 'metrics.json'}; figures -> {Path(args.run) / 'figures'}")
+    return 0
+
+
+def cmd_run(args, overrides) -> int:
+    cmd_train_vqvae(args, overrides)
+    return cmd_evaluate(argparse.Namespace(run=args.run, data=args.data), [])
+
+
+def cmd_config(args, overrides) -> int:
+    print(load_config(args, overrides).to_toml(), end="")
+    return 0
+
+
+COMMANDS = {
+    "train-vqvae": cmd_train_vqvae,
+    "evaluate": cmd_evaluate,
+    "run": cmd_run,
+    "config": cmd_config,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `brainvq` command."""
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    _quiet_libraries()
+    try:
+        overrides = _split_overrides(extra)
+        return COMMANDS[args.command](args, overrides)
+    except BrainVQError as e:
+        print(f"brainvq: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("brainvq: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

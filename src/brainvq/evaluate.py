@@ -1,0 +1,79 @@
+"""Evaluate a run: test reconstruction SSIM (skimage's definition), PSNR, codebook use; figures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from brainvq.data import load_splits
+from brainvq.errors import RunError
+from brainvq.metrics import code_histogram, codebook_stats, psnr, ssim_reference, summarize
+from brainvq.report import codebook_figure, curves_figure, read_csv_log, recon_figure
+from brainvq.runs import Run, load_run
+
+
+def run_data_root(run: Run, data: str | None) -> str:
+    """The data the run was trained on, unless another is given."""
+    if data:
+        return data
+    if run.dir.data_source.exists():
+        return json.loads(run.dir.data_source.read_text())["data"]
+    raise RunError(f"{run.dir.path}: no record of the training data; pass --data")
+
+
+@torch.no_grad()
+def reconstruct_all(run: Run, images: np.ndarray, batch_size: int = 64):
+    """Codes (N, h, w) and reconstructions (N, S, S) float32 of uint8 slices."""
+    codes, recons = [], []
+    for i in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.array(images[i : i + batch_size])).float().div(255)[:, None]
+        c = run.vqvae.encode(x)
+        codes.append(c)
+        recons.append(run.vqvae.decode(c)[:, 0])
+    return torch.cat(codes), torch.cat(recons).numpy()
+
+
+def evaluate_vqvae(run_path: str, data: str | None = None) -> dict:
+    """Score the run's VQ-VAE on the test split, write figures and the `vqvae` metrics section."""
+    run = load_run(run_path)
+    cfg = run.config
+    arrays = load_splits(run_data_root(run, data), cfg.data, progress=False)
+    test = np.asarray(arrays["test"])
+    x = test.astype(np.float32) / 255.0
+    codes, recons = reconstruct_all(run, test, cfg.eval.batch_size)
+    scores = np.array([ssim_reference(x[i], recons[i]) for i in range(len(x))])
+    p = psnr(torch.from_numpy(x)[:, None], torch.from_numpy(recons)[:, None]).numpy()
+    book = codebook_stats(codes, cfg.vqvae.codebook_size)
+    result = {
+        "n_test": len(test),
+        "image_size": cfg.data.image_size,
+        "ssim": summarize(scores),
+        "psnr": summarize(p),
+        **book,
+    }
+    figs = run.dir.figures
+    recon_figure(x, recons, scores, figs / "reconstructions.png")
+    log = read_csv_log(run.dir.logs / "vqvae" / "metrics.csv")
+    if log:
+        curves_figure(log, figs / "vqvae_curves.png", "VQ-VAE training")
+    counts = code_histogram(codes, cfg.vqvae.codebook_size).numpy()
+    codebook_figure(counts, figs / "codebook_usage.png", "Codebook usage on the test split")
+    run.dir.update_metrics("vqvae", result)
+    return result
+
+
+def format_table(result: dict) -> str:
+    """A short plain-text table of the VQ-VAE metrics."""
+    s, p = result["ssim"], result["psnr"]
+    rows = [
+        ("test slices", f"{result['n_test']} at {result['image_size']}x{result['image_size']}"),
+        ("SSIM mean +- std", f"{s['mean']:.4f} +- {s['std']:.4f}"),
+        ("SSIM min / max", f"{s['min']:.4f} / {s['max']:.4f}"),
+        ("PSNR mean (dB)", f"{p['mean']:.2f}"),
+        ("codes used", f"{result['codes_used']} ({result['codebook_usage']:.1%})"),
+        ("perplexity", f"{result['perplexity']:.1f}"),
+    ]
+    w = max(len(r[0]) for r in rows)
+    return "\n".join(f"{a:<{w}}  {b}" for a, b in rows)

@@ -1,0 +1,122 @@
+"""Figures of a run (PNG, matplotlib's Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+
+from brainvq.runs import atomic_write_bytes
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def read_csv_log(path: Path) -> dict[str, list[tuple[int, float]]]:
+    """Lightning's metrics.csv as {metric: [(step, value), ...]} skipping empty cells."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    if not path.exists():
+        return out
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            step = int(float(row.get("step") or 0))
+            for k, v in row.items():
+                if k in ("step", "epoch") or v in ("", None):
+                    continue
+                out.setdefault(k, []).append((step, float(v)))
+    return out
+
+
+def recon_figure(originals: np.ndarray, recons: np.ndarray, scores: np.ndarray, path: Path) -> Path:
+    """Best, median and worst reconstructions: original, reconstruction, |difference|."""
+    plt = _plt()
+    order = np.argsort(scores)
+    picks = [("worst", order[0]), ("median", order[len(order) // 2]), ("best", order[-1])]
+    fig, axes = plt.subplots(3, 3, figsize=(7.5, 7.8))
+    for col, (label, i) in enumerate(picks):
+        diff = np.abs(originals[i].astype(np.float32) - recons[i].astype(np.float32))
+        for row, (img, title) in enumerate(
+            [(originals[i], "original"), (recons[i], "reconstruction"), (diff, "|difference|")]
+        ):
+            ax = axes[row, col]
+            ax.imshow(img, cmap="gray", vmin=0, vmax=1 if row < 2 else max(diff.max(), 1e-3))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(f"{label}: SSIM {scores[i]:.3f}", fontsize=10)
+            if col == 0:
+                ax.set_ylabel(title)
+    fig.suptitle("VQ-VAE reconstructions of test slices")
+    return _save(fig, path)
+
+
+def curves_figure(log: dict[str, list[tuple[int, float]]], path: Path, title: str) -> Path:
+    """One panel per logged metric (loss, usage, validation SSIM, ...) against step."""
+    keys = [k for k in log if not k.endswith("_step") or k.replace("_step", "_epoch") not in log]
+    keys = [k for k in keys if len(log[k]) > 0]
+    n = max(len(keys), 1)
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    plt = _plt()
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    for ax, k in zip(axes.flat, keys, strict=False):
+        steps, vals = zip(*log[k], strict=True)
+        ax.plot(steps, vals, marker="." if len(vals) < 50 else None)
+        ax.set_title(k)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys) :]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def codebook_figure(counts: np.ndarray, path: Path, title: str) -> Path:
+    """Code usage counts, sorted from most to least used, on a log scale."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    c = np.sort(counts)[::-1]
+    ax.bar(np.arange(len(c)), np.maximum(c, 0.5), width=1.0)
+    ax.set_yscale("log")
+    ax.set_xlabel("code (sorted by use)")
+    ax.set_ylabel("uses on test split")
+    used = int((counts > 0).sum())
+    ax.set_title(f"{title}: {used}/{len(counts)} codes used")
+    return _save(fig, path)
+
+
+def image_grid(images: np.ndarray, path: Path, ncol: int = 8) -> Path:
+    """Images (N, H, W) in [0, 1] tiled into one grayscale PNG with 2-pixel gaps."""
+    from PIL import Image
+
+    n, h, w = images.shape
+    ncol = min(ncol, n)
+    nrow = math.ceil(n / ncol)
+    grid = np.zeros((nrow * (h + 2) + 2, ncol * (w + 2) + 2), dtype=np.uint8)
+    for i, img in enumerate(images):
+        r, c = divmod(i, ncol)
+        grid[2 + r * (h + 2) : 2 + r * (h + 2) + h, 2 + c * (w + 2) : 2 + c * (w + 2) + w] = (
+            np.clip(img, 0, 1) * 255 + 0.5
+        ).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(grid).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+    return path

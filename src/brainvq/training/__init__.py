@@ -1,0 +1,1 @@
+"""Lightning training stages, callbacks and the machine's precision settings."""

@@ -1,0 +1,55 @@
+"""Batches straight from a uint8 array: one vectorised gather and one conversion per batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+
+
+class BatchedSlices(torch.utils.data.Dataset):
+    """uint8 (N, S, S) slices served a batch at a time as float (B, 1, S, S) in [0, 1]."""
+
+    def __init__(self, slices: np.ndarray) -> None:
+        self.slices = slices
+
+    def __len__(self) -> int:
+        return len(self.slices)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, idx: list[int]) -> torch.Tensor:
+        order = np.sort(np.asarray(idx))  # sorted reads are kind to memory maps
+        batch = np.take(self.slices, order, axis=0)
+        return torch.from_numpy(batch).unsqueeze(1).float().div_(255.0)
+
+
+def _identity(batch):
+    return batch
+
+
+def slice_loader(
+    slices: np.ndarray,
+    batch_size: int,
+    shuffle: bool,
+    num_workers: int = 0,
+    drop_last: bool = False,
+    seed: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A DataLoader over uint8 slices that fetches whole batches at once."""
+    ds = BatchedSlices(slices)
+    if shuffle:
+        sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(seed))
+    else:
+        sampler = SequentialSampler(ds)
+    drop = drop_last and len(ds) >= batch_size
+    return DataLoader(
+        ds,
+        batch_sampler=BatchSampler(sampler, batch_size, drop_last=drop),
+        collate_fn=_identity,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+    )

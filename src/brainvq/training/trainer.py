@@ -1,0 +1,78 @@
+"""Build a Lightning Trainer for a stage: precision, checkpoints, resume, budget, logs."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import warnings
+from datetime import timedelta
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import TQDMProgressBar
+
+from brainvq.config import TrainConfig
+from brainvq.runs import RunDir
+from brainvq.training.callbacks import LossThresholdStop, RollingCheckpoint
+from brainvq.training.hardware import resolve_accelerator, resolve_precision
+from brainvq.training.logs import ResumableCSVLogger
+
+# Lightning's chatter that says nothing to a brainvq user
+for _pattern in (
+    ".*does not have many workers.*",
+    ".*The number of training batches.*",
+    ".*Checkpoint directory.*exists and is not empty.*",
+    ".*LeafSpec.*",
+    ".*treespec.*",
+):
+    warnings.filterwarnings("ignore", message=_pattern)
+
+
+def resume_path(run: RunDir, stage: str, fresh: bool) -> Path | None:
+    """last.ckpt of the stage if it exists and we are not starting over; --fresh wipes state."""
+    state = run.stage_state(stage)
+    if fresh:
+        shutil.rmtree(state, ignore_errors=True)
+        shutil.rmtree(run.logs / stage, ignore_errors=True)
+        return None
+    last = state / "last.ckpt"
+    return last if last.exists() else None
+
+
+def make_trainer(
+    run: RunDir,
+    stage: str,
+    t: TrainConfig,
+    progress: bool = True,
+    extra_callbacks: list | None = None,
+    val_every: int = 1,
+) -> L.Trainer:
+    """A Trainer that checkpoints to RUN/state/STAGE, logs CSV to RUN/logs/STAGE and keeps time."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # no "GPU available" / tips chatter
+    accelerator = resolve_accelerator(t.accelerator)
+    callbacks = [
+        RollingCheckpoint(run.stage_state(stage)),
+        *(extra_callbacks or []),
+    ]
+    if t.loss_threshold > 0:
+        callbacks.append(LossThresholdStop(t.loss_threshold))
+    if progress:
+        callbacks.append(TQDMProgressBar(refresh_rate=5))
+    return L.Trainer(
+        accelerator=accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        precision=resolve_precision(t.precision, accelerator),
+        max_epochs=t.max_epochs,
+        max_time=timedelta(minutes=t.max_minutes) if t.max_minutes > 0 else None,
+        callbacks=callbacks,
+        logger=ResumableCSVLogger(save_dir=str(run.logs), name=stage, version=""),
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=t.log_every_n_steps,
+        check_val_every_n_epoch=val_every,
+        default_root_dir=str(run.path),
+        enable_checkpointing=False,
+    )

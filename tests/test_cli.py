@@ -1,0 +1,190 @@
+"""End-to-end runs of the `brainvq` command on tiny models and generated data."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .conftest import TINY_OVERRIDES, write_slices
+
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
+
+
+def brainvq(*args, check=True, timeout=300):
+    r = subprocess.run(
+        [sys.executable, "-m", "brainvq.cli", *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=timeout,
+    )
+    if check and r.returncode != 0:
+        raise AssertionError(f"brainvq {args} failed ({r.returncode}):\n{r.stderr[-3000:]}")
+    return r
+
+
+def test_train_evaluate_end_to_end(keras_root, tmp_path):
+    run = tmp_path / "run"
+    t0 = time.time()
+    r = brainvq(
+        "train-vqvae",
+        "--data",
+        str(keras_root),
+        "--run",
+        str(run),
+        "--quiet",
+        *TINY_OVERRIDES,
+        "--train.max_epochs",
+        "2",
+    )
+    assert "VQ-VAE trained" in r.stdout
+    r = brainvq("evaluate", "--run", str(run))
+    assert "SSIM mean" in r.stdout
+    assert time.time() - t0 < 60
+    m = json.loads((run / "metrics.json").read_text())["vqvae"]
+    assert m["n_test"] == 6 and 0 < m["ssim"]["mean"] <= 1 and m["codes_used"] >= 1
+    for fig in ("reconstructions.png", "vqvae_curves.png", "codebook_usage.png"):
+        assert (run / "figures" / fig).stat().st_size > 1000
+    assert (run / "vqvae.safetensors").exists() and (run / "config.toml").exists()
+    # a finished stage is reused, not redone
+    r = brainvq(
+        "train-vqvae",
+        "--data",
+        str(keras_root),
+        "--run",
+        str(run),
+        "--quiet",
+        *TINY_OVERRIDES,
+        "--train.max_epochs",
+        "2",
+    )
+    assert "already trained" in r.stdout
+    # a different model config is refused without --fresh
+    r = brainvq(
+        "train-vqvae",
+        "--data",
+        str(keras_root),
+        "--run",
+        str(run),
+        "--quiet",
+        *TINY_OVERRIDES,
+        "--vqvae.codebook_size",
+        "16",
+        check=False,
+    )
+    assert r.returncode == 2 and "different config" in r.stderr and "--fresh" in r.stderr
+
+
+def test_256_pixel_slices(tmp_path):
+    root = tmp_path / "big"
+    write_slices(root / "keras_png_slices_train", 6, 256)
+    write_slices(root / "keras_png_slices_test", 2, 256, seed=3)
+    run = tmp_path / "run256"
+    over = [a if a != "32" else "256" for a in TINY_OVERRIDES[:2]] + TINY_OVERRIDES[2:]
+    brainvq(
+        "run",
+        "--data",
+        str(root),
+        "--run",
+        str(run),
+        "--quiet",
+        *over,
+        "--train.max_epochs",
+        "1",
+        "--vqvae.downsample",
+        "8",
+    )
+    m = json.loads((run / "metrics.json").read_text())["vqvae"]
+    assert m["image_size"] == 256 and m["n_test"] == 2
+
+
+def test_resume_after_kill(keras_root, tmp_path):
+    run = tmp_path / "run"
+    args = [
+        "train-vqvae",
+        "--data",
+        str(keras_root),
+        "--run",
+        str(run),
+        "--quiet",
+        *TINY_OVERRIDES,
+        "--train.max_epochs",
+        "400",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "brainvq.cli", *args],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    last = run / "state" / "vqvae" / "last.ckpt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not last.exists():
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert last.exists(), "no checkpoint written before the kill"
+    assert not (run / "vqvae.safetensors").exists()
+    import torch
+
+    saved_epoch = torch.load(last, map_location="cpu", weights_only=False)["epoch"]
+    r = brainvq(*args[:-2], "--train.max_epochs", str(saved_epoch + 3))
+    assert "VQ-VAE resumed" in r.stdout
+    assert f"{saved_epoch + 3} epochs" in r.stdout
+    # the CSV log keeps the epochs from before the kill, and its step counts run on without repeats
+    import csv
+
+    with (run / "logs" / "vqvae" / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    epochs = {int(float(r["epoch"])) for r in rows if r["epoch"]}
+    assert epochs == set(range(saved_epoch + 3))
+    steps = [int(float(r["step"])) for r in rows if r.get("loss_step")]
+    assert steps == sorted(set(steps)) and steps[0] < 6 and steps[-1] >= (saved_epoch + 2) * 6
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["train-vqvae", "--data", "/nonexistent/x", "--run", "{run}"], "data folder not found"),
+        (["train-vqvae", "--data", "{empty}", "--run", "{run}"], "no PNG/JPEG slices"),
+        (
+            ["train-vqvae", "--data", "{root}", "--run", "{run}", "--vqvae.codebook_size", "-4"],
+            "vqvae.codebook_size",
+        ),
+        (
+            ["train-vqvae", "--data", "{root}", "--run", "{run}", "--data.image_size", "30"],
+            "not divisible",
+        ),
+        (
+            ["train-vqvae", "--data", "{root}", "--run", "{run}", "--config", "{badcfg}"],
+            "unknown key",
+        ),
+        (["evaluate", "--run", "{empty}"], "config.toml: missing"),
+        (["train-vqvae", "--data", "{trunc}", "--run", "{run}", *TINY_OVERRIDES], "trunc.png"),
+    ],
+)
+def test_bad_input_one_line_exit_2(args, needle, tmp_path, keras_root):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    trunc = tmp_path / "trunc"
+    good = write_slices(trunc, 4, 32)[0]
+    (trunc / "trunc.png").write_bytes(good.read_bytes()[:50])
+    badcfg = tmp_path / "bad.toml"
+    badcfg.write_text("[train]\nlearning_rate = 1\n")
+    fill = dict(
+        run=str(tmp_path / "run"),
+        empty=str(empty),
+        root=str(keras_root),
+        badcfg=str(badcfg),
+        trunc=str(trunc),
+    )
+    r = brainvq(*[a.format(**fill) for a in args], "--quiet", check=False)
+    assert r.returncode == 2, r.stderr
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert needle in err[0]
