@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -87,4 +90,43 @@ TINY_OVERRIDES = [
     "0",
     "--train.log_every_n_steps",
     "1",
+    "--prior.max_minutes",
+    "0",
+    "--prior.max_epochs",
+    "1",
+    "--prior.steps_per_epoch",
+    "4",
+    "--prior.batch_size",
+    "4",
+    "--prior.latent_dim",
+    "8",
+    "--prior.g_channels",
+    "16",
+    "--prior.d_channels",
+    "8",
+    "--eval.n_samples",
+    "6",
 ]
+
+
+CLI_ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
+
+
+def cli_args(*args: str) -> list[str]:
+    """The command line that runs `brainvq ARGS` with this interpreter."""
+    return [sys.executable, "-m", "brainvq.cli", *args]
+
+
+def brainvq(*args: str, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run the brainvq CLI in a subprocess; with check, fail the test on a non-zero exit."""
+    r = subprocess.run(
+        cli_args(*args), capture_output=True, text=True, env=CLI_ENV, timeout=timeout
+    )
+    if check and r.returncode != 0:
+        raise AssertionError(f"brainvq {args} failed ({r.returncode}):\n{r.stderr[-3000:]}")
+    return r
+
+
+def tiny(command: str, data, run, *extra: str) -> list[str]:
+    """`COMMAND --data DATA --run RUN --quiet` with the tiny model's overrides, then extra."""
+    return [command, "--data", str(data), "--run", str(run), "--quiet", *TINY_OVERRIDES, *extra]

@@ -38,6 +38,7 @@ def test_overrides_parse_types():
         ("vqvae.ema=maybe", "true or false"),
         ("codebook_size=5", "section.key"),
         ("vqvae.codebook_size", "section.key=value"),
+        ("train.lr=nan", "finite"),
     ],
 )
 def test_bad_overrides_name_the_setting(item, needle):

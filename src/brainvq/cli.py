@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 
 from brainvq.config import Config
-from brainvq.errors import BrainVQError, ConfigError
+from brainvq.errors import BrainVQError, ConfigError, Interrupted
 
 PRESETS = Path(__file__).parent / "configs"
 
@@ -92,22 +92,52 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "evaluate",
         help="score a run on the test split and write metrics.json and figures",
-        description="Test reconstruction SSIM (skimage), PSNR and codebook usage of RUN's VQ-VAE.",
+        description="Test reconstruction SSIM (skimage), PSNR and codebook usage of RUN's VQ-VAE; "
+        "then, for each trained prior, N samples scored by NN-SSIM against the training split, "
+        "realism ratio, diversity, copies and code-histogram distance.",
     )
+    p.add_argument("-n", type=int, help="samples per prior (default eval.n_samples, 100)")
+    p.add_argument("--seed", type=int, help="seed of those samples (default eval.seed)")
     p.add_argument("--run", required=True, help="run folder")
     p.add_argument("--data", help="data folder (default: the one the run was trained on)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser(
         "run",
-        help="the whole job: train the VQ-VAE, evaluate, write every output",
-        description="Train (or reuse) every stage of RUN on DATA, then evaluate. "
-        "Stages already in the run folder are reused unless --fresh.",
+        help="the whole job: VQ-VAE, prior, samples, evaluation (the original driver.py)",
+        description="Train (or reuse) the VQ-VAE and the prior of RUN on DATA, sample, evaluate "
+        "and write every output. Stages already in the run folder are reused unless --fresh.",
         epilog=OVERRIDE_HELP,
     )
     p.add_argument("--data", default="default", help="data folder or 'default' (embedded slices)")
     p.add_argument("--run", required=True, help="run folder")
+    p.add_argument("--kind", default="dcgan", choices=["dcgan"], help="which prior")
     _add_config_args(p)
+
+    p = sub.add_parser(
+        "train-prior",
+        help="train (or resume) a prior over the run's code maps",
+        description="Encode the training split into code maps (cached in RUN/codes) and train a "
+        "prior that samples new ones. Checkpoints, resume and the time budget work as in "
+        "train-vqvae.",
+        epilog=OVERRIDE_HELP,
+    )
+    p.add_argument("--run", required=True, help="run folder with a trained VQ-VAE")
+    p.add_argument("--kind", default="dcgan", choices=["dcgan"], help="which prior")
+    p.add_argument("--data", help="data folder (default: the one the VQ-VAE was trained on)")
+    _add_config_args(p)
+
+    p = sub.add_parser(
+        "sample",
+        help="draw new slices from a run's prior: PNGs and a grid",
+        description="Sample N code maps from the prior, decode them and write RUN/samples/ "
+        "(or --out): sample_0000.png ... and grid.png. The same --seed gives the same slices.",
+    )
+    p.add_argument("--run", required=True, help="run folder")
+    p.add_argument("-n", type=int, default=64, help="how many slices (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--kind", default="dcgan", choices=["dcgan"], help="which prior")
+    p.add_argument("--out", help="output folder (default RUN/samples)")
 
     p = sub.add_parser("config", help="print the config (defaults, or a file with overrides)")
     p.add_argument("--config", help="TOML config file or preset name")
@@ -131,16 +161,62 @@ def cmd_train_vqvae(args, overrides) -> int:
 
 
 def cmd_evaluate(args, overrides) -> int:
-    from brainvq.evaluate import evaluate_vqvae, format_table
+    from brainvq.evaluate import evaluate_samples, evaluate_vqvae, format_sample_table, format_table
+    from brainvq.priors import prior_path
+    from brainvq.runs import RunDir
 
     res = evaluate_vqvae(args.run, args.data)
     print(format_table(res))
+    for kind in ("dcgan",):
+        if prior_path(RunDir(args.run), kind).exists():
+            s = evaluate_samples(
+                args.run, kind, args.data, getattr(args, "n", None), getattr(args, "seed", None)
+            )
+            print(format_sample_table(s, kind))
     print(f"metrics -> {Path(args.run) / 'metrics.json'}; figures -> {Path(args.run) / 'figures'}")
+    return 0
+
+
+def cmd_train_prior(args, overrides) -> int:
+    from brainvq.training.prior_stage import train_prior
+
+    cfg = load_config(args, overrides)
+    res = train_prior(
+        args.run, cfg, args.kind, args.data, fresh=args.fresh, progress=not args.quiet
+    )
+    if res["status"] == "reused":
+        print(f"{args.kind} prior already trained: {res['weights']} (use --fresh to retrain)")
+    else:
+        print(
+            f"{args.kind} prior {res['status']}: {res.get('steps', '?')} steps in "
+            f"{res.get('seconds', 0):.0f}s -> {res['weights']}"
+        )
+    return 0
+
+
+def cmd_sample(args, overrides) -> int:
+    from brainvq.errors import RunError
+    from brainvq.priors import load_prior
+    from brainvq.runs import load_run
+    from brainvq.sampling import sample_images, write_samples
+
+    if args.n < 1:
+        raise RunError(f"-n {args.n}: ask for at least one sample")
+    run = load_run(args.run)
+    drawn = sample_images(run, load_prior(run, args.kind), args.n, args.seed)
+    out = Path(args.out) if args.out else run.dir.path / "samples"
+    grid = write_samples(drawn["images"], out)
+    print(
+        f"{args.n} samples in {drawn['seconds']:.2f}s ({drawn['samples_per_second']:.1f}/s) "
+        f"-> {out}/sample_*.png, grid {grid}"
+    )
     return 0
 
 
 def cmd_run(args, overrides) -> int:
     cmd_train_vqvae(args, overrides)
+    cmd_train_prior(args, overrides)
+    cmd_sample(argparse.Namespace(run=args.run, n=64, seed=0, kind=args.kind, out=None), [])
     return cmd_evaluate(argparse.Namespace(run=args.run, data=args.data), [])
 
 
@@ -152,6 +228,8 @@ def cmd_config(args, overrides) -> int:
 COMMANDS = {
     "train-vqvae": cmd_train_vqvae,
     "evaluate": cmd_evaluate,
+    "train-prior": cmd_train_prior,
+    "sample": cmd_sample,
     "run": cmd_run,
     "config": cmd_config,
 }
@@ -166,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         overrides = _split_overrides(extra)
         return COMMANDS[args.command](args, overrides)
+    except Interrupted as e:
+        print(f"brainvq: {e}", file=sys.stderr)
+        return 130
     except BrainVQError as e:
         print(f"brainvq: error: {e}", file=sys.stderr)
         return 2

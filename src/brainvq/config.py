@@ -7,6 +7,7 @@ file and overridden on the command line as `--section.key VALUE` (or `--set sect
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -97,14 +98,23 @@ class PriorConfig:
     # How the generator makes discrete codes (see brainvq.nn.dcgan):
     #   "snap": a continuous code_dim map snapped to the nearest codebook vector, straight-through;
     #   "gumbel": logits over the K codes, straight-through Gumbel-softmax one-hot (Jang 2017).
-    design: str = "snap"
+    # Measured on bench-vqvae (bench/results/prior_dcgan.md): gumbel beat snap on every measure.
+    design: str = "gumbel"
     loss: str = "hinge"  # hinge (Lim & Ye 2017) | bce (the non-saturating loss of Goodfellow 2014)
     spectral_norm: bool = True  # spectral norm in D instead of BatchNorm (Miyato et al. 2018)
     r1_gamma: float = 0.0  # R1 gradient penalty on real inputs (Mescheder et al. 2018); 0 = off
+    # minibatch standard deviation as an extra D feature against mode collapse (Karras et al. 2018);
+    # off by default: not yet measured here
+    minibatch_std: bool = False
     ema_decay: float = 0.999  # EMA of generator weights used for sampling (Karras 2018); 0 = off
-    commit_weight: float = 0.1  # "snap": pull G's output towards its snapped code (like VQ-VAE beta)
+    # "snap": weight of |z - sg(snap(z))|^2 pulling G's output to its code (like VQ-VAE's beta)
+    commit_weight: float = 0.1
+    # "snap": G's output is tanh-bounded to the codebook's per-dimension range (DCGAN's tanh
+    # output); unbounded, the straight-through gradient drove it far off the codebook (bench).
+    tanh_output: bool = True
     gumbel_tau: float = 1.0  # "gumbel": softmax temperature
-    steps_per_epoch: int = 200  # optimizer steps per epoch (the data is small; one epoch = one ckpt)
+    # optimizer steps per epoch (real maps are few; an epoch is also when a checkpoint is written)
+    steps_per_epoch: int = 200
 
 
 @dataclass
@@ -113,6 +123,10 @@ class EvalConfig:
 
     n_samples: int = 100
     batch_size: int = 64
+    # NN-SSIM compares each image exactly with its this-many nearest training slices in L2
+    # distance (0 = with every training slice; exhaustive but slow on full OASIS).
+    nn_candidates: int = 128
+    seed: int = 0  # seed of the samples that evaluate draws
 
 
 @dataclass
@@ -128,6 +142,12 @@ class Config:
     def validate(self) -> Config:
         """Check values that would fail later; raise ConfigError naming the setting."""
         v, d, t = self.vqvae, self.data, self.train
+        for section in fields(self):
+            sub = getattr(self, section.name)
+            for f in fields(sub):
+                value = getattr(sub, f.name)
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise ConfigError(f"{section.name}.{f.name} = {value}: must be a finite number")
         if v.downsample not in (4, 8):
             raise ConfigError(f"vqvae.downsample = {v.downsample}: must be 4 or 8")
         for name in ("codebook_size", "code_dim", "hidden", "res_hidden"):

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from brainvq.config import DataConfig
@@ -270,24 +269,6 @@ def split_arrays(splits: Splits, cfg: DataConfig, progress: bool = True) -> dict
             stacklevel=2,
         )
     return {k: load_uint8(v, size, cfg, progress) for k, v in splits.files.items()}
-
-
-class SliceDataset(torch.utils.data.Dataset):
-    """Float (1, S, S) tensors in [0, 1] served from a uint8 array (possibly memory-mapped)."""
-
-    def __init__(self, slices: np.ndarray) -> None:
-        self.slices = slices
-
-    def __len__(self) -> int:
-        return len(self.slices)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return torch.from_numpy(np.array(self.slices[i], dtype=np.uint8))[None].float().div_(255.0)
-
-
-def to_tensor(slices: np.ndarray) -> torch.Tensor:
-    """A whole uint8 (N, S, S) array as float (N, 1, S, S) in [0, 1]."""
-    return torch.from_numpy(np.asarray(slices, dtype=np.uint8).copy())[:, None].float() / 255.0
 
 
 def load_splits(root: str | Path, cfg: DataConfig, progress: bool = True) -> dict[str, np.ndarray]:

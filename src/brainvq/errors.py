@@ -15,3 +15,7 @@ class ConfigError(BrainVQError):
 
 class RunError(BrainVQError):
     """A run folder that is missing, unwritable or incompatible."""
+
+
+class Interrupted(BrainVQError):
+    """Training stopped by Ctrl-C after saving a checkpoint; rerunning resumes."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 _WIN = 7
 _K1, _K2 = 0.01, 0.03
@@ -24,9 +23,12 @@ def ssim_reference(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def _box(x: torch.Tensor) -> torch.Tensor:
-    """Mean over each valid 7x7 window of (N, 1, H, W), separably."""
-    x = F.avg_pool2d(x, (_WIN, 1), stride=1)
-    return F.avg_pool2d(x, (1, _WIN), stride=1)
+    """Mean over each valid 7x7 window of (N, 1, H, W), by running sums along each axis."""
+    c = x.cumsum(2)
+    c = torch.cat([c[:, :, _WIN - 1 : _WIN], c[:, :, _WIN:] - c[:, :, :-_WIN]], 2)
+    c = c.cumsum(3)
+    c = torch.cat([c[:, :, :, _WIN - 1 : _WIN], c[:, :, :, _WIN:] - c[:, :, :, :-_WIN]], 3)
+    return c / (_WIN * _WIN)
 
 
 def _stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,29 +56,50 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def max_ssim_against(
-    queries: torch.Tensor, refs: torch.Tensor, chunk: int = 256, exclude_self: bool = False
+    queries: torch.Tensor,
+    refs: torch.Tensor,
+    chunk: int = 256,
+    exclude_self: bool = False,
+    candidates: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """For each query image, its highest SSIM against any ref and that ref's index.
 
     queries (M, 1, H, W) and refs (N, 1, H, W) in [0, 1]. With exclude_self, query i is not
-    compared with ref i (for scoring a set against itself).
+    compared with ref i (for scoring a set against itself). With candidates=k > 0, SSIM is computed
+    exactly against the k refs nearest to each query in L2 distance only (a shortlist that makes
+    large training sets affordable); 0 searches all refs.
     """
     refs = refs.float()
-    r_mu, r_sq = _stats(refs)
+    queries = queries.float()
+    n = refs.shape[0]
+    shortlist = None
+    if 0 < candidates < n:
+        q_flat, r_flat = queries.flatten(1), refs.flatten(1)
+        d2 = (q_flat.pow(2).sum(1, keepdim=True) - 2 * q_flat @ r_flat.t()) + r_flat.pow(2).sum(1)
+        if exclude_self:
+            d2[torch.arange(len(queries)), torch.arange(len(queries))] = float("inf")
+        shortlist = d2.topk(candidates, dim=1, largest=False).indices
+    else:
+        r_mu, r_sq = _stats(refs)
     best = torch.full((queries.shape[0],), -2.0)
     where = torch.zeros(queries.shape[0], dtype=torch.long)
     for i in range(queries.shape[0]):
-        q = queries[i : i + 1].float()
+        q = queries[i : i + 1]
         q_mu, q_sq = _stats(q)
-        for s in range(0, refs.shape[0], chunk):
-            e = min(s + chunk, refs.shape[0])
-            xy = _box(q * refs[s:e])
-            vals = _ssim_from(q_mu, q_sq, r_mu[s:e], r_sq[s:e], xy)
-            if exclude_self and s <= i < e:
-                vals[i - s] = -2.0
+        idx = shortlist[i] if shortlist is not None else torch.arange(n)
+        for s in range(0, len(idx), chunk):
+            sel = idx[s : s + chunk]
+            r = refs[sel]
+            if shortlist is not None:
+                mu, sq = _stats(r)
+            else:
+                mu, sq = r_mu[sel], r_sq[sel]
+            vals = _ssim_from(q_mu, q_sq, mu, sq, _box(q * r))
+            if exclude_self:
+                vals[sel == i] = -2.0
             v, j = vals.max(0)
             if v > best[i]:
-                best[i], where[i] = v, s + j
+                best[i], where[i] = v, sel[j]
     return best, where
 
 

@@ -27,17 +27,43 @@ from brainvq.errors import RunError
 from brainvq.nn.vqvae import VQVAE
 
 
+def _write_failed(path: Path, e: OSError) -> RunError:
+    return RunError(
+        f"{path}: could not write ({e.strerror or e}); free disk space or pick a "
+        "writable --run, then run the same command again"
+    )
+
+
+def _temp_beside(path: Path) -> str:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as e:
+        raise _write_failed(path, e) from None
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())
+    return tmp
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write bytes to path via a temporary file in the same folder and a rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = _temp_beside(path)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise _write_failed(path, e) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -51,13 +77,19 @@ def atomic_write_text(path: Path, text: str) -> None:
 def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, meta: dict) -> None:
     """save_file to a temporary name, then rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
+    tmp = _temp_beside(path)
     try:
         clean = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
         save_file(clean, tmp, metadata={k: str(v) for k, v in meta.items()})
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise _write_failed(path, e) from None
+    except Exception as e:  # safetensors reports a full disk as its own error type
+        Path(tmp).unlink(missing_ok=True)
+        raise RunError(
+            f"{path}: could not write weights ({e}); free disk space and rerun"
+        ) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

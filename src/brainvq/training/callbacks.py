@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
+
+from brainvq.errors import RunError
 
 
 class LossThresholdStop(Callback):
@@ -29,12 +33,18 @@ class RollingCheckpoint(Callback):
 
     Each save goes to a temporary file first and is renamed into place, so a crash or kill at any
     moment leaves either the previous or the new checkpoint, never a torn one.
+
+    Ctrl-C (SIGINT) during training does not kill the step in flight: the first one asks for a
+    stop, the checkpoint is written after the current batch and training ends cleanly with
+    `interrupted` set; a second Ctrl-C interrupts at once.
     """
 
     def __init__(self, dirpath: str | Path, every_minutes: float = 2.0) -> None:
         self.dirpath = Path(dirpath)
         self.every_s = every_minutes * 60
         self._last = time.monotonic()
+        self.interrupted = False
+        self._previous_handler = None
 
     @property
     def path(self) -> Path:
@@ -44,16 +54,35 @@ class RollingCheckpoint(Callback):
     def save(self, trainer: L.Trainer) -> None:
         """Write the trainer's full state atomically."""
         tmp = self.dirpath / ".last.ckpt.tmp"
-        if trainer.is_global_zero:
-            self.dirpath.mkdir(parents=True, exist_ok=True)
-        trainer.save_checkpoint(str(tmp))
-        if trainer.is_global_zero:
-            os.replace(tmp, self.path)
+        try:
+            if trainer.is_global_zero:
+                self.dirpath.mkdir(parents=True, exist_ok=True)
+            trainer.save_checkpoint(str(tmp))
+            if trainer.is_global_zero:
+                os.replace(tmp, self.path)
+        except (OSError, RuntimeError) as e:
+            tmp.unlink(missing_ok=True)
+            raise RunError(
+                f"{self.path}: could not write the checkpoint ({e}); free disk space and run the "
+                "same command again to resume from the previous checkpoint"
+            ) from None
         trainer.strategy.barrier()
         self._last = time.monotonic()
 
+    def _on_sigint(self, signum, frame) -> None:
+        if self.interrupted:  # second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.interrupted = True
+
+    def _restore_handler(self) -> None:
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGINT, self._previous_handler)
+            self._previous_handler = None
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._last = time.monotonic()
+        if threading.current_thread() is threading.main_thread():
+            self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
         # resumed: rows logged after this checkpoint belong to work that is about to be redone
         for logger in trainer.loggers:
             drop = getattr(logger.experiment, "drop_rows_from", None)
@@ -61,8 +90,17 @@ class RollingCheckpoint(Callback):
                 drop(trainer.global_step)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.every_s > 0 and time.monotonic() - self._last > self.every_s:
+        if self.interrupted and not trainer.should_stop:
             self.save(trainer)
+            trainer.should_stop = True
+        elif self.every_s > 0 and time.monotonic() - self._last > self.every_s:
+            self.save(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_handler()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception) -> None:
+        self._restore_handler()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:

@@ -23,7 +23,9 @@ class _AppendingWriter(ExperimentWriter):
         with open(self.metrics_file_path, newline="") as f:
             reader = csv.DictReader(f)
             fields = reader.fieldnames or []
-            rows = [r for r in reader if r.get("step") in ("", None) or int(float(r["step"])) < step]
+            rows = [
+                r for r in reader if r.get("step") in ("", None) or int(float(r["step"])) < step
+            ]
         tmp = self.metrics_file_path + ".tmp"
         with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=fields)

@@ -76,3 +76,35 @@ def make_trainer(
         default_root_dir=str(run.path),
         enable_checkpointing=False,
     )
+
+
+def fit_stage(trainer: L.Trainer, module: L.LightningModule, train_dl, val_dl, ckpt, run, stage):
+    """trainer.fit with the project's rules: checkpoints load weights_only; a non-finite loss or a
+    Ctrl-C becomes a one-line BrainVQError that says where the last good checkpoint is."""
+    from brainvq.errors import BrainVQError, Interrupted
+    from brainvq.training.callbacks import RollingCheckpoint
+
+    state = run.stage_state(stage)
+    try:
+        trainer.fit(
+            module, train_dl, val_dl, ckpt_path=str(ckpt) if ckpt else None, weights_only=True
+        )
+    except FloatingPointError as e:
+        raise BrainVQError(
+            f"training stopped: {e}; the last good checkpoint is kept in {state} "
+            "(lower the learning rate and run the same command to resume)"
+        ) from None
+    except SystemExit:  # Lightning's answer to a second Ctrl-C
+        raise Interrupted(f"interrupted; last checkpoint in {state}; rerun to resume") from None
+    except Exception as e:
+        if type(e).__name__ == "UnpicklingError" or "weights_only" in str(e):
+            raise BrainVQError(
+                f"{ckpt}: checkpoint holds objects that are not plain weights; refusing to load it "
+                "(use --fresh to start over)"
+            ) from None
+        raise
+    cb = next((c for c in trainer.callbacks if isinstance(c, RollingCheckpoint)), None)
+    if (cb is not None and cb.interrupted) or trainer.interrupted:
+        raise Interrupted(
+            f"interrupted: checkpoint saved in {state}; run the same command again to resume"
+        )

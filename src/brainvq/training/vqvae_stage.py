@@ -10,10 +10,9 @@ import torch
 
 from brainvq.config import Config
 from brainvq.data import load_splits
-from brainvq.errors import BrainVQError
 from brainvq.runs import RunDir, atomic_write_text, check_compatible, save_vqvae
 from brainvq.training.loaders import slice_loader
-from brainvq.training.trainer import make_trainer, resume_path
+from brainvq.training.trainer import fit_stage, make_trainer, resume_path
 from brainvq.training.vqvae_module import VQVAEModule
 
 
@@ -26,6 +25,16 @@ def train_vqvae(
 ) -> dict:
     """Train (or resume, or reuse) the VQ-VAE of a run; returns a summary dict."""
     run = RunDir(run_path)
+    created = not run.path.exists()
+    try:
+        return _train_vqvae(data, run, cfg, fresh, progress)
+    except Exception:
+        if created and run.path.is_dir() and not any(run.path.iterdir()):
+            run.path.rmdir()  # nothing half-written: a run folder we made and left empty goes
+        raise
+
+
+def _train_vqvae(data: str, run: RunDir, cfg: Config, fresh: bool, progress: bool) -> dict:
     run.ensure_writable()
     if fresh:
         run.vqvae.unlink(missing_ok=True)
@@ -53,16 +62,8 @@ def train_vqvae(
     ckpt = resume_path(run, "vqvae", fresh)
     trainer = make_trainer(run, "vqvae", t, progress)
     started = time.time()
-    try:
-        trainer.fit(module, train_dl, val_dl, ckpt_path=str(ckpt) if ckpt else None)
-    except FloatingPointError as e:
-        raise BrainVQError(
-            f"training stopped: {e}; the last good checkpoint is kept in {run.stage_state('vqvae')}"
-            " (lower train.lr and resume)"
-        ) from None
+    fit_stage(trainer, module, train_dl, val_dl, ckpt, run, "vqvae")
     model = getattr(module.model, "_orig_mod", module.model).float().cpu()
-    if trainer.interrupted:
-        raise KeyboardInterrupt
     if trainer.is_global_zero:
         save_vqvae(model.to(memory_format=torch.contiguous_format), run.vqvae, cfg)
     return {

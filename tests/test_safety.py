@@ -1,0 +1,126 @@
+"""Crash- and input-safety: Ctrl-C, NaN loss, disk full, unpicklable checkpoints, determinism."""
+
+import errno
+import json
+import os
+import pickle
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+
+from brainvq import runs
+from brainvq.errors import BrainVQError, RunError
+from brainvq.nn.vqvae import VQVAE
+from brainvq.training import vqvae_module
+from brainvq.training.vqvae_stage import train_vqvae
+
+from .conftest import CLI_ENV, brainvq, cli_args, tiny, tiny_config
+
+
+def _wait_for(path, proc, seconds=120):
+    deadline = time.time() + seconds
+    while time.time() < deadline and not path.exists() and proc.poll() is None:
+        time.sleep(0.2)
+    return path.exists()
+
+
+def test_ctrl_c_saves_checkpoint_and_exits_cleanly(keras_root, tmp_path):
+    run = tmp_path / "run"
+    args = cli_args(
+        *tiny("train-vqvae", keras_root, run),
+        "--train.max_epochs",
+        "500",
+    )
+    proc = subprocess.Popen(
+        args, env=CLI_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    ckpt = run / "state" / "vqvae" / "last.ckpt"
+    assert _wait_for(ckpt, proc)
+    before = ckpt.stat().st_mtime_ns
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "checkpoint saved" in err
+    assert ckpt.stat().st_mtime_ns >= before
+    assert not (run / "vqvae.safetensors").exists()
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)  # plain data only
+    assert state["global_step"] > 0
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(keras_root, tmp_path, monkeypatch):
+    real_step = vqvae_module.VQVAEModule.training_step
+
+    def poisoned(self, batch, batch_idx):
+        if self.current_epoch >= 1:
+            batch = batch * float("nan")
+        return real_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(vqvae_module.VQVAEModule, "training_step", poisoned)
+    run = tmp_path / "run"
+    with pytest.raises(BrainVQError, match="non-finite training loss"):
+        train_vqvae(str(keras_root), str(run), tiny_config(max_epochs=5), progress=False)
+    ckpt = torch.load(run / "state" / "vqvae" / "last.ckpt", weights_only=True)
+    assert ckpt["epoch"] == 0  # the good epoch, not the poisoned one
+    assert all(
+        torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point()
+    )
+    assert not (run / "vqvae.safetensors").exists()
+
+
+def test_disk_full_while_saving_leaves_nothing_half_written(tmp_path, monkeypatch):
+    cfg = tiny_config()
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(runs.os, "replace", full)
+    target = tmp_path / "vqvae.safetensors"
+    with pytest.raises(RunError, match="No space left"):
+        runs.save_vqvae(VQVAE(cfg.vqvae), target, cfg)
+    with pytest.raises(RunError, match="No space left"):
+        runs.atomic_write_text(tmp_path / "metrics.json", "{}")
+    assert list(tmp_path.iterdir()) == []
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_checkpoint_that_would_run_code_is_refused(keras_root, tmp_path):
+    run = tmp_path / "run"
+    state = run / "state" / "vqvae"
+    state.mkdir(parents=True)
+    tiny_config().save(run / "config.toml")
+    with open(state / "last.ckpt", "wb") as f:
+        pickle.dump({"state_dict": {}, "evil": _Evil()}, f)
+    r = brainvq(
+        *tiny("train-vqvae", keras_root, run),
+        "--train.max_epochs",
+        "1",
+        check=False,
+    )
+    assert r.returncode == 2, r.stderr
+    assert "refusing to load" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_same_seed_same_metrics(keras_root, tmp_path):
+    from brainvq.evaluate import evaluate_vqvae
+
+    results = []
+    for name in ("a", "b"):
+        train_vqvae(
+            str(keras_root), str(tmp_path / name), tiny_config(max_epochs=2), progress=False
+        )
+        results.append(evaluate_vqvae(str(tmp_path / name)))
+    assert json.dumps(results[0], sort_keys=True) == json.dumps(results[1], sort_keys=True)
+
+
+def test_failed_start_leaves_no_run_folder(tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(BrainVQError):
+        train_vqvae(str(tmp_path / "missing"), str(run), tiny_config(), progress=False)
+    assert not run.exists()
