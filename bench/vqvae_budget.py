@@ -40,6 +40,16 @@ def machine() -> str:
     )
 
 
+def append_result(path: Path, title: str, block: str) -> None:
+    """Append a result block to a markdown file (created with a title), and print it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_text(f"# {title}\n\nWritten by bench/{Path(sys.argv[0]).name}.\n")
+    with path.open("a") as f:
+        f.write(block)
+    print(block)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", nargs="?", default="../shared/data/brain-mri-128")
@@ -81,14 +91,7 @@ def main() -> int:
         f"- codebook: {m['codes_used']}/{m['codes_used'] / m['codebook_usage']:.0f} codes used "
         f"on the test split ({m['codebook_usage']:.1%}), perplexity {m['perplexity']:.1f}\n"
     )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    if not RESULTS.exists():
-        RESULTS.write_text(
-            "# VQ-VAE under a wall-clock budget\n\nWritten by bench/vqvae_budget.py.\n"
-        )
-    with RESULTS.open("a") as f:
-        f.write(block)
-    print(block)
+    append_result(RESULTS, "VQ-VAE under a wall-clock budget", block)
     return 0
 
 

@@ -1,43 +1,20 @@
 """End-to-end runs of the `brainvq` command on tiny models and generated data."""
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-from .conftest import TINY_OVERRIDES, write_slices
-
-ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
-
-
-def brainvq(*args, check=True, timeout=300):
-    r = subprocess.run(
-        [sys.executable, "-m", "brainvq.cli", *args],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=timeout,
-    )
-    if check and r.returncode != 0:
-        raise AssertionError(f"brainvq {args} failed ({r.returncode}):\n{r.stderr[-3000:]}")
-    return r
+from .conftest import CLI_ENV, TINY_OVERRIDES, brainvq, cli_args, tiny, write_slices
 
 
 def test_train_evaluate_end_to_end(keras_root, tmp_path):
     run = tmp_path / "run"
     t0 = time.time()
     r = brainvq(
-        "train-vqvae",
-        "--data",
-        str(keras_root),
-        "--run",
-        str(run),
-        "--quiet",
-        *TINY_OVERRIDES,
+        *tiny("train-vqvae", keras_root, run),
         "--train.max_epochs",
         "2",
     )
@@ -52,26 +29,14 @@ def test_train_evaluate_end_to_end(keras_root, tmp_path):
     assert (run / "vqvae.safetensors").exists() and (run / "config.toml").exists()
     # a finished stage is reused, not redone
     r = brainvq(
-        "train-vqvae",
-        "--data",
-        str(keras_root),
-        "--run",
-        str(run),
-        "--quiet",
-        *TINY_OVERRIDES,
+        *tiny("train-vqvae", keras_root, run),
         "--train.max_epochs",
         "2",
     )
     assert "already trained" in r.stdout
     # a different model config is refused without --fresh
     r = brainvq(
-        "train-vqvae",
-        "--data",
-        str(keras_root),
-        "--run",
-        str(run),
-        "--quiet",
-        *TINY_OVERRIDES,
+        *tiny("train-vqvae", keras_root, run),
         "--vqvae.codebook_size",
         "16",
         check=False,
@@ -115,24 +80,29 @@ def test_resume_after_kill(keras_root, tmp_path):
         "--train.max_epochs",
         "400",
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "brainvq.cli", *args],
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    last = run / "state" / "vqvae" / "last.ckpt"
-    deadline = time.time() + 120
-    while time.time() < deadline and not last.exists():
-        time.sleep(0.2)
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert last.exists(), "no checkpoint written before the kill"
-    assert not (run / "vqvae.safetensors").exists()
     import torch
 
-    saved_epoch = torch.load(last, map_location="cpu", weights_only=False)["epoch"]
+    last = run / "state" / "vqvae" / "last.ckpt"
+    saved_epoch = -1
+    for delay in (0.7, 1.9):  # two kills at different moments, the second one of a resumed run
+        before = last.stat().st_mtime_ns if last.exists() else 0
+        proc = subprocess.Popen(
+            cli_args(*args),
+            env=CLI_ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.time() + 120
+        while time.time() < deadline and (not last.exists() or last.stat().st_mtime_ns == before):
+            time.sleep(0.1)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert last.exists(), "no checkpoint written before the kill"
+        assert not (run / "vqvae.safetensors").exists()
+        ckpt = torch.load(last, map_location="cpu", weights_only=True)  # whole, never torn
+        assert ckpt["epoch"] >= saved_epoch
+        saved_epoch = ckpt["epoch"]
     r = brainvq(*args[:-2], "--train.max_epochs", str(saved_epoch + 3))
     assert "VQ-VAE resumed" in r.stdout
     assert f"{saved_epoch + 3} epochs" in r.stdout
@@ -188,3 +158,45 @@ def test_bad_input_one_line_exit_2(args, needle, tmp_path, keras_root):
     err = r.stderr.strip().splitlines()
     assert len(err) == 1 and "Traceback" not in r.stderr, r.stderr
     assert needle in err[0]
+
+
+def test_run_end_to_end_with_prior_and_repeatable_sampling(keras_root, tmp_path):
+    run = tmp_path / "run"
+    r = brainvq(
+        *tiny("run", keras_root, run),
+        "--train.max_epochs",
+        "1",
+    )
+    assert "NN-SSIM" in r.stdout and "realism ratio" in r.stdout
+    m = json.loads((run / "metrics.json").read_text())
+    s = m["samples-dcgan"]
+    assert s["n_samples"] == 6 and 0 < s["nn_ssim_mean"] <= 1 and s["copies"] >= 0
+    assert 0 <= s["code_hist_distance"] <= 1
+    for fig in (
+        "dcgan_best_vs_nearest.png",
+        "dcgan_samples.png",
+        "dcgan_code_map.png",
+        "prior_dcgan_curves.png",
+    ):
+        assert (run / "figures" / fig).exists(), fig
+    assert len(list((run / "samples").glob("sample_*.png"))) == 64
+    assert (run / "codes" / "train.npy").exists()
+    # every stage is reused on a second run
+    r = brainvq("run", "--data", str(keras_root), "--run", str(run), "--quiet", *TINY_OVERRIDES)
+    assert "already trained" in r.stdout and "prior already trained" in r.stdout
+    # sampling is repeatable under a seed, and another seed gives other slices
+    outs = []
+    for seed, name in ((3, "a"), (3, "b"), (4, "c")):
+        brainvq(
+            "sample",
+            "--run",
+            str(run),
+            "-n",
+            "4",
+            "--seed",
+            str(seed),
+            "--out",
+            str(tmp_path / name),
+        )
+        outs.append([(tmp_path / name / f"sample_{i:04d}.png").read_bytes() for i in range(4)])
+    assert outs[0] == outs[1] and outs[0] != outs[2]

@@ -64,6 +64,11 @@ def evaluate_vqvae(run_path: str, data: str | None = None) -> dict:
     return result
 
 
+def _table(rows: list[tuple[str, str]]) -> str:
+    w = max(len(r[0]) for r in rows)
+    return "\n".join(f"{a:<{w}}  {b}" for a, b in rows)
+
+
 def format_table(result: dict) -> str:
     """A short plain-text table of the VQ-VAE metrics."""
     s, p = result["ssim"], result["psnr"]
@@ -75,5 +80,82 @@ def format_table(result: dict) -> str:
         ("codes used", f"{result['codes_used']} ({result['codebook_usage']:.1%})"),
         ("perplexity", f"{result['perplexity']:.1f}"),
     ]
-    w = max(len(r[0]) for r in rows)
-    return "\n".join(f"{a:<{w}}  {b}" for a, b in rows)
+    return _table(rows)
+
+
+def evaluate_samples(
+    run_path: str,
+    kind: str = "dcgan",
+    data: str | None = None,
+    n: int | None = None,
+    seed: int | None = None,
+) -> dict:
+    """Sample from the run's prior and score the samples against real slices; write figures."""
+    from brainvq.codes import code_maps
+    from brainvq.priors import load_prior
+    from brainvq.report import code_map_figure, image_grid, nearest_pair_figure
+    from brainvq.sample_metrics import score_samples
+    from brainvq.sampling import sample_images
+
+    run = load_run(run_path)
+    cfg = run.config
+    root = run_data_root(run, data)
+    prior = load_prior(run, kind)
+    n = n or cfg.eval.n_samples
+    seed = cfg.eval.seed if seed is None else seed
+    drawn = sample_images(run, prior, n, seed, cfg.eval.batch_size)
+    arrays = load_splits(root, cfg.data, progress=False)
+    real_codes = code_maps(run, root)["test"]
+    train = np.asarray(arrays["train"])
+    scores, per = score_samples(
+        drawn["images"],
+        train,
+        np.asarray(arrays["test"]),
+        drawn["codes"].numpy(),
+        real_codes,
+        cfg.vqvae.codebook_size,
+        candidates=cfg.eval.nn_candidates,
+    )
+    scores["samples_per_second"] = drawn["samples_per_second"]
+    scores["seed"] = seed
+    figs = run.dir.figures
+    best = int(np.argmax(per["nn_ssim"]))
+    nearest_pair_figure(
+        drawn["images"][best],
+        train[per["nearest"][best]] / 255.0,
+        float(per["nn_ssim"][best]),
+        figs / f"{kind}_best_vs_nearest.png",
+        f"best of {n} {kind} samples vs nearest real slice",
+    )
+    image_grid(drawn["images"][:64], figs / f"{kind}_samples.png")
+    code_map_figure(
+        drawn["codes"][best].numpy(),
+        drawn["images"][best],
+        figs / f"{kind}_code_map.png",
+        cfg.vqvae.codebook_size,
+    )
+    log = read_csv_log(run.dir.logs / f"prior-{kind}" / "metrics.csv")
+    if log:
+        curves_figure(log, figs / f"prior_{kind}_curves.png", f"{kind} prior training")
+    run.dir.update_metrics(f"samples-{kind}", scores)
+    return scores
+
+
+def format_sample_table(s: dict, kind: str) -> str:
+    """A short plain-text table of the sample metrics."""
+    rows = [
+        (f"{kind} samples", f"{s['n_samples']} (seed {s['seed']})"),
+        ("NN-SSIM mean / max", f"{s['nn_ssim_mean']:.4f} / {s['nn_ssim_max']:.4f}"),
+        ("share NN-SSIM > 0.6", f"{s['share_over_0.6']:.0%}"),
+        ("real test NN-SSIM", f"{s['real_test_nn_ssim_mean']:.4f}"),
+        ("realism ratio", f"{s['realism_ratio']:.3f}"),
+        (
+            "diversity samples/real",
+            f"{s['diversity_samples']:.4f} / {s['diversity_real_test']:.4f}",
+        ),
+        ("copies", f"{s['copies']} (threshold {s['copy_threshold']:.4f})"),
+        ("code-histogram distance", f"{s.get('code_hist_distance', float('nan')):.4f}"),
+        ("distinct codes in samples", f"{s.get('sample_codes_used', 0)}"),
+        ("samples/second", f"{s['samples_per_second']:.1f}"),
+    ]
+    return _table(rows)

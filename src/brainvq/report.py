@@ -120,3 +120,35 @@ def image_grid(images: np.ndarray, path: Path, ncol: int = 8) -> Path:
     Image.fromarray(grid).save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())
     return path
+
+
+def nearest_pair_figure(
+    sample: np.ndarray, nearest: np.ndarray, score: float, path: Path, title: str
+) -> Path:
+    """A generated slice beside its nearest training slice, with their SSIM."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.5))
+    for ax, img, label in zip(
+        axes, (sample, nearest), ("sample", "nearest training slice"), strict=True
+    ):
+        ax.imshow(img, cmap="gray", vmin=0, vmax=1)
+        ax.set_title(label)
+        ax.axis("off")
+    fig.suptitle(f"{title}: SSIM {score:.3f}")
+    return _save(fig, path)
+
+
+def code_map_figure(codes: np.ndarray, image: np.ndarray, path: Path, codebook_size: int) -> Path:
+    """A sampled code map (indices as colours) beside the slice the decoder makes of it."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.5))
+    im = axes[0].imshow(
+        codes, cmap="nipy_spectral", vmin=0, vmax=codebook_size - 1, interpolation="nearest"
+    )
+    axes[0].set_title(f"code map {codes.shape[0]}x{codes.shape[1]}")
+    fig.colorbar(im, ax=axes[0], fraction=0.046, label="code index")
+    axes[1].imshow(image, cmap="gray", vmin=0, vmax=1)
+    axes[1].set_title("decoded slice")
+    for ax in axes:
+        ax.axis("off")
+    return _save(fig, path)

@@ -1,0 +1,41 @@
+"""Code maps of a run's data: encoded once with the trained VQ-VAE and cached in RUN/codes/."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+
+from brainvq.data import load_splits
+from brainvq.runs import Run, atomic_write_bytes
+
+
+@torch.no_grad()
+def encode_images(run: Run, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """uint8 slices (N, S, S) -> int64 code maps (N, h, w)."""
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.array(images[i : i + batch_size])).float().div(255)[:, None]
+        out.append(run.vqvae.encode(x).numpy())
+    return np.concatenate(out).astype(np.int64)
+
+
+def code_maps(run: Run, data: str, fresh: bool = False) -> dict[str, np.ndarray]:
+    """Code maps of every split, from RUN/codes/SPLIT.npy or encoded now and cached there."""
+    folder = run.dir.path / "codes"
+    splits = ("train", "validate", "test")
+    paths = {s: folder / f"{s}.npy" for s in splits}
+    stamp = run.dir.vqvae.stat().st_mtime_ns
+    stale = fresh or any(not p.exists() or p.stat().st_mtime_ns < stamp for p in paths.values())
+    if not stale:
+        return {s: np.load(p).astype(np.int64) for s, p in paths.items()}
+    arrays = load_splits(data, run.config.data, progress=False)
+    result = {}
+    for s in splits:
+        codes = encode_images(run, arrays[s], run.config.eval.batch_size)
+        buf = io.BytesIO()
+        np.save(buf, codes.astype(np.int16 if codes.max(initial=0) < 2**15 else np.int32))
+        atomic_write_bytes(paths[s], buf.getvalue())
+        result[s] = codes
+    return result

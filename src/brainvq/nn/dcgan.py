@@ -1,0 +1,180 @@
+"""DCGAN (Radford et al., 2016) over VQ-VAE code maps: a Generator and a Discriminator.
+
+The generator never outputs code *values* to be rounded (that collapses onto a handful of codes).
+It makes a map of discrete codes in one of two ways, both differentiable end to end:
+
+- ``head="latent"`` (design "snap"): a continuous ``code_dim`` map, each vector snapped to its
+  nearest codebook vector; the straight-through estimator (van den Oord et al., 2017) passes the
+  discriminator's gradient to the continuous output unchanged.
+- ``head="logits"`` (design "gumbel"): logits over the K codes at each position, turned into a
+  one-hot by straight-through Gumbel-softmax (Jang et al., 2017), then embedded with the codebook.
+
+Either way the discriminator sees embedded code maps (B, D, h, w): ``codebook[codes]``. Both nets
+follow the code-map side ``size`` (a power of two, >= 4): the generator starts at 4x4 and doubles up
+to ``size``; the discriminator halves down to 4x4.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm as _sn
+
+
+def _n_doublings(size: int) -> int:
+    n = math.log2(size / 4) if size >= 4 else -1
+    if n < 0 or n != int(n):
+        raise ValueError(f"code-map side {size} must be a power of two >= 4 (e.g. 8, 16, 32, 64)")
+    return int(n)
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """Weights N(0, 0.02), BatchNorm scales N(1, 0.02), as in Radford et al. (2016)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def snap(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Snap each vector of z (B, D, h, w) to its nearest codebook row (K, D).
+
+    Returns the snapped map with straight-through gradients to z, and the codes (B, h, w).
+    """
+    b, d, h, w = z.shape
+    flat = z.permute(0, 2, 3, 1).reshape(-1, d).float()
+    emb = codebook.float()
+    dist2 = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ emb.t() + emb.pow(2).sum(1)[None, :]
+    codes = dist2.argmin(dim=1)
+    q = F.embedding(codes, emb).view(b, h, w, d).permute(0, 3, 1, 2)
+    return z + (q - z).detach(), codes.view(b, h, w)
+
+
+def embed_codes(codes: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Code map (B, h, w) -> embedded map (B, D, h, w)."""
+    return F.embedding(codes, codebook.float()).permute(0, 3, 1, 2).contiguous()
+
+
+def embed_onehot(onehot: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """One-hot (or soft) map (B, K, h, w) -> embedded map (B, D, h, w)."""
+    return torch.einsum("bkhw,kd->bdhw", onehot, codebook.float())
+
+
+class Generator(nn.Module):
+    """Noise (B, latent_dim) -> a (B, out_channels, size, size) map.
+
+    A 4x4 transposed convolution from the noise, then 4x4 stride-2 transposed convolutions with
+    BatchNorm and ReLU doubling the side (channels halving from ``channels``, floored at
+    ``min_channels``), the last one without BatchNorm or activation: a latent map (head "latent",
+    out_channels = D) or logits (head "logits", out_channels = K).
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        out_channels: int,
+        size: int,
+        channels: int = 256,
+        min_channels: int = 64,
+    ) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.size = size
+        n = _n_doublings(size)
+        layers: list[nn.Module] = []
+        if n == 0:
+            layers.append(nn.ConvTranspose2d(latent_dim, out_channels, 4, 1, 0))
+        else:
+            c = channels
+            layers += [
+                nn.ConvTranspose2d(latent_dim, c, 4, 1, 0, bias=False),
+                nn.BatchNorm2d(c),
+                nn.ReLU(inplace=True),
+            ]
+            for _ in range(n - 1):
+                nxt = max(c // 2, min_channels)
+                layers += [
+                    nn.ConvTranspose2d(c, nxt, 4, 2, 1, bias=False),
+                    nn.BatchNorm2d(nxt),
+                    nn.ReLU(inplace=True),
+                ]
+                c = nxt
+            layers.append(nn.ConvTranspose2d(c, out_channels, 4, 2, 1))
+        self.net = nn.Sequential(*layers)
+        dcgan_init(self)
+
+    def forward(self, noise: torch.Tensor) -> torch.Tensor:
+        """(B, latent_dim) -> (B, out_channels, size, size)."""
+        return self.net(noise.view(noise.shape[0], self.latent_dim, 1, 1))
+
+
+class Discriminator(nn.Module):
+    """Embedded code map (B, D, size, size) -> one realness score per map (B,).
+
+    4x4 stride-2 convolutions with LeakyReLU(0.2) halve the side down to 4x4 (channels doubling
+    from ``channels``, capped at ``max_channels``), then a 4x4 convolution gives the score. The
+    first layer has no normalisation (Radford et al.); the others have BatchNorm, or, with
+    ``spectral_norm=True``, every convolution is spectrally normalised instead (Miyato et al.,
+    2018), which bounds D's Lipschitz constant and keeps its gradients to G useful on a small set.
+    ``minibatch_std=True`` gives the last layer the batch's standard deviation as one more feature
+    (Karras et al., 2018), so D can tell a collapsed batch from a varied one.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        size: int,
+        channels: int = 64,
+        max_channels: int = 512,
+        spectral_norm: bool = True,
+        minibatch_std: bool = False,
+    ) -> None:
+        super().__init__()
+        n = _n_doublings(size)
+        self.minibatch_std = minibatch_std
+
+        def conv(cin: int, cout: int, k: int, s: int, p: int) -> nn.Module:
+            layer = nn.Conv2d(cin, cout, k, s, p, bias=spectral_norm or cout == 1)
+            return _sn(layer) if spectral_norm else layer
+
+        layers: list[nn.Module] = []
+        c_in, c = in_channels, channels
+        for i in range(n):
+            layers.append(conv(c_in, c, 4, 2, 1))
+            if i > 0 and not spectral_norm:
+                layers.append(nn.BatchNorm2d(c))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            c_in, c = c, min(c * 2, max_channels)
+        self.features = nn.Sequential(*layers)
+        self.head = conv(c_in + int(minibatch_std), 1, 4, 1, 0)
+        if not spectral_norm:
+            dcgan_init(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, D, size, size) -> (B,)."""
+        f = self.features(x)
+        if self.minibatch_std:
+            f = _append_minibatch_std(f)
+        return self.head(f).view(x.shape[0])
+
+
+def _append_minibatch_std(f: torch.Tensor, group: int = 4) -> torch.Tensor:
+    """Append one channel: the std over groups of the batch, averaged (Karras et al., 2018).
+
+    A generator that collapses to one output makes this feature near zero, which D can then use.
+    """
+    b, c, h, w = f.shape
+    g = min(group, b)
+    while b % g:
+        g -= 1
+    y = f.view(g, b // g, c, h, w).float()
+    y = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # (b // g,)
+    y = y.view(1, b // g, 1, 1, 1).expand(g, -1, 1, h, w).reshape(b, 1, h, w)
+    return torch.cat([f, y.to(f.dtype)], dim=1)

@@ -1,0 +1,95 @@
+"""How good are generated slices? Definitions shared by everyone (DESIGN.md, "Measures").
+
+- NN-SSIM of an image: its highest SSIM against the training split.
+- realism ratio: mean NN-SSIM of samples / mean NN-SSIM of real test slices.
+- diversity: mean pairwise SSIM among samples, beside the same among real test slices.
+- copies: samples whose NN-SSIM exceeds the highest NN-SSIM any real test slice reaches.
+- code-histogram distance: total variation between the code frequencies of sampled and real maps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from brainvq.metrics import code_histogram, max_ssim_against, ssim
+
+
+def as_images(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 (N, S, S) or float (N, 1, S, S) / (N, S, S) -> float (N, 1, S, S) in [0, 1]."""
+    t = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
+    if t.dtype == torch.uint8:
+        t = t.float() / 255.0
+    if t.dim() == 3:
+        t = t[:, None]
+    return t.float()
+
+
+def nn_ssim(queries, train, candidates: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each query's highest SSIM against the training images, and which training image."""
+    return max_ssim_against(as_images(queries), as_images(train), candidates=candidates)
+
+
+@torch.no_grad()
+def mean_pairwise_ssim(images, max_pairs: int = 5000, seed: int = 0) -> float:
+    """Mean SSIM over distinct pairs (all pairs, or a seeded subset of max_pairs)."""
+    x = as_images(images)
+    n = x.shape[0]
+    i, j = torch.triu_indices(n, n, offset=1)
+    if len(i) > max_pairs:
+        pick = torch.randperm(len(i), generator=torch.Generator().manual_seed(seed))[:max_pairs]
+        i, j = i[pick], j[pick]
+    vals = [ssim(x[i[s : s + 256]], x[j[s : s + 256]]) for s in range(0, len(i), 256)]
+    return float(torch.cat(vals).mean())
+
+
+def histogram_distance(codes_a, codes_b, codebook_size: int) -> float:
+    """Total-variation distance (0 = same code frequencies, 1 = disjoint) of two code-map sets."""
+    a = code_histogram(torch.as_tensor(np.asarray(codes_a)), codebook_size).double()
+    b = code_histogram(torch.as_tensor(np.asarray(codes_b)), codebook_size).double()
+    return float(0.5 * (a / a.sum() - b / b.sum()).abs().sum())
+
+
+def reference_stats(train, test, candidates: int = 128) -> dict:
+    """The real side of the sample measures: test slices' NN-SSIM, diversity and copy line."""
+    t_nn, _ = nn_ssim(test, train, candidates)
+    return {
+        "real_test_nn_ssim_mean": float(t_nn.mean()),
+        "diversity_real_test": mean_pairwise_ssim(test),
+        "copy_threshold": float(t_nn.max()),
+    }
+
+
+def score_samples(
+    samples,
+    train,
+    test,
+    sample_codes=None,
+    real_codes=None,
+    codebook_size=0,
+    candidates=128,
+    reference: dict | None = None,
+):
+    """Every sample measure at once; returns a dict of floats plus per-sample arrays.
+
+    `reference` (from reference_stats) skips recomputing the real side when scoring many sets.
+    """
+    ref = reference or reference_stats(train, test, candidates)
+    s_nn, s_idx = nn_ssim(samples, train, candidates)
+    out = {
+        "n_samples": int(s_nn.numel()),
+        "nn_ssim_mean": float(s_nn.mean()),
+        "nn_ssim_max": float(s_nn.max()),
+        "nn_ssim_min": float(s_nn.min()),
+        "share_over_0.6": float((s_nn > 0.6).float().mean()),
+        **ref,
+        "realism_ratio": float(s_nn.mean()) / ref["real_test_nn_ssim_mean"],
+        "diversity_samples": mean_pairwise_ssim(samples),
+        "copies": int((s_nn > ref["copy_threshold"]).sum()),
+    }
+    out["diversity_gap"] = out["diversity_samples"] - out["diversity_real_test"]
+    if sample_codes is not None and real_codes is not None and codebook_size:
+        out["code_hist_distance"] = histogram_distance(sample_codes, real_codes, codebook_size)
+        out["sample_codes_used"] = int(np.unique(np.asarray(sample_codes)).size)
+    per_sample = {"nn_ssim": s_nn.numpy(), "nearest": s_idx.numpy()}
+    return out, per_sample

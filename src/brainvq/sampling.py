@@ -1,0 +1,41 @@
+"""Draw new slices: prior -> code maps -> VQ-VAE decoder, with PNG and grid output."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from brainvq.report import image_grid
+from brainvq.runs import Run, atomic_write_bytes
+
+
+@torch.no_grad()
+def sample_images(run: Run, prior, n: int, seed: int = 0, batch_size: int = 64) -> dict:
+    """n samples: code maps (n, h, w) int64, images (n, S, S) float in [0, 1], samples/second."""
+    t0 = time.perf_counter()
+    codes = prior.sample(n, seed=seed)
+    images = torch.cat(
+        [run.vqvae.decode(codes[i : i + batch_size])[:, 0] for i in range(0, n, batch_size)]
+    )
+    seconds = time.perf_counter() - t0
+    return {
+        "codes": codes,
+        "images": images.numpy(),
+        "seconds": seconds,
+        "samples_per_second": n / max(seconds, 1e-9),
+    }
+
+
+def write_samples(images: np.ndarray, folder: Path, prefix: str = "sample") -> Path:
+    """Each image as an 8-bit PNG plus grid.png, in folder; returns the grid's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate(images):
+        buf = io.BytesIO()
+        Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).save(buf, format="PNG")
+        atomic_write_bytes(folder / f"{prefix}_{i:04d}.png", buf.getvalue())
+    return image_grid(images[:64], folder / "grid.png")

@@ -1,0 +1,127 @@
+"""LightningModule for the DCGAN prior: alternate D and G steps (manual optimization).
+
+Each step: one discriminator update on a batch of real code maps (embedded with the frozen codebook)
+against a batch of generated ones, then one generator update. Logged per step: ``d_loss``,
+``g_loss``, ``d_real`` and ``d_fake`` (mean raw discriminator score on real and generated maps; a
+gap that keeps widening means D is winning), and ``fake_codes``, the number of distinct codes in the
+generated batch (a collapse to a few codes shows here first).
+
+Stabilisers, each a `prior.*` setting:
+- ``loss = "hinge"`` (Lim & Ye, 2017; as in SAGAN/BigGAN) or ``"bce"`` (non-saturating, Goodfellow
+  et al., 2014, the DCGAN paper's loss).
+- ``spectral_norm`` in D (Miyato et al., 2018) in place of its BatchNorm.
+- ``minibatch_std`` in D (Karras et al., 2018) against mode collapse (off: not yet measured).
+- ``r1_gamma``: R1 penalty, gamma/2 * E|grad D(real)|^2 (Mescheder et al., 2018).
+- ``ema_decay``: sampling uses an exponential moving average of G's weights (Karras et al., 2018;
+  Yazici et al., 2019), which smooths the step-to-step oscillation of GAN training.
+- ``commit_weight`` (design "snap"): a commitment term |z - sg(snap(z))|^2 keeps G's continuous
+  output near the codebook, where the straight-through gradient is a good approximation.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from brainvq.config import Config
+from brainvq.nn.dcgan import Discriminator, embed_codes
+from brainvq.priors import DCGANPrior
+
+
+class DCGANModule(L.LightningModule):
+    """Trains a DCGANPrior (generator) against a Discriminator over embedded code maps."""
+
+    def __init__(self, cfg: Config, codebook: torch.Tensor, code_size: int) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.cfg = cfg
+        p = cfg.prior
+        self.prior = DCGANPrior(p, codebook, code_size)
+        self.prior_ema = copy.deepcopy(self.prior) if p.ema_decay > 0 else None
+        if self.prior_ema is not None:
+            self.prior_ema.requires_grad_(False)
+        self.disc = Discriminator(
+            codebook.shape[1],
+            code_size,
+            p.d_channels,
+            spectral_norm=p.spectral_norm,
+            minibatch_std=p.minibatch_std,
+        )
+
+    def sampler(self) -> DCGANPrior:
+        """The generator to sample from: the EMA copy when there is one."""
+        return self.prior_ema if self.prior_ema is not None else self.prior
+
+    def configure_optimizers(self):
+        p = self.cfg.prior
+        opt_g = torch.optim.Adam(self.prior.generator.parameters(), p.lr_g, betas=(p.beta1, 0.999))
+        opt_d = torch.optim.Adam(self.disc.parameters(), p.lr_d, betas=(p.beta1, 0.999))
+        return [opt_g, opt_d]
+
+    def _d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        if self.cfg.prior.loss == "hinge":
+            return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+        return F.softplus(-real).mean() + F.softplus(fake).mean()
+
+    def _g_loss(self, fake: torch.Tensor) -> torch.Tensor:
+        if self.cfg.prior.loss == "hinge":
+            return -fake.mean()
+        return F.softplus(-fake).mean()
+
+    def training_step(self, batch, batch_idx: int) -> None:
+        p = self.cfg.prior
+        real_codes = batch[0] if isinstance(batch, (list, tuple)) else batch
+        b = real_codes.shape[0]
+        opt_g, opt_d = self.optimizers()
+
+        # discriminator
+        real = embed_codes(real_codes, self.prior.codebook)
+        with torch.no_grad():
+            fake, _, _ = self.prior(torch.randn(b, p.latent_dim, device=self.device))
+        if p.r1_gamma > 0:
+            real.requires_grad_(True)
+        d_real = self.disc(real)
+        d_fake = self.disc(fake)
+        d_loss = self._d_loss(d_real, d_fake)
+        if p.r1_gamma > 0:
+            (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
+            d_loss = d_loss + 0.5 * p.r1_gamma * grad.pow(2).sum(dim=(1, 2, 3)).mean()
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(d_loss)
+        opt_d.step()
+
+        # generator
+        fake, codes, raw = self.prior(torch.randn(b, p.latent_dim, device=self.device))
+        g_loss = self._g_loss(self.disc(fake))
+        if p.design == "snap" and p.commit_weight > 0:
+            g_loss = g_loss + p.commit_weight * F.mse_loss(raw, fake.detach())
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(g_loss)
+        opt_g.step()
+        if not (torch.isfinite(d_loss) and torch.isfinite(g_loss)):
+            raise FloatingPointError(f"non-finite GAN loss at step {self.global_step}")
+        self._update_ema()
+
+        self.log("g_loss", g_loss, prog_bar=True, on_step=True, on_epoch=True)
+        self.log("d_loss", d_loss, prog_bar=True, on_step=True, on_epoch=True)
+        self.log("d_real", d_real.mean(), on_step=True, on_epoch=True)
+        self.log("d_fake", d_fake.mean(), on_step=True, on_epoch=True)
+        n_codes = torch.unique(codes).numel()
+        self.log("fake_codes", float(n_codes), prog_bar=True, on_step=True, on_epoch=True)
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.prior_ema is None:
+            return
+        step = self.global_step
+        # warm-up: average over roughly the steps seen so far until `ema_decay` takes over
+        decay = min(self.cfg.prior.ema_decay, (1 + step) / (10 + step))
+        src = self.prior.generator
+        dst = self.prior_ema.generator
+        for pe, pg in zip(dst.parameters(), src.parameters(), strict=True):
+            pe.lerp_(pg, 1 - decay)
+        for be, bg in zip(dst.buffers(), src.buffers(), strict=True):
+            be.copy_(bg)

@@ -1,0 +1,152 @@
+"""DCGAN prior: nets, sampling, the prior stage end to end, save/load and resume (tiny models)."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from brainvq.config import Config
+from brainvq.errors import ConfigError, RunError
+from brainvq.nn.dcgan import Discriminator, Generator, snap
+from brainvq.priors import DCGANPrior, load_dcgan, load_prior, prior_path
+from brainvq.runs import load_run
+from brainvq.training.prior_stage import train_prior
+from brainvq.training.vqvae_stage import train_vqvae
+
+from .conftest import tiny_config, write_slices
+
+
+def tiny_prior(cfg: Config, **values) -> Config:
+    """A prior small enough to take a few steps per second."""
+    p = cfg.prior
+    p.latent_dim, p.g_channels, p.d_channels, p.batch_size = 16, 32, 8, 8
+    p.steps_per_epoch, p.max_epochs, p.max_minutes = 4, 1, 0.0
+    for k, v in values.items():
+        setattr(p, k, v)
+    return cfg.validate()
+
+
+@pytest.fixture(scope="module")
+def vq_run(tmp_path_factory):
+    """A tiny trained VQ-VAE run folder (32x32 images, 8x8 code maps, K=32) and its data."""
+    base = tmp_path_factory.mktemp("dcgan")
+    root = base / "keras"
+    write_slices(root / "keras_png_slices_train", 24, 32, seed=1)
+    write_slices(root / "keras_png_slices_validate", 4, 32, seed=2)
+    write_slices(root / "keras_png_slices_test", 6, 32, seed=3)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BRAINVQ_CACHE", str(base / "cache"))
+        train_vqvae(str(root), str(base / "vq"), tiny_config(max_epochs=1), progress=False)
+    return base / "vq", root
+
+
+@pytest.fixture
+def run_copy(vq_run, tmp_path):
+    """A private copy of the tiny run, so each test trains its own prior."""
+    import shutil
+
+    src, root = vq_run
+    dst = tmp_path / "run"
+    shutil.copytree(src, dst)
+    return dst, root
+
+
+@pytest.mark.parametrize("size", [4, 8, 16, 32])
+def test_nets_follow_code_map_size(size):
+    g = Generator(16, 8, size, channels=32)
+    x = g(torch.randn(3, 16))
+    assert x.shape == (3, 8, size, size)
+    for sn in (True, False):
+        for mbstd in (True, False):
+            d = Discriminator(8, size, 8, spectral_norm=sn, minibatch_std=mbstd)
+            assert d(x).shape == (3,)
+    with pytest.raises(ValueError, match="power of two"):
+        Generator(16, 8, 12)
+
+
+def test_snap_picks_nearest_code_and_passes_gradients():
+    codebook = torch.randn(10, 4)
+    z = (codebook[torch.tensor([3, 7, 1, 0])] + 0.01).view(1, 2, 2, 4).permute(0, 3, 1, 2)
+    z = z.clone().requires_grad_(True)
+    q, codes = snap(z, codebook)
+    assert codes.tolist() == [[[3, 7], [1, 0]]]
+    assert torch.allclose(q, codebook[codes].permute(0, 3, 1, 2))
+    q.sum().backward()
+    assert torch.allclose(z.grad, torch.ones_like(z))
+
+
+@pytest.mark.parametrize("design", ["snap", "gumbel"])
+def test_samples_are_valid_and_seeded(design):
+    cfg = tiny_prior(Config(), design=design)
+    prior = DCGANPrior(cfg.prior, torch.randn(32, 8), 8)
+    with torch.no_grad():  # DCGAN's init gives near-constant outputs: spread them like a trained G
+        for w in prior.generator.parameters():
+            w.normal_(0, 0.5)
+    a = prior.sample(6, seed=0)
+    assert a.dtype == torch.int64 and a.shape == (6, 8, 8)
+    assert int(a.min()) >= 0 and int(a.max()) < 32
+    assert torch.equal(a, prior.sample(6, seed=0))
+    assert not torch.equal(a, prior.sample(6, seed=1))
+    assert torch.equal(prior.sample(6, seed=0, batch_size=4), a)  # batching does not change them
+
+
+@pytest.mark.parametrize("design", ["snap", "gumbel"])
+def test_train_prior_end_to_end(run_copy, design):
+    run_path, root = run_copy
+    cfg = tiny_prior(tiny_config(), design=design)
+    out = train_prior(str(run_path), cfg, data=str(root), progress=False)
+    assert out["status"] == "trained" and out["epochs"] == 1
+    weights = run_path / "prior-dcgan.safetensors"
+    assert weights.exists() and (run_path / "state" / "prior-dcgan" / "last.ckpt").exists()
+    rows = list(csv.DictReader((run_path / "logs" / "prior-dcgan" / "metrics.csv").open()))
+    for key in ("g_loss_step", "d_loss_step", "d_real_step", "d_fake_step", "fake_codes_step"):
+        assert key in rows[0]
+
+    run = load_run(run_path)
+    prior = load_prior(run)
+    assert prior.design == design
+    codes = prior.sample(5, seed=3)
+    assert codes.shape == (5, 8, 8) and int(codes.max()) < 32
+    assert torch.equal(codes, load_prior(run).sample(5, seed=3))
+    assert run.vqvae.decode(codes).shape == (5, 1, 32, 32)
+    # round trip: save again and load, same weights, same samples
+    prior.save(run_path / "again.safetensors", cfg)
+    again = load_dcgan(run_path / "again.safetensors")
+    assert torch.equal(again.sample(5, seed=3), codes)
+    # a finished stage is reused, --fresh trains again
+    assert train_prior(str(run_path), cfg, data=str(root), progress=False)["status"] == "reused"
+    fresh = train_prior(str(run_path), cfg, data=str(root), fresh=True, progress=False)
+    assert fresh["status"] == "trained"
+
+
+def test_train_prior_resumes(run_copy):
+    run_path, root = run_copy
+    cfg = tiny_prior(tiny_config())
+    first = train_prior(str(run_path), cfg, data=str(root), progress=False)
+    prior_path(load_run(run_path).dir).unlink()  # as if interrupted before the weights were saved
+    cfg.prior.max_epochs = 2
+    second = train_prior(str(run_path), cfg, progress=False)  # data root from RUN/data.json
+    assert second["status"] == "resumed"
+    assert second["epochs"] == 2 and second["steps"] > first["steps"]
+    assert prior_path(load_run(run_path).dir).exists()
+
+
+def test_load_prior_refuses_missing_or_foreign(run_copy, tmp_path):
+    run_path, root = run_copy
+    run = load_run(run_path)
+    with pytest.raises(RunError, match="train-prior"):
+        load_prior(run)
+    cfg = tiny_prior(tiny_config())
+    DCGANPrior(cfg.prior, torch.randn(32, 8), 8).save(prior_path(run.dir), cfg)
+    with pytest.raises(RunError, match="another VQ-VAE codebook"):
+        load_prior(run)
+
+
+def test_prior_config_is_validated():
+    for key, value in (("design", "round"), ("loss", "wgan"), ("ema_decay", 1.0)):
+        cfg = Config()
+        setattr(cfg.prior, key, value)
+        with pytest.raises(ConfigError, match=f"prior.{key}"):
+            cfg.validate()
