@@ -141,14 +141,15 @@ def nearest_pair_figure(
 def code_map_figure(codes: np.ndarray, image: np.ndarray, path: Path, codebook_size: int) -> Path:
     """A sampled code map (indices as colours) beside the slice the decoder makes of it."""
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(7, 3.5))
+    fig, axes = plt.subplots(1, 2, figsize=(8.2, 3.6))
     im = axes[0].imshow(
         codes, cmap="nipy_spectral", vmin=0, vmax=codebook_size - 1, interpolation="nearest"
     )
     axes[0].set_title(f"code map {codes.shape[0]}x{codes.shape[1]}")
-    fig.colorbar(im, ax=axes[0], fraction=0.046, label="code index")
+    fig.colorbar(im, ax=axes[0], fraction=0.046, pad=0.04, label="code index")
     axes[1].imshow(image, cmap="gray", vmin=0, vmax=1)
     axes[1].set_title("decoded slice")
     for ax in axes:
         ax.axis("off")
+    fig.tight_layout()
     return _save(fig, path)
