@@ -7,6 +7,7 @@ import json
 import numpy as np
 import torch
 
+from brainvq.codes import code_maps, encode_images
 from brainvq.data import load_splits
 from brainvq.errors import RunError
 from brainvq.metrics import code_histogram, codebook_stats, psnr, ssim_reference, summarize
@@ -26,13 +27,11 @@ def run_data_root(run: Run, data: str | None) -> str:
 @torch.no_grad()
 def reconstruct_all(run: Run, images: np.ndarray, batch_size: int = 64):
     """Codes (N, h, w) and reconstructions (N, S, S) float32 of uint8 slices."""
-    codes, recons = [], []
-    for i in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.array(images[i : i + batch_size])).float().div(255)[:, None]
-        c = run.vqvae.encode(x)
-        codes.append(c)
-        recons.append(run.vqvae.decode(c)[:, 0])
-    return torch.cat(codes), torch.cat(recons).numpy()
+    codes = torch.from_numpy(encode_images(run, images, batch_size))
+    recons = [
+        run.vqvae.decode(codes[i : i + batch_size])[:, 0] for i in range(0, len(codes), batch_size)
+    ]
+    return codes, torch.cat(recons).numpy()
 
 
 def evaluate_vqvae(run_path: str, data: str | None = None) -> dict:
@@ -91,7 +90,6 @@ def evaluate_samples(
     seed: int | None = None,
 ) -> dict:
     """Sample from the run's prior and score the samples against real slices; write figures."""
-    from brainvq.codes import code_maps
     from brainvq.priors import load_prior
     from brainvq.report import code_map_figure, image_grid, nearest_pair_figure
     from brainvq.sample_metrics import score_samples

@@ -19,7 +19,6 @@ class VQVAEModule(L.LightningModule):
         self.model = VQVAE(cfg.vqvae)
         if cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self._val_ssim: list[torch.Tensor] = []
 
     def _prep(self, x: torch.Tensor) -> torch.Tensor:
         if self.cfg.train.channels_last:
