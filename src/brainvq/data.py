@@ -8,6 +8,8 @@ lists, or arrays for the embedded default):
 - the original project's layout: ROOT/oasis/train/keras_png_slices_train and
   ROOT/oasis/test/keras_png_slices_test (ROOT may also be the `oasis` folder itself);
 - a plain folder of PNG/JPEG slices (searched recursively), split by a seeded rule;
+- a folder of NIfTI volumes (.nii/.nii.gz, searched recursively), split by volume and sliced by
+  brainvq.volumes.volume_slices;
 - "default": the embedded slices of the MNI152 2009a template (see default_data/NOTICE).
 
 Size rule: each slice is centre-padded with zeros to a square, then resized to data.image_size
@@ -38,7 +40,7 @@ DEFAULT_DATA = Path(__file__).parent / "default_data" / "mni152_axial.npz"
 class Splits:
     """The files (or, for embedded data, the arrays) of each split, and where they came from."""
 
-    source: str  # keras | original | folder | default
+    source: str  # keras | original | folder | volumes | default
     root: str
     files: dict[str, list[Path]] = field(default_factory=dict)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
@@ -124,6 +126,11 @@ def discover(root: str | Path, cfg: DataConfig | None = None) -> Splits:
             parts = _seeded_split(files["train"], {"test": cfg.test_fraction}, cfg.split_seed + 1)
             files["train"], files["test"] = parts["train"], parts["test"]
         return Splits(source, str(root), files=files)
+
+    from brainvq.volumes import nifti_files, nifti_folder_splits
+
+    if nifti_files(root):  # a folder of .nii/.nii.gz volumes: split by volume, sliced in memory
+        return Splits("volumes", str(root), arrays=nifti_folder_splits(root, cfg))
 
     subdirs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
     if (

@@ -1,0 +1,283 @@
+"""MRI volumes -> 8-bit axial slices: raw OASIS-1 discs to the keras PNG layout, NIfTI folders.
+
+Slice-range rule: a volume with nz axial slices (after reorienting to the closest RAS+ canonical
+orientation, axial = last axis) keeps slices z = round(first * nz) .. round(last * nz) - 1, i.e.
+the [first, last) fraction of its z extent (first=0, last=1 keeps every slice; the defaults 0.2 and
+0.8 keep the middle 60%, where the brain is largest). Slice k of a subject is the k-th kept slice.
+
+Intensity rule: per volume, values are clipped to [0, top] where top is the 99.5th percentile of
+the volume's non-zero (positive) voxels, then mapped linearly to 0..255 and rounded; so 0 stays 0
+and the brightest 0.5% saturate at 255 (NaNs count as 0; a volume with no positive voxel is all 0).
+
+Each slice is rotated so anterior is up (np.rot90 of the RAS+ x-y plane), then centre-padded with
+zeros or centre-cropped to size x size; it is never resized.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from brainvq.config import DataConfig
+from brainvq.errors import ConfigError, DataError
+
+SPLITS = ("train", "validate", "test")
+OASIS1_PATTERN = (
+    "OAS1_xxxx_MR1/PROCESSED/MPRAGE/T88_111/OAS1_xxxx_MR1_mpr_n4_anon_111_t88_masked_gfc.hdr"
+)
+_OASIS1_RE = re.compile(r"^OAS1_(\d+)_MR1$")
+_OASIS1_SUFFIX = "_mpr_n4_anon_111_t88_masked_gfc.hdr"
+
+
+def _check_range(first: float, last: float, size: int) -> None:
+    if not 0.0 <= first < last <= 1.0:
+        raise ConfigError(f"slice range first={first}, last={last}: need 0 <= first < last <= 1")
+    if size < 1:
+        raise ConfigError(f"size={size}: the slice side must be a positive number of pixels")
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split())
+
+
+def _load_volume(path: Path) -> np.ndarray:
+    """The 3-D float32 voxel array of a NIfTI/Analyze file in RAS+ canonical orientation."""
+    import nibabel as nib
+
+    fix = "re-extract or replace the file, or remove it"
+    try:
+        img = nib.squeeze_image(nib.load(str(path)))  # (x, y, z, 1) -> (x, y, z)
+        if len(img.shape) != 3:
+            raise DataError(
+                f"{path}: volume has shape {tuple(img.shape)}, expected 3-D (x, y, z); "
+                "give one 3-D structural volume per file"
+            )
+        img = nib.as_closest_canonical(img)
+        vol = np.asarray(img.get_fdata(dtype=np.float32))
+    except DataError:
+        raise
+    except FileNotFoundError as e:
+        raise DataError(f"{path}: volume file missing ({_one_line(e)}); {fix}") from None
+    except Exception as e:  # nibabel raises many types (ImageFileError, HeaderDataError, ...)
+        raise DataError(
+            f"{path}: not a readable NIfTI/Analyze volume ({_one_line(e)}); {fix}"
+        ) from None
+    return vol
+
+
+def _fit(img: np.ndarray, size: int) -> np.ndarray:
+    """Centre-pad with zeros or centre-crop each axis of a 2-D array to `size` (no resizing)."""
+    out = np.zeros((size, size), dtype=img.dtype)
+    src, dst = [], []
+    for n in img.shape:
+        if n >= size:
+            o = (n - size) // 2
+            src.append(slice(o, o + size))
+            dst.append(slice(0, size))
+        else:
+            o = (size - n) // 2
+            src.append(slice(0, n))
+            dst.append(slice(o, o + n))
+    out[tuple(dst)] = img[tuple(src)]
+    return out
+
+
+def slice_range(nz: int, first: float = 0.2, last: float = 0.8) -> range:
+    """The axial indices kept from a volume of nz slices: round(first*nz) .. round(last*nz) - 1."""
+    return range(int(round(first * nz)), int(round(last * nz)))
+
+
+def to_uint8(vol: np.ndarray) -> np.ndarray:
+    """Clip to [0, 99.5th percentile of the positive voxels], map linearly to 0..255 (uint8)."""
+    vol = np.nan_to_num(vol.astype(np.float32, copy=False), nan=0.0, posinf=0.0, neginf=0.0)
+    positive = vol[vol > 0]
+    if positive.size == 0:
+        return np.zeros(vol.shape, dtype=np.uint8)
+    top = float(np.percentile(positive, 99.5))
+    scaled = np.clip(vol, 0.0, top) * np.float32(255.0 / top)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def volume_slices(path: Path, first: float = 0.2, last: float = 0.8, size: int = 256) -> np.ndarray:
+    """Axial uint8 (n, size, size) slices of one .nii/.nii.gz/.hdr volume (rules in module doc).
+
+    Intensities: clipped at 0 and at the volume's 99.5th percentile of non-zero voxels, mapped
+    linearly to 0..255. Slices: z in round(first*nz) .. round(last*nz) - 1 after reorienting to
+    RAS+, rotated anterior-up, centre-padded/cropped to size x size (never resized).
+    """
+    _check_range(first, last, size)
+    path = Path(path)
+    vol = to_uint8(_load_volume(path))
+    zs = slice_range(vol.shape[2], first, last)
+    out = np.zeros((len(zs), size, size), dtype=np.uint8)
+    for k, z in enumerate(zs):
+        out[k] = _fit(np.rot90(vol[:, :, z]), size)
+    return out
+
+
+# -- raw OASIS-1 -> keras PNG layout ----------------------------------------------------------------
+def find_oasis1(discs_dir: Path) -> dict[str, Path]:
+    """Subject id (OAS1_xxxx_MR1) -> its T88 masked gain-field-corrected .hdr, found recursively."""
+    discs_dir = Path(discs_dir).expanduser()
+    if not discs_dir.is_dir():
+        raise DataError(
+            f"{discs_dir}: OASIS-1 discs folder not found (give the folder of disc1...)"
+        )
+    found: dict[str, Path] = {}
+    for hdr in sorted(discs_dir.rglob(f"OAS1_*_MR1{_OASIS1_SUFFIX}")):
+        parts = hdr.parts
+        if len(parts) < 5 or parts[-4:-1] != ("PROCESSED", "MPRAGE", "T88_111"):
+            continue
+        subject = parts[-5]
+        if not _OASIS1_RE.match(subject) or hdr.name != subject + _OASIS1_SUFFIX:
+            continue
+        if subject in found:
+            raise DataError(
+                f"{hdr}: subject {subject} also found at {found[subject]}; "
+                "keep one copy of each subject under the discs folder"
+            )
+        found[subject] = hdr
+    if not found:
+        raise DataError(
+            f"{discs_dir}: no OASIS-1 volumes found (expected .../{OASIS1_PATTERN}, e.g. "
+            "disc1/OAS1_0001_MR1/...); point at the folder holding the extracted discs"
+        )
+    return found
+
+
+def _split_counts(n: int, split: tuple[float, float, float]) -> tuple[int, int, int]:
+    """(train, validate, test) counts: validate/test round their share, at least 1 when n >= 3."""
+    if len(split) != 3 or any(f < 0 for f in split) or split[0] <= 0:
+        raise ConfigError(
+            f"split={split}: need three shares (train, validate, test), train > 0, none negative"
+        )
+    total = sum(split)
+    counts = []
+    for f in split[1:]:
+        c = int(round(f / total * n))
+        if f > 0 and n >= 3:
+            c = max(c, 1)
+        counts.append(c)
+    n_val, n_test = counts
+    while n_val + n_test > max(n - 1, 0):  # train keeps at least one subject
+        if n_val >= n_test:
+            n_val -= 1
+        else:
+            n_test -= 1
+    return n - n_val - n_test, n_val, n_test
+
+
+def _write_png(arr: np.ndarray, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    Image.fromarray(arr).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def _prepare_out(out: Path, overwrite: bool) -> None:
+    """Refuse a non-empty keras_png_slices_* folder in out, or clear our three when overwriting."""
+    out.mkdir(parents=True, exist_ok=True)
+    busy = sorted(d for d in out.glob("keras_png_slices_*") if d.is_dir() and any(d.iterdir()))
+    if busy and not overwrite:
+        raise DataError(
+            f"{busy[0]}: output folder already holds slices; choose an empty OUT or pass "
+            "overwrite=True (--overwrite) to replace them"
+        )
+    for split in SPLITS:
+        d = out / f"keras_png_slices_{split}"
+        if d.is_dir():
+            for p in d.iterdir():
+                if p.is_file() and (p.suffix.lower() == ".png" or ".png.tmp" in p.name):
+                    p.unlink()
+
+
+def prepare_oasis1(
+    discs_dir: Path,
+    out: Path,
+    first: float = 0.2,
+    last: float = 0.8,
+    size: int = 256,
+    split: tuple[float, float, float] = (0.85, 0.1, 0.05),
+    seed: int = 0,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> dict:
+    """Slice raw OASIS-1 volumes into out/keras_png_slices_{train,validate,test}, split by subject.
+
+    Subjects (not slices) are split by a seeded permutation in the given (train, validate, test)
+    proportions; files are named case_{subject number}_slice_{k}.nii.png. Returns and writes
+    out/prepare_summary.json: {split: {"subjects": [...], "slices": n}}.
+    """
+    from tqdm.auto import tqdm
+
+    _check_range(first, last, size)
+    out = Path(out).expanduser()
+    subjects = find_oasis1(discs_dir)
+    names = sorted(subjects)
+    n_train, n_val, _ = _split_counts(len(names), tuple(split))
+    order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
+    assignment = {
+        "train": sorted(order[:n_train]),
+        "validate": sorted(order[n_train : n_train + n_val]),
+        "test": sorted(order[n_train + n_val :]),
+    }
+    _prepare_out(out, overwrite)
+
+    summary: dict = {s: {"subjects": assignment[s], "slices": 0} for s in SPLITS}
+    jobs = [(s, subj) for s in SPLITS for subj in assignment[s]]
+    for s, subj in tqdm(jobs, desc="slicing OASIS-1", unit="subject", disable=not progress):
+        folder = out / f"keras_png_slices_{s}"
+        folder.mkdir(exist_ok=True)
+        number = int(_OASIS1_RE.match(subj).group(1))
+        slices = volume_slices(subjects[subj], first=first, last=last, size=size)
+        for k, img in enumerate(slices):
+            _write_png(img, folder / f"case_{number}_slice_{k}.nii.png")
+        summary[s]["slices"] += len(slices)
+    for s in SPLITS:  # a split with no subjects leaves no (empty) folder behind
+        d = out / f"keras_png_slices_{s}"
+        if d.is_dir() and not any(d.iterdir()):
+            d.rmdir()
+
+    path = out / "prepare_summary.json"
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    os.replace(tmp, path)
+    return summary
+
+
+# -- a folder of NIfTI volumes as a data source -----------------------------------------------------
+def nifti_files(root: Path) -> list[Path]:
+    """The .nii/.nii.gz files under root (recursively, hidden paths skipped), sorted."""
+    root = Path(root)
+    files = []
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).parts
+        if any(part.startswith(".") for part in rel) or not p.is_file():
+            continue
+        if p.name.lower().endswith((".nii", ".nii.gz")):
+            files.append(p)
+    return files
+
+
+def nifti_folder_splits(root: Path, cfg: DataConfig) -> dict[str, np.ndarray]:
+    """uint8 (N, S, S) axial slices per split of a folder of NIfTI volumes, split by volume."""
+    from brainvq.data import _seeded_split
+
+    vols = nifti_files(root)
+    if len(vols) < 3:
+        raise DataError(
+            f"{root}: only {len(vols)} NIfTI volume(s); at least 3 are needed to split by volume"
+        )
+    parts = _seeded_split(
+        vols, {"validate": cfg.val_fraction, "test": cfg.test_fraction}, cfg.split_seed
+    )
+    size = cfg.image_size
+    arrays = {}
+    for s in SPLITS:
+        chunks = [volume_slices(v, size=size) for v in parts.get(s, [])]
+        arrays[s] = np.concatenate(chunks) if chunks else np.zeros((0, size, size), dtype=np.uint8)
+    return arrays
