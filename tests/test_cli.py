@@ -180,6 +180,8 @@ def test_run_end_to_end_with_prior_and_repeatable_sampling(keras_root, tmp_path)
     ):
         assert (run / "figures" / fig).exists(), fig
     assert len(list((run / "samples").glob("sample_*.png"))) == 64
+    page = (run / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 7 and "realism_ratio" in page
     assert (run / "codes" / "train.npy").exists()
     # every stage is reused on a second run
     r = brainvq("run", "--data", str(keras_root), "--run", str(run), "--quiet", *TINY_OVERRIDES)
@@ -200,3 +202,17 @@ def test_run_end_to_end_with_prior_and_repeatable_sampling(keras_root, tmp_path)
         )
         outs.append([(tmp_path / name / f"sample_{i:04d}.png").read_bytes() for i in range(4)])
     assert outs[0] == outs[1] and outs[0] != outs[2]
+
+
+def test_tensorboard_logging_beside_csv(keras_root, tmp_path):
+    pytest.importorskip("tensorboard")
+    run = tmp_path / "run"
+    brainvq(
+        *tiny("train-vqvae", keras_root, run),
+        "--train.max_epochs",
+        "1",
+        "--train.tensorboard",
+        "true",
+    )
+    assert list((run / "logs" / "vqvae" / "tb").glob("events.out.tfevents.*"))
+    assert (run / "logs" / "vqvae" / "metrics.csv").exists()

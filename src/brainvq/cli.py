@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="the whole job: VQ-VAE, prior, samples, evaluation (the original driver.py)",
         description="Train (or reuse) the VQ-VAE and the prior of RUN on DATA, sample, evaluate "
-        "and write every output. Stages already in the run folder are reused unless --fresh.",
+        "and write every output, report.html last. Stages already in the run folder are reused unless --fresh.",
         epilog=OVERRIDE_HELP,
     )
     p.add_argument("--data", default="default", help="data folder or 'default' (embedded slices)")
@@ -138,6 +138,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--kind", default="dcgan", choices=["dcgan"], help="which prior")
     p.add_argument("--out", help="output folder (default RUN/samples)")
+
+    p = sub.add_parser(
+        "prepare-oasis1",
+        help="turn the raw OASIS-1 release into keras_png_slices train/validate/test folders",
+        description="Read each subject's OAS1_xxxx_MR1/PROCESSED/MPRAGE/T88_111/"
+        "OAS1_xxxx_MR1_mpr_n4_anon_111_t88_masked_gfc.hdr (Analyze 7.5) under DISCS_DIR, keep the "
+        "axial slices between the --first and --last fractions of the volume, scale each volume to "
+        "8 bits (0 stays 0, its 99.5th percentile of non-zero voxels and above become 255), pad or "
+        "crop to --size, and write OUT/keras_png_slices_{train,validate,test}, split by subject.",
+    )
+    p.add_argument("discs_dir", help="folder holding the OASIS-1 discs (disc1, disc2, ...)")
+    p.add_argument("out", help="output folder for the keras_png_slices_* folders")
+    p.add_argument("--first", type=float, default=0.2, help="first axial fraction kept (0.2)")
+    p.add_argument("--last", type=float, default=0.8, help="last axial fraction kept (0.8)")
+    p.add_argument("--size", type=int, default=256, help="output side in pixels (256)")
+    p.add_argument(
+        "--split",
+        type=float,
+        nargs=3,
+        default=(0.85, 0.1, 0.05),
+        metavar=("TRAIN", "VAL", "TEST"),
+        help="subject shares (0.85 0.1 0.05)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the subject split (0)")
+    p.add_argument("--overwrite", action="store_true", help="replace slices already in OUT")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser(
+        "report",
+        help="write RUN/report.html: one self-contained page of the run",
+        description="Config, metrics, training curves, reconstructions, samples, nearest-neighbour "
+        "pairs and codebook usage in one HTML file with its images embedded (opens offline).",
+    )
+    p.add_argument("--run", required=True, help="run folder")
 
     p = sub.add_parser("config", help="print the config (defaults, or a file with overrides)")
     p.add_argument("--config", help="TOML config file or preset name")
@@ -213,11 +247,39 @@ def cmd_sample(args, overrides) -> int:
     return 0
 
 
+def cmd_prepare_oasis1(args, overrides) -> int:
+    from brainvq.volumes import prepare_oasis1
+
+    summary = prepare_oasis1(
+        Path(args.discs_dir),
+        Path(args.out),
+        first=args.first,
+        last=args.last,
+        size=args.size,
+        split=tuple(args.split),
+        seed=args.seed,
+        progress=not args.quiet,
+        overwrite=args.overwrite,
+    )
+    for split, info in summary.items():
+        print(f"{split:<9} {len(info['subjects']):>4} subjects {info['slices']:>6} slices")
+    print(f"-> {args.out}/keras_png_slices_{{train,validate,test}} and prepare_summary.json")
+    return 0
+
+
+def cmd_report(args, overrides) -> int:
+    from brainvq.html_report import write_report
+
+    print(f"report -> {write_report(args.run)}")
+    return 0
+
+
 def cmd_run(args, overrides) -> int:
     cmd_train_vqvae(args, overrides)
     cmd_train_prior(args, overrides)
     cmd_sample(argparse.Namespace(run=args.run, n=64, seed=0, kind=args.kind, out=None), [])
-    return cmd_evaluate(argparse.Namespace(run=args.run, data=args.data), [])
+    cmd_evaluate(argparse.Namespace(run=args.run, data=args.data), [])
+    return cmd_report(args, [])
 
 
 def cmd_config(args, overrides) -> int:
@@ -231,6 +293,8 @@ COMMANDS = {
     "train-prior": cmd_train_prior,
     "sample": cmd_sample,
     "run": cmd_run,
+    "report": cmd_report,
+    "prepare-oasis1": cmd_prepare_oasis1,
     "config": cmd_config,
 }
 

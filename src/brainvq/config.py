@@ -77,6 +77,8 @@ class TrainConfig:
     num_nodes: int = 1
     seed: int = 0
     log_every_n_steps: int = 10
+    # Also log to TensorBoard (RUN/logs/STAGE/tb/), beside the CSV log; needs `tensorboard`.
+    tensorboard: bool = False
 
 
 @dataclass

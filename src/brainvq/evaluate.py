@@ -126,6 +126,9 @@ def evaluate_samples(
         f"best of {n} {kind} samples vs nearest real slice",
     )
     image_grid(drawn["images"][:64], figs / f"{kind}_samples.png")
+    top = np.argsort(per["nn_ssim"])[::-1][:8]  # the 8 samples closest to a training slice
+    pairs = np.concatenate([drawn["images"][top], train[per["nearest"][top]] / 255.0])
+    image_grid(pairs, figs / f"{kind}_nearest_pairs.png", ncol=len(top))
     code_map_figure(
         drawn["codes"][best].numpy(),
         drawn["images"][best],

@@ -69,8 +69,15 @@ def recon_figure(originals: np.ndarray, recons: np.ndarray, scores: np.ndarray, 
 
 def curves_figure(log: dict[str, list[tuple[int, float]]], path: Path, title: str) -> Path:
     """One panel per logged metric (loss, usage, validation SSIM, ...) against step."""
-    keys = [k for k in log if not k.endswith("_step") or k.replace("_step", "_epoch") not in log]
-    keys = [k for k in keys if len(log[k]) > 0]
+
+    def wanted(k: str) -> bool:  # per-epoch curves, unless there are too few epochs to draw
+        if k.endswith("_step"):
+            return len(log.get(k.replace("_step", "_epoch"), [])) < 3
+        if k.endswith("_epoch"):
+            return len(log[k]) >= 3 or k.replace("_epoch", "_step") not in log
+        return True
+
+    keys = [k for k in log if wanted(k) and len(log[k]) > 0]
     n = max(len(keys), 1)
     cols = min(n, 3)
     rows = math.ceil(n / cols)

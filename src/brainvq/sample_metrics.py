@@ -17,7 +17,7 @@ from brainvq.metrics import code_histogram, max_ssim_against, ssim
 
 def as_images(x: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 (N, S, S) or float (N, 1, S, S) / (N, S, S) -> float (N, 1, S, S) in [0, 1]."""
-    t = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
+    t = torch.from_numpy(np.array(x)) if not isinstance(x, torch.Tensor) else x
     if t.dtype == torch.uint8:
         t = t.float() / 255.0
     if t.dim() == 3:

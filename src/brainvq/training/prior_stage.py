@@ -33,6 +33,7 @@ def prior_train_config(cfg: Config) -> TrainConfig:
         devices=t.devices,
         num_nodes=t.num_nodes,
         log_every_n_steps=t.log_every_n_steps,
+        tensorboard=t.tensorboard,
     )
 
 
@@ -75,6 +76,7 @@ def train_prior(
     pcfg.prior = copy.deepcopy(cfg.prior)
     pcfg.train.accelerator = cfg.train.accelerator
     pcfg.train.devices, pcfg.train.num_nodes = cfg.train.devices, cfg.train.num_nodes
+    pcfg.train.tensorboard = cfg.train.tensorboard
     pcfg.validate()
 
     codes = torch.from_numpy(code_maps(run, _data_root(run.dir.path, data))["train"]).long()

@@ -12,6 +12,7 @@ import lightning as L
 from lightning.pytorch.callbacks import TQDMProgressBar
 
 from brainvq.config import TrainConfig
+from brainvq.errors import ConfigError
 from brainvq.runs import RunDir
 from brainvq.training.callbacks import LossThresholdStop, RollingCheckpoint
 from brainvq.training.hardware import resolve_accelerator, resolve_precision
@@ -37,6 +38,21 @@ def resume_path(run: RunDir, stage: str, fresh: bool) -> Path | None:
         return None
     last = state / "last.ckpt"
     return last if last.exists() else None
+
+
+def _loggers(run: RunDir, stage: str, t: TrainConfig) -> list:
+    loggers = [ResumableCSVLogger(save_dir=str(run.logs), name=stage, version="")]
+    if t.tensorboard:
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "train.tensorboard = true needs the tensorboard package: pip install tensorboard"
+            ) from None
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(save_dir=str(run.logs), name=stage, version="tb"))
+    return loggers
 
 
 def make_trainer(
@@ -67,7 +83,7 @@ def make_trainer(
         max_epochs=t.max_epochs,
         max_time=timedelta(minutes=t.max_minutes) if t.max_minutes > 0 else None,
         callbacks=callbacks,
-        logger=ResumableCSVLogger(save_dir=str(run.logs), name=stage, version=""),
+        logger=_loggers(run, stage, t),
         enable_progress_bar=progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,

@@ -1,0 +1,124 @@
+"""One self-contained report.html per run: config, metrics, curves, reconstructions, samples.
+
+Every image is embedded as a base64 data URI and the style is inline, so the file opens offline
+and can be mailed or archived on its own. A small inline script marks the page with how many of
+its images decoded (`<body data-images-ok="7/7">`), which the tests read from a headless browser.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+from pathlib import Path
+
+from brainvq.runs import RunDir, atomic_write_text
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;
+color:#222;padding:0 1rem}
+h1{margin-bottom:.2rem} h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
+table{border-collapse:collapse;margin:.5rem 0} td,th{border:1px solid #ddd;padding:.25rem .6rem;
+text-align:left} th{background:#f4f4f4} td.num{text-align:right;font-variant-numeric:tabular-nums}
+figure{margin:1rem 0} figcaption{color:#555;font-size:.9rem} img{max-width:100%;height:auto;
+border:1px solid #eee} pre{background:#f7f7f7;padding:.8rem;overflow-x:auto;font-size:.85rem}
+.muted{color:#777}
+"""
+
+_SCRIPT = """
+window.addEventListener('load',function(){var im=document.images,ok=0;
+for(var i=0;i<im.length;i++){if(im[i].complete&&im[i].naturalWidth>0)ok++;}
+document.body.setAttribute('data-images-ok',ok+'/'+im.length);});
+"""
+
+# (figure file, section, caption)
+FIGURES = [
+    (
+        "vqvae_curves.png",
+        "Training curves",
+        "VQ-VAE: loss, codebook usage, perplexity, validation SSIM",
+    ),
+    ("prior_dcgan_curves.png", "Training curves", "DCGAN prior: generator and discriminator"),
+    ("reconstructions.png", "Reconstructions", "Best, median and worst test reconstructions"),
+    ("dcgan_samples.png", "Samples", "New slices from the DCGAN prior"),
+    ("dcgan_code_map.png", "Samples", "A sampled code map and the slice it decodes to"),
+    (
+        "dcgan_best_vs_nearest.png",
+        "Nearest-neighbour pairs",
+        "Best sample beside its nearest training slice",
+    ),
+    (
+        "dcgan_nearest_pairs.png",
+        "Nearest-neighbour pairs",
+        "Samples (top) above their nearest training slices (bottom)",
+    ),
+    ("codebook_usage.png", "Codebook usage", "How often each code is used on the test split"),
+]
+SECTIONS = [
+    "Training curves",
+    "Reconstructions",
+    "Samples",
+    "Nearest-neighbour pairs",
+    "Codebook usage",
+]
+
+
+def _img(path: Path, caption: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    cap = html.escape(caption)
+    return f'<figure><img alt="{cap}" src="data:image/png;base64,{data}"><figcaption>{cap}</figcaption></figure>'
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.3e}"
+    return html.escape(str(v))
+
+
+def _metrics_table(section: dict) -> str:
+    rows = []
+    for key, value in section.items():
+        if isinstance(value, dict):  # e.g. ssim: {mean, std, min, max, median}
+            value = ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
+            rows.append(f"<tr><th>{html.escape(key)}</th><td>{value}</td></tr>")
+        else:
+            rows.append(f'<tr><th>{html.escape(key)}</th><td class="num">{_fmt(value)}</td></tr>')
+    return "<table>" + "".join(rows) + "</table>"
+
+
+def render(run: RunDir) -> str:
+    """The report of a run folder as one HTML string."""
+    metrics = run.read_metrics()
+    config = run.config.read_text() if run.config.exists() else "(no config.toml)"
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>brainvq report: {html.escape(run.path.name)}</title>",
+        f"<style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>",
+        f"<h1>brainvq run <code>{html.escape(run.path.name)}</code></h1>",
+        f"<p class='muted'>{html.escape(str(run.path.resolve()))} &middot; report written "
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC</p>",
+        "<h2>Metrics</h2>",
+    ]
+    if not metrics:
+        parts.append("<p>No metrics yet: run <code>brainvq evaluate</code>.</p>")
+    for name, section in metrics.items():
+        parts.append(f"<h3>{html.escape(name)}</h3>{_metrics_table(section)}")
+    for section in SECTIONS:
+        figs = [(f, c) for f, s, c in FIGURES if s == section and (run.figures / f).exists()]
+        if figs:
+            parts.append(f"<h2>{section}</h2>")
+            parts += [_img(run.figures / f, c) for f, c in figs]
+    parts.append(f"<h2>Config</h2><pre>{html.escape(config)}</pre></body></html>")
+    return "\n".join(parts)
+
+
+def write_report(run_path: str | Path) -> Path:
+    """Write RUN/report.html (atomically) and return its path."""
+    run = RunDir(run_path)
+    if not run.path.is_dir():
+        from brainvq.errors import RunError
+
+        raise RunError(f"{run.path}: run folder not found")
+    out = run.path / "report.html"
+    atomic_write_text(out, render(run))
+    return out
