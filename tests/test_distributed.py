@@ -44,3 +44,33 @@ def test_two_ranks_keep_identical_codebooks(tmp_path):
     # the usage statistics count both ranks' vectors: 2 ranks x 72 per step, from 16 x 1.0
     expected = 16 * 0.9**5 + 2 * 72 * (1 - 0.9**5)
     assert abs(float(a["plain_cluster_size"].sum()) - expected) < 1e-3
+
+
+def test_two_process_ddp_run_keeps_ranks_identical(keras_root, tmp_path):
+    """`brainvq run --train.devices 2` on CPU (gloo): both stages train on 2 processes, every rank
+    ends with the same weights and codebook, and only rank 0 reports, samples and evaluates."""
+    from safetensors.torch import load_file
+
+    from .conftest import brainvq, tiny
+
+    run = tmp_path / "run"
+    r = brainvq(
+        *tiny("run", keras_root, run),
+        "--train.max_epochs",
+        "2",
+        "--train.devices",
+        "2",
+        "--train.accelerator",
+        "cpu",
+        "--train.save_rank_states",
+        "true",
+    )
+    assert r.stdout.count("VQ-VAE trained") == 1 and r.stdout.count("prior trained") == 1
+    assert r.stdout.count("report ->") == 1
+    for stage, key in (("vqvae", "quantizer.embedding"), ("prior-dcgan", "generator")):
+        a = load_file(run / "state" / stage / "rank0.safetensors")
+        b = load_file(run / "state" / stage / "rank1.safetensors")
+        assert a.keys() == b.keys() and any(key in k for k in a), stage
+        for k in a:
+            assert torch.equal(a[k], b[k]), (stage, k)
+    assert (run / "report.html").exists()

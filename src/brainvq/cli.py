@@ -179,11 +179,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_train_vqvae(args, overrides) -> int:
+def _other_rank(res: dict) -> bool:
+    """True in a DDP worker process that is not rank 0 (it trains, but reports nothing)."""
+    return not res.get("is_global_zero", True)
+
+
+def cmd_train_vqvae(args, overrides, last_stage: bool = True) -> int:
     from brainvq.training.vqvae_stage import train_vqvae
 
     cfg = load_config(args, overrides)
     res = train_vqvae(args.data, args.run, cfg, fresh=args.fresh, progress=not args.quiet)
+    if _other_rank(res):
+        if last_stage:
+            raise SystemExit(0)  # a DDP worker's part ends with training
+        return 0
     if res["status"] == "reused":
         print(f"VQ-VAE already trained: {res['weights']} (use --fresh to retrain)")
     else:
@@ -218,6 +227,8 @@ def cmd_train_prior(args, overrides) -> int:
     res = train_prior(
         args.run, cfg, args.kind, args.data, fresh=args.fresh, progress=not args.quiet
     )
+    if _other_rank(res):
+        raise SystemExit(0)  # a DDP worker's part ends with training; rank 0 goes on
     if res["status"] == "reused":
         print(f"{args.kind} prior already trained: {res['weights']} (use --fresh to retrain)")
     else:
@@ -275,7 +286,9 @@ def cmd_report(args, overrides) -> int:
 
 
 def cmd_run(args, overrides) -> int:
-    cmd_train_vqvae(args, overrides)
+    # under DDP every rank trains both stages (same processes, same process group); then only
+    # rank 0 samples, evaluates and writes the report
+    cmd_train_vqvae(args, overrides, last_stage=False)
     cmd_train_prior(args, overrides)
     cmd_sample(argparse.Namespace(run=args.run, n=64, seed=0, kind=args.kind, out=None), [])
     cmd_evaluate(argparse.Namespace(run=args.run, data=args.data), [])

@@ -79,6 +79,9 @@ class TrainConfig:
     log_every_n_steps: int = 10
     # Also log to TensorBoard (RUN/logs/STAGE/tb/), beside the CSV log; needs `tensorboard`.
     tensorboard: bool = False
+    # Diagnostic for multi-process runs: each rank writes RUN/state/STAGE/rankN.safetensors at the
+    # end of training, so ranks can be checked to agree.
+    save_rank_states: bool = False
 
 
 @dataclass

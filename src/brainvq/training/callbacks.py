@@ -105,3 +105,20 @@ class RollingCheckpoint(Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
             self.save(trainer)
+
+
+class RankStateDump(Callback):
+    """At the end of training every rank writes its model state to DIR/rankN.safetensors.
+
+    A diagnostic for multi-process training: the files of all ranks should be identical.
+    """
+
+    def __init__(self, dirpath: str | Path) -> None:
+        self.dirpath = Path(dirpath)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from brainvq.runs import atomic_save_safetensors
+
+        state = {k: v.detach().float().cpu() for k, v in pl_module.state_dict().items()}
+        path = self.dirpath / f"rank{trainer.global_rank}.safetensors"
+        atomic_save_safetensors(state, path, {"rank": trainer.global_rank})

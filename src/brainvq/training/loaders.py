@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader
 
 
 class BatchedSlices(torch.utils.data.Dataset):
@@ -40,14 +40,14 @@ def slice_loader(
 ) -> DataLoader:
     """A DataLoader over uint8 slices that fetches whole batches at once."""
     ds = BatchedSlices(slices)
-    if shuffle:
-        sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(seed))
-    else:
-        sampler = SequentialSampler(ds)
-    drop = drop_last and len(ds) >= batch_size
+    # a plain batch_size/shuffle loader: the fetcher still calls __getitems__ once per batch, and
+    # Lightning can swap in a DistributedSampler under DDP
     return DataLoader(
         ds,
-        batch_sampler=BatchSampler(sampler, batch_size, drop_last=drop),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=torch.Generator().manual_seed(seed) if shuffle else None,
+        drop_last=drop_last and len(ds) >= batch_size,
         collate_fn=_identity,
         num_workers=num_workers,
         pin_memory=pin_memory,

@@ -34,6 +34,7 @@ def prior_train_config(cfg: Config) -> TrainConfig:
         num_nodes=t.num_nodes,
         log_every_n_steps=t.log_every_n_steps,
         tensorboard=t.tensorboard,
+        save_rank_states=t.save_rank_states,
     )
 
 
@@ -77,6 +78,7 @@ def train_prior(
     pcfg.train.accelerator = cfg.train.accelerator
     pcfg.train.devices, pcfg.train.num_nodes = cfg.train.devices, cfg.train.num_nodes
     pcfg.train.tensorboard = cfg.train.tensorboard
+    pcfg.train.save_rank_states = cfg.train.save_rank_states
     pcfg.validate()
 
     codes = torch.from_numpy(code_maps(run, _data_root(run.dir.path, data))["train"]).long()
@@ -103,7 +105,7 @@ def train_prior(
     codebook = run.vqvae.quantizer.embedding.detach().float().cpu()
     module = DCGANModule(pcfg, codebook, h)
     ckpt = resume_path(run.dir, stage, fresh)
-    trainer = make_trainer(run.dir, stage, t, progress)
+    trainer = make_trainer(run.dir, stage, t, progress, unused_parameters=True)
     started = time.time()
     fit_stage(trainer, module, loader, None, ckpt, run.dir, stage)
     prior = copy.deepcopy(module.sampler()).float().cpu()
@@ -121,4 +123,5 @@ def train_prior(
         "d_loss": float(metrics.get("d_loss_epoch", float("nan"))),
         "sample_codes_used": int(torch.unique(sample).numel()),
         "weights": str(weights),
+        "is_global_zero": trainer.is_global_zero,
     }

@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from brainvq.config import TrainConfig
 from brainvq.errors import ConfigError
 from brainvq.runs import RunDir
-from brainvq.training.callbacks import LossThresholdStop, RollingCheckpoint
+from brainvq.training.callbacks import LossThresholdStop, RankStateDump, RollingCheckpoint
 from brainvq.training.hardware import resolve_accelerator, resolve_precision
 from brainvq.training.logs import ResumableCSVLogger
 
@@ -62,6 +62,7 @@ def make_trainer(
     progress: bool = True,
     extra_callbacks: list | None = None,
     val_every: int = 1,
+    unused_parameters: bool = False,
 ) -> L.Trainer:
     """A Trainer that checkpoints to RUN/state/STAGE, logs CSV to RUN/logs/STAGE and keeps time."""
     for name in ("lightning.pytorch", "lightning.fabric"):
@@ -73,12 +74,18 @@ def make_trainer(
     ]
     if t.loss_threshold > 0:
         callbacks.append(LossThresholdStop(t.loss_threshold))
+    if t.save_rank_states:
+        callbacks.append(RankStateDump(run.stage_state(stage)))
     if progress:
         callbacks.append(TQDMProgressBar(refresh_rate=5))
     return L.Trainer(
         accelerator=accelerator,
         devices=t.devices,
         num_nodes=t.num_nodes,
+        # a GAN's G and D steps each leave the other's parameters out of the loss
+        strategy="ddp_find_unused_parameters_true"
+        if unused_parameters and t.devices * t.num_nodes > 1
+        else "auto",
         precision=resolve_precision(t.precision, accelerator),
         max_epochs=t.max_epochs,
         max_time=timedelta(minutes=t.max_minutes) if t.max_minutes > 0 else None,

@@ -35,10 +35,10 @@ class VQVAEModule(L.LightningModule):
             loss = loss + w * (1 - ssim(out.recon.float(), x.float()).mean())
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite training loss at step {self.global_step}")
-        self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=True)
-        self.log("mse", mse, on_step=False, on_epoch=True)
-        self.log("usage", out.usage, prog_bar=True, on_step=True, on_epoch=True)
-        self.log("perplexity", out.perplexity, on_step=False, on_epoch=True)
+        self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
+        self.log("mse", mse, on_step=False, on_epoch=True, sync_dist=True)
+        self.log("usage", out.usage, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
+        self.log("perplexity", out.perplexity, on_step=False, on_epoch=True, sync_dist=True)
         return loss
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
@@ -46,8 +46,10 @@ class VQVAEModule(L.LightningModule):
         out = self.model(x)
         recon = out.recon.float().clamp(0, 1)
         s = ssim(recon, x.float())
-        self.log("val_ssim", s.mean(), prog_bar=True, on_epoch=True, batch_size=len(x))
-        self.log("val_mse", recon_loss(recon, x), on_epoch=True, batch_size=len(x))
+        self.log(
+            "val_ssim", s.mean(), prog_bar=True, on_epoch=True, batch_size=len(x), sync_dist=True
+        )
+        self.log("val_mse", recon_loss(recon, x), on_epoch=True, batch_size=len(x), sync_dist=True)
 
     def configure_optimizers(self):
         t = self.cfg.train

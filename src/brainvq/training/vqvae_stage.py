@@ -73,4 +73,5 @@ def _train_vqvae(data: str, run: RunDir, cfg: Config, fresh: bool, progress: boo
         "seconds": round(time.time() - started, 1),
         "val_ssim": float(trainer.callback_metrics.get("val_ssim", float("nan"))),
         "weights": str(run.vqvae),
+        "is_global_zero": trainer.is_global_zero,
     }
