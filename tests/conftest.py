@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +72,31 @@ def tiny_config(image_size: int = 32, **train) -> Config:
     return cfg.validate()
 
 
+@pytest.fixture(scope="module")
+def vq_run(tmp_path_factory):
+    """A tiny trained VQ-VAE run folder (32x32 images, 8x8 code maps, K=32) and its data."""
+    from brainvq.training.vqvae_stage import train_vqvae
+
+    base = tmp_path_factory.mktemp("vq")
+    root = base / "keras"
+    write_slices(root / "keras_png_slices_train", 24, 32, seed=1)
+    write_slices(root / "keras_png_slices_validate", 4, 32, seed=2)
+    write_slices(root / "keras_png_slices_test", 6, 32, seed=3)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BRAINVQ_CACHE", str(base / "cache"))
+        train_vqvae(str(root), str(base / "vq"), tiny_config(max_epochs=1), progress=False)
+    return base / "vq", root
+
+
+@pytest.fixture
+def run_copy(vq_run, tmp_path):
+    """A private copy of the tiny run, so each test trains its own prior."""
+    src, root = vq_run
+    dst = tmp_path / "run"
+    shutil.copytree(src, dst)
+    return dst, root
+
+
 TINY_OVERRIDES = [
     "--data.image_size",
     "32",
@@ -104,6 +130,18 @@ TINY_OVERRIDES = [
     "16",
     "--prior.d_channels",
     "8",
+    "--prior.pixelcnn_channels",
+    "8",
+    "--prior.pixelcnn_layers",
+    "2",
+    "--prior.pixelcnn_kernel",
+    "3",
+    "--prior.transformer_dim",
+    "16",
+    "--prior.transformer_layers",
+    "1",
+    "--prior.transformer_heads",
+    "2",
     "--eval.n_samples",
     "6",
 ]

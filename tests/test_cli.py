@@ -162,11 +162,7 @@ def test_bad_input_one_line_exit_2(args, needle, tmp_path, keras_root):
 
 def test_run_end_to_end_with_prior_and_repeatable_sampling(keras_root, tmp_path):
     run = tmp_path / "run"
-    r = brainvq(
-        *tiny("run", keras_root, run),
-        "--train.max_epochs",
-        "1",
-    )
+    r = brainvq(*tiny("run", keras_root, run), "--train.max_epochs", "1", "--kind", "dcgan")
     assert "NN-SSIM" in r.stdout and "realism ratio" in r.stdout
     m = json.loads((run / "metrics.json").read_text())
     s = m["samples-dcgan"]
@@ -184,7 +180,10 @@ def test_run_end_to_end_with_prior_and_repeatable_sampling(keras_root, tmp_path)
     assert page.count("data:image/png;base64,") >= 7 and "realism_ratio" in page
     assert (run / "codes" / "train.npy").exists()
     # every stage is reused on a second run
-    r = brainvq("run", "--data", str(keras_root), "--run", str(run), "--quiet", *TINY_OVERRIDES)
+    r = brainvq(
+        "run", "--data", str(keras_root), "--run", str(run), "--quiet", *TINY_OVERRIDES,
+        "--kind", "dcgan",
+    )  # fmt: skip
     assert "already trained" in r.stdout and "prior already trained" in r.stdout
     # sampling is repeatable under a seed, and another seed gives other slices
     outs = []

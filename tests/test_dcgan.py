@@ -10,47 +10,22 @@ import torch
 from brainvq.config import Config
 from brainvq.errors import ConfigError, RunError
 from brainvq.nn.dcgan import Discriminator, Generator, snap
-from brainvq.priors import DCGANPrior, load_dcgan, load_prior, prior_path
+from brainvq.priors import DCGANPrior, load_prior, load_prior_file, prior_path
 from brainvq.runs import load_run
 from brainvq.training.prior_stage import train_prior
-from brainvq.training.vqvae_stage import train_vqvae
 
-from .conftest import tiny_config, write_slices
+from .conftest import tiny_config
 
 
 def tiny_prior(cfg: Config, **values) -> Config:
     """A prior small enough to take a few steps per second."""
     p = cfg.prior
+    p.kind = "dcgan"
     p.latent_dim, p.g_channels, p.d_channels, p.batch_size = 16, 32, 8, 8
     p.steps_per_epoch, p.max_epochs, p.max_minutes = 4, 1, 0.0
     for k, v in values.items():
         setattr(p, k, v)
     return cfg.validate()
-
-
-@pytest.fixture(scope="module")
-def vq_run(tmp_path_factory):
-    """A tiny trained VQ-VAE run folder (32x32 images, 8x8 code maps, K=32) and its data."""
-    base = tmp_path_factory.mktemp("dcgan")
-    root = base / "keras"
-    write_slices(root / "keras_png_slices_train", 24, 32, seed=1)
-    write_slices(root / "keras_png_slices_validate", 4, 32, seed=2)
-    write_slices(root / "keras_png_slices_test", 6, 32, seed=3)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BRAINVQ_CACHE", str(base / "cache"))
-        train_vqvae(str(root), str(base / "vq"), tiny_config(max_epochs=1), progress=False)
-    return base / "vq", root
-
-
-@pytest.fixture
-def run_copy(vq_run, tmp_path):
-    """A private copy of the tiny run, so each test trains its own prior."""
-    import shutil
-
-    src, root = vq_run
-    dst = tmp_path / "run"
-    shutil.copytree(src, dst)
-    return dst, root
 
 
 @pytest.mark.parametrize("size", [4, 8, 16, 32])
@@ -113,7 +88,7 @@ def test_train_prior_end_to_end(run_copy, design):
     assert run.vqvae.decode(codes).shape == (5, 1, 32, 32)
     # round trip: save again and load, same weights, same samples
     prior.save(run_path / "again.safetensors", cfg)
-    again = load_dcgan(run_path / "again.safetensors")
+    again = load_prior_file(run_path / "again.safetensors")
     assert torch.equal(again.sample(5, seed=3), codes)
     # a finished stage is reused, --fresh trains again
     assert train_prior(str(run_path), cfg, data=str(root), progress=False)["status"] == "reused"

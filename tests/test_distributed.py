@@ -3,6 +3,7 @@
 import os
 import socket
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -46,7 +47,8 @@ def test_two_ranks_keep_identical_codebooks(tmp_path):
     assert abs(float(a["plain_cluster_size"].sum()) - expected) < 1e-3
 
 
-def test_two_process_ddp_run_keeps_ranks_identical(keras_root, tmp_path):
+@pytest.mark.parametrize(("kind", "key"), [("dcgan", "generator"), ("transformer", "net.")])
+def test_two_process_ddp_run_keeps_ranks_identical(keras_root, tmp_path, kind, key):
     """`brainvq run --train.devices 2` on CPU (gloo): both stages train on 2 processes, every rank
     ends with the same weights and codebook, and only rank 0 reports, samples and evaluates."""
     from safetensors.torch import load_file
@@ -64,13 +66,15 @@ def test_two_process_ddp_run_keeps_ranks_identical(keras_root, tmp_path):
         "cpu",
         "--train.save_rank_states",
         "true",
+        "--kind",
+        kind,
     )
     assert r.stdout.count("VQ-VAE trained") == 1 and r.stdout.count("prior trained") == 1
     assert r.stdout.count("report ->") == 1
-    for stage, key in (("vqvae", "quantizer.embedding"), ("prior-dcgan", "generator")):
+    for stage, part in (("vqvae", "quantizer.embedding"), (f"prior-{kind}", key)):
         a = load_file(run / "state" / stage / "rank0.safetensors")
         b = load_file(run / "state" / stage / "rank1.safetensors")
-        assert a.keys() == b.keys() and any(key in k for k in a), stage
+        assert a.keys() == b.keys() and any(part in k for k in a), stage
         for k in a:
             assert torch.equal(a[k], b[k]), (stage, k)
     assert (run / "report.html").exists()

@@ -8,14 +8,17 @@ import sys
 import warnings
 from pathlib import Path
 
-from brainvq.config import Config
+from brainvq.config import PRIOR_KINDS, Config
 from brainvq.errors import BrainVQError, ConfigError, Interrupted
 
 PRESETS = Path(__file__).parent / "configs"
+KIND_HELP = "which prior (default: the run's prior.kind, else the one the run holds)"
+TEMPERATURE_HELP = "sampling temperature (<1 sharper, >1 more varied; default prior.temperature)"
+TOP_K_HELP = "draw each code among the k likeliest only (0 = all; default prior.top_k)"
 
 OVERRIDE_HELP = (
     "Any config value can be set as --SECTION.KEY VALUE (e.g. --vqvae.codebook_size 256 "
-    "--train.lr 2e-3) or --set SECTION.KEY=VALUE; sections: data, vqvae, train, eval. "
+    "--train.lr 2e-3) or --set SECTION.KEY=VALUE; sections: data, vqvae, train, prior, eval. "
     "`brainvq config` prints every key with its default."
 )
 
@@ -98,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-n", type=int, help="samples per prior (default eval.n_samples, 100)")
     p.add_argument("--seed", type=int, help="seed of those samples (default eval.seed)")
+    p.add_argument("--kind", choices=PRIOR_KINDS, help="score this prior only (default: every one)")
+    p.add_argument("--temperature", type=float, help=TEMPERATURE_HELP)
+    p.add_argument("--top-k", type=int, help=TOP_K_HELP)
     p.add_argument("--run", required=True, help="run folder")
     p.add_argument("--data", help="data folder (default: the one the run was trained on)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -111,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", default="default", help="data folder or 'default' (embedded slices)")
     p.add_argument("--run", required=True, help="run folder")
-    p.add_argument("--kind", default="dcgan", choices=["dcgan"], help="which prior")
+    p.add_argument("--kind", choices=PRIOR_KINDS, help="which prior (default prior.kind)")
     _add_config_args(p)
 
     p = sub.add_parser(
@@ -123,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=OVERRIDE_HELP,
     )
     p.add_argument("--run", required=True, help="run folder with a trained VQ-VAE")
-    p.add_argument("--kind", default="dcgan", choices=["dcgan"], help="which prior")
+    p.add_argument("--kind", choices=PRIOR_KINDS, help="which prior (default prior.kind)")
     p.add_argument("--data", help="data folder (default: the one the VQ-VAE was trained on)")
     _add_config_args(p)
 
@@ -136,8 +142,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run folder")
     p.add_argument("-n", type=int, default=64, help="how many slices (default 64)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--kind", default="dcgan", choices=["dcgan"], help="which prior")
+    p.add_argument("--kind", choices=PRIOR_KINDS, help=KIND_HELP)
+    p.add_argument("--temperature", type=float, help=TEMPERATURE_HELP)
+    p.add_argument("--top-k", type=int, help=TOP_K_HELP)
     p.add_argument("--out", help="output folder (default RUN/samples)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser(
+        "score",
+        help="bits per code of slices under a run's prior (flags unusual slices)",
+        description="Encode each slice (PNG/JPEG files or folders of them) with the run's VQ-VAE "
+        "and print -log2 p(code map) / (number of codes) under an autoregressive prior "
+        "(pixelcnn or transformer). Low = the prior finds the slice typical of its training "
+        "data; high = unusual (another contrast, orientation, artefact, pathology, or a bad "
+        "slice). Each slice is set beside the run's real test slices: 'unusual' marks a slice "
+        "above the 99th percentile of the test split's bits per code.",
+    )
+    p.add_argument("--run", required=True, help="run folder with a trained autoregressive prior")
+    p.add_argument("images", nargs="+", help="PNG/JPEG slices or folders of them")
+    p.add_argument("--kind", choices=PRIOR_KINDS, help=KIND_HELP)
+    p.add_argument("--data", help="data folder for the test-split reference (default: the run's)")
 
     p = sub.add_parser(
         "prepare-oasis1",
@@ -205,17 +229,25 @@ def cmd_train_vqvae(args, overrides, last_stage: bool = True) -> int:
 
 def cmd_evaluate(args, overrides) -> int:
     from brainvq.evaluate import evaluate_samples, evaluate_vqvae, format_sample_table, format_table
-    from brainvq.priors import prior_path
+    from brainvq.priors import trained_kinds
     from brainvq.runs import RunDir
 
     res = evaluate_vqvae(args.run, args.data)
     print(format_table(res))
-    for kind in ("dcgan",):
-        if prior_path(RunDir(args.run), kind).exists():
-            s = evaluate_samples(
-                args.run, kind, args.data, getattr(args, "n", None), getattr(args, "seed", None)
-            )
-            print(format_sample_table(s, kind))
+    kinds = trained_kinds(RunDir(args.run))
+    if getattr(args, "kind", None):
+        kinds = [args.kind]
+    for kind in kinds:
+        s = evaluate_samples(
+            args.run,
+            kind,
+            args.data,
+            getattr(args, "n", None),
+            getattr(args, "seed", None),
+            getattr(args, "temperature", None),
+            getattr(args, "top_k", None),
+        )
+        print(format_sample_table(s, kind))
     print(f"metrics -> {Path(args.run) / 'metrics.json'}; figures -> {Path(args.run) / 'figures'}")
     return 0
 
@@ -224,19 +256,36 @@ def cmd_train_prior(args, overrides) -> int:
     from brainvq.training.prior_stage import train_prior
 
     cfg = load_config(args, overrides)
-    res = train_prior(
-        args.run, cfg, args.kind, args.data, fresh=args.fresh, progress=not args.quiet
-    )
+    kind = args.kind or cfg.prior.kind
+    res = train_prior(args.run, cfg, kind, args.data, fresh=args.fresh, progress=not args.quiet)
     if _other_rank(res):
         raise SystemExit(0)  # a DDP worker's part ends with training; rank 0 goes on
     if res["status"] == "reused":
-        print(f"{args.kind} prior already trained: {res['weights']} (use --fresh to retrain)")
+        print(f"{kind} prior already trained: {res['weights']} (use --fresh to retrain)")
     else:
+        loss = (
+            f"validation {res['best_val_bpc']:.3f} bits/code (best)"
+            if "best_val_bpc" in res
+            else f"G loss {res['g_loss']:.3f}, D loss {res['d_loss']:.3f}"
+        )
         print(
-            f"{args.kind} prior {res['status']}: {res.get('steps', '?')} steps in "
-            f"{res.get('seconds', 0):.0f}s -> {res['weights']}"
+            f"{kind} prior {res['status']}: {res['steps']} steps in {res['seconds']:.0f}s, "
+            f"{loss} -> {res['weights']}"
         )
     return 0
+
+
+def _pick_kind(run, kind: str | None) -> str:
+    """--kind, else the run's configured prior if trained, else the only/first trained one."""
+    from brainvq.errors import RunError
+    from brainvq.priors import trained_kinds
+
+    if kind:
+        return kind
+    have = trained_kinds(run.dir)
+    if not have:
+        raise RunError(f"{run.dir.path}: no trained prior; run `brainvq train-prior` first")
+    return run.config.prior.kind if run.config.prior.kind in have else have[0]
 
 
 def cmd_sample(args, overrides) -> int:
@@ -248,13 +297,32 @@ def cmd_sample(args, overrides) -> int:
     if args.n < 1:
         raise RunError(f"-n {args.n}: ask for at least one sample")
     run = load_run(args.run)
-    drawn = sample_images(run, load_prior(run, args.kind), args.n, args.seed)
+    kind = _pick_kind(run, args.kind)
+    drawn = sample_images(
+        run,
+        load_prior(run, kind),
+        args.n,
+        args.seed,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        progress=not getattr(args, "quiet", False),
+    )
     out = Path(args.out) if args.out else run.dir.path / "samples"
     grid = write_samples(drawn["images"], out)
     print(
-        f"{args.n} samples in {drawn['seconds']:.2f}s ({drawn['samples_per_second']:.1f}/s) "
-        f"-> {out}/sample_*.png, grid {grid}"
+        f"{args.n} {kind} samples in {drawn['seconds']:.2f}s "
+        f"({drawn['samples_per_second']:.1f}/s) -> {out}/sample_*.png, grid {grid}"
     )
+    return 0
+
+
+def cmd_score(args, overrides) -> int:
+    from brainvq.runs import load_run
+    from brainvq.scoring import format_scores, score_files
+
+    run = load_run(args.run)
+    result = score_files(run, args.images, _pick_kind(run, args.kind), args.data)
+    print(format_scores(result))
     return 0
 
 
@@ -289,8 +357,14 @@ def cmd_run(args, overrides) -> int:
     # under DDP every rank trains both stages (same processes, same process group); then only
     # rank 0 samples, evaluates and writes the report
     cmd_train_vqvae(args, overrides, last_stage=False)
+    args.kind = args.kind or load_config(args, overrides).prior.kind
     cmd_train_prior(args, overrides)
-    cmd_sample(argparse.Namespace(run=args.run, n=64, seed=0, kind=args.kind, out=None), [])
+    cmd_sample(
+        argparse.Namespace(
+            run=args.run, n=64, seed=0, kind=args.kind, out=None, temperature=None, top_k=None
+        ),
+        [],
+    )
     cmd_evaluate(argparse.Namespace(run=args.run, data=args.data), [])
     return cmd_report(args, [])
 
@@ -305,6 +379,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "train-prior": cmd_train_prior,
     "sample": cmd_sample,
+    "score": cmd_score,
     "run": cmd_run,
     "report": cmd_report,
     "prepare-oasis1": cmd_prepare_oasis1,

@@ -16,7 +16,7 @@ import tomllib
 
 from brainvq.errors import ConfigError
 
-PRIOR_KINDS = ("dcgan",)
+PRIOR_KINDS = ("dcgan", "pixelcnn", "transformer")
 
 
 @dataclass
@@ -88,8 +88,12 @@ class TrainConfig:
 class PriorConfig:
     """A prior over code maps (see brainvq.priors)."""
 
-    kind: str = "dcgan"
-    batch_size: int = 64
+    # which prior `brainvq run` and `train-prior` fit: the transformer was best on every sample
+    # measure at the same CPU budget (bench/results/priors.md)
+    kind: str = "transformer"
+    # code maps per step; 0 = the kind's own default: 64 for dcgan, 16 for pixelcnn/transformer
+    # (the autoregressive priors learn faster per CPU-minute from more, smaller steps)
+    batch_size: int = 0
     max_minutes: float = 10.0  # wall-clock budget of the prior stage; 0 = no budget
     max_epochs: int = 1000
     seed: int = 0
@@ -118,8 +122,28 @@ class PriorConfig:
     # output); unbounded, the straight-through gradient drove it far off the codebook (bench).
     tanh_output: bool = True
     gumbel_tau: float = 1.0  # "gumbel": softmax temperature
-    # optimizer steps per epoch (real maps are few; an epoch is also when a checkpoint is written)
+    # DCGAN optimizer steps per epoch (real maps are few; an epoch is when a checkpoint is written)
     steps_per_epoch: int = 200
+    # autoregressive priors (pixelcnn, transformer): AdamW, linear warm-up, the weights with the
+    # lowest validation bits/code are the ones kept
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 20
+    dropout: float = 0.0  # residual dropout of the transformer; CPU budgets underfit, not overfit
+    pixelcnn_channels: int = 64
+    pixelcnn_layers: int = 10
+    pixelcnn_kernel: int = 5  # width of the vertical stack's kernel; odd, >= 3
+    transformer_dim: int = 128
+    transformer_layers: int = 4
+    transformer_heads: int = 4
+    # key/value heads: 1 = multi-query attention (Shazeer 2019), = heads: plain multi-head; fewer
+    # key/value heads make each cached sampling step read less memory
+    transformer_kv_heads: int = 1
+    # attention span in tokens (0 = every earlier token); a band (Child et al. 2019) speeds sampling
+    transformer_window: int = 0
+    # sampling (autoregressive priors and the gumbel DCGAN): temperature and top-k (0 = all codes)
+    temperature: float = 1.0
+    top_k: int = 0
 
 
 @dataclass
@@ -181,7 +205,9 @@ class Config:
         p = self.prior
         if p.kind not in PRIOR_KINDS:
             raise ConfigError(f"prior.kind = {p.kind!r}: use one of {', '.join(PRIOR_KINDS)}")
-        for name in ("batch_size", "latent_dim", "g_channels", "d_channels"):
+        if p.batch_size < 0:
+            raise ConfigError(f"prior.batch_size = {p.batch_size}: must be >= 1 (0 = the default)")
+        for name in ("latent_dim", "g_channels", "d_channels"):
             if getattr(p, name) < 1:
                 raise ConfigError(f"prior.{name} = {getattr(p, name)}: must be >= 1")
         if p.max_minutes < 0:
@@ -199,6 +225,32 @@ class Config:
             raise ConfigError(f"prior.gumbel_tau = {p.gumbel_tau}: must be > 0")
         if p.steps_per_epoch < 1:
             raise ConfigError(f"prior.steps_per_epoch = {p.steps_per_epoch}: must be >= 1")
+        for name in (
+            "pixelcnn_channels",
+            "pixelcnn_layers",
+            "transformer_dim",
+            "transformer_layers",
+            "transformer_heads",
+            "transformer_kv_heads",
+        ):
+            if getattr(p, name) < 1:
+                raise ConfigError(f"prior.{name} = {getattr(p, name)}: must be >= 1")
+        if p.pixelcnn_kernel < 3 or p.pixelcnn_kernel % 2 == 0:
+            raise ConfigError(f"prior.pixelcnn_kernel = {p.pixelcnn_kernel}: must be odd and >= 3")
+        heads, kv = p.transformer_heads, p.transformer_kv_heads
+        if p.transformer_dim % heads or heads % kv:
+            raise ConfigError(
+                f"prior.transformer_dim/heads/kv_heads = {p.transformer_dim}/{heads}/{kv}: the "
+                "width must divide by the heads and the heads by the key/value heads"
+            )
+        for name in ("lr", "temperature"):
+            if getattr(p, name) <= 0:
+                raise ConfigError(f"prior.{name} = {getattr(p, name)}: must be > 0")
+        for name in ("weight_decay", "warmup_steps", "top_k", "transformer_window"):
+            if getattr(p, name) < 0:
+                raise ConfigError(f"prior.{name} = {getattr(p, name)}: must be >= 0")
+        if not 0.0 <= p.dropout < 1.0:
+            raise ConfigError(f"prior.dropout = {p.dropout}: must be in [0, 1)")
         if self.eval.n_samples < 1:
             raise ConfigError(f"eval.n_samples = {self.eval.n_samples}: must be >= 1")
         return self

@@ -88,8 +88,12 @@ def evaluate_samples(
     data: str | None = None,
     n: int | None = None,
     seed: int | None = None,
+    temperature: float | None = None,
+    top_k: int | None = None,
 ) -> dict:
-    """Sample from the run's prior and score the samples against real slices; write figures."""
+    """Sample from the run's prior and score the samples against real slices; write figures.
+
+    temperature / top_k default to those in the prior's own config (see brainvq.priors)."""
     from brainvq.priors import load_prior
     from brainvq.report import code_map_figure, image_grid, nearest_pair_figure
     from brainvq.sample_metrics import score_samples
@@ -101,7 +105,10 @@ def evaluate_samples(
     prior = load_prior(run, kind)
     n = n or cfg.eval.n_samples
     seed = cfg.eval.seed if seed is None else seed
-    drawn = sample_images(run, prior, n, seed, cfg.eval.batch_size)
+    t_default, k_default = getattr(prior, "sampling", (1.0, 0))
+    temperature = t_default if temperature is None else temperature
+    top_k = k_default if top_k is None else top_k
+    drawn = sample_images(run, prior, n, seed, cfg.eval.batch_size, temperature, top_k)
     arrays = load_splits(root, cfg.data, progress=False)
     real_codes = code_maps(run, root)["test"]
     train = np.asarray(arrays["train"])
@@ -116,6 +123,11 @@ def evaluate_samples(
     )
     scores["samples_per_second"] = drawn["samples_per_second"]
     scores["seed"] = seed
+    if kind != "dcgan" or getattr(prior, "design", "") == "gumbel":
+        scores["temperature"], scores["top_k"] = temperature, top_k
+    if kind != "dcgan":  # an autoregressive prior: how well it predicts unseen real code maps
+        bits = prior.bits_per_code(torch.from_numpy(real_codes)).numpy()
+        scores["test_bits_per_code"] = float(bits.mean())
     figs = run.dir.figures
     best = int(np.argmax(per["nn_ssim"]))
     nearest_pair_figure(
@@ -142,10 +154,16 @@ def evaluate_samples(
     return scores
 
 
+def _sampling(s: dict) -> str:
+    if "temperature" not in s:
+        return ""
+    return f", temperature {s['temperature']:g}, top-k {s['top_k'] or 'all'}"
+
+
 def format_sample_table(s: dict, kind: str) -> str:
     """A short plain-text table of the sample metrics."""
     rows = [
-        (f"{kind} samples", f"{s['n_samples']} (seed {s['seed']})"),
+        (f"{kind} samples", f"{s['n_samples']} (seed {s['seed']}{_sampling(s)})"),
         ("NN-SSIM mean / max", f"{s['nn_ssim_mean']:.4f} / {s['nn_ssim_max']:.4f}"),
         ("share NN-SSIM > 0.6", f"{s['share_over_0.6']:.0%}"),
         ("real test NN-SSIM", f"{s['real_test_nn_ssim_mean']:.4f}"),
@@ -159,4 +177,6 @@ def format_sample_table(s: dict, kind: str) -> str:
         ("distinct codes in samples", f"{s.get('sample_codes_used', 0)}"),
         ("samples/second", f"{s['samples_per_second']:.1f}"),
     ]
+    if "test_bits_per_code" in s:
+        rows.append(("bits/code on test maps", f"{s['test_bits_per_code']:.3f}"))
     return _table(rows)

@@ -31,29 +31,52 @@ for(var i=0;i<im.length;i++){if(im[i].complete&&im[i].naturalWidth>0)ok++;}
 document.body.setAttribute('data-images-ok',ok+'/'+im.length);});
 """
 
-# (figure file, section, caption)
-FIGURES = [
-    (
-        "vqvae_curves.png",
-        "Training curves",
-        "VQ-VAE: loss, codebook usage, perplexity, validation SSIM",
-    ),
-    ("prior_dcgan_curves.png", "Training curves", "DCGAN prior: generator and discriminator"),
-    ("reconstructions.png", "Reconstructions", "Best, median and worst test reconstructions"),
-    ("dcgan_samples.png", "Samples", "New slices from the DCGAN prior"),
-    ("dcgan_code_map.png", "Samples", "A sampled code map and the slice it decodes to"),
-    (
-        "dcgan_best_vs_nearest.png",
-        "Nearest-neighbour pairs",
-        "Best sample beside its nearest training slice",
-    ),
-    (
-        "dcgan_nearest_pairs.png",
-        "Nearest-neighbour pairs",
-        "Samples (top) above their nearest training slices (bottom)",
-    ),
-    ("codebook_usage.png", "Codebook usage", "How often each code is used on the test split"),
-]
+PRIOR_NAMES = {"dcgan": "DCGAN", "pixelcnn": "PixelCNN", "transformer": "transformer"}
+PRIOR_CURVES = {
+    "dcgan": "generator and discriminator losses",
+    "pixelcnn": "training and validation bits per code",
+    "transformer": "training and validation bits per code",
+}
+
+
+def _figures() -> list[tuple[str, str, str]]:
+    """(figure file, section, caption) of every figure a run may hold."""
+    figs = [
+        (
+            "vqvae_curves.png",
+            "Training curves",
+            "VQ-VAE: loss, codebook usage, perplexity, validation SSIM",
+        )
+    ]
+    for kind, name in PRIOR_NAMES.items():
+        figs.append(
+            (f"prior_{kind}_curves.png", "Training curves", f"{name} prior: {PRIOR_CURVES[kind]}")
+        )
+    figs.append(
+        ("reconstructions.png", "Reconstructions", "Best, median and worst test reconstructions")
+    )
+    for kind, name in PRIOR_NAMES.items():
+        figs += [
+            (f"{kind}_samples.png", "Samples", f"New slices from the {name} prior"),
+            (f"{kind}_code_map.png", "Samples", f"A {name} code map and the slice it decodes to"),
+            (
+                f"{kind}_best_vs_nearest.png",
+                "Nearest-neighbour pairs",
+                f"Best {name} sample beside its nearest training slice",
+            ),
+            (
+                f"{kind}_nearest_pairs.png",
+                "Nearest-neighbour pairs",
+                f"{name} samples (top) above their nearest training slices (bottom)",
+            ),
+        ]
+    figs.append(
+        ("codebook_usage.png", "Codebook usage", "How often each code is used on the test split")
+    )
+    return figs
+
+
+FIGURES = _figures()
 SECTIONS = [
     "Training curves",
     "Reconstructions",

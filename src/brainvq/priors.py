@@ -1,18 +1,35 @@
-"""Priors over VQ-VAE code maps: what samples new code maps, and how it is saved and loaded.
+"""Priors over VQ-VAE code maps: one interface, three kinds, saved in the run folder.
 
-A prior has ``sample(n, seed) -> LongTensor (n, h, w)`` of indices into the run's codebook,
-repeatable under a seed. Its weights sit in ``RUN/prior-<kind>.safetensors`` with the config TOML
-in the file's metadata (like ``vqvae.safetensors``), so loading one never runs code.
+Every prior is a ``Prior``:
+
+- ``sample(n, seed, temperature=1.0, top_k=0) -> LongTensor (n, h, w)``: new code maps, indices
+  into the run's codebook, repeatable under a seed. ``temperature`` < 1 sharpens each code's
+  distribution, > 1 flattens it; ``top_k`` > 0 draws only among the k likeliest codes.
+- ``log_likelihood(codes) -> (B,)`` natural-log likelihood of each code map, and
+  ``bits_per_code(codes)``, the same as -log2 p / (h * w). Only the autoregressive priors have
+  one; a GAN defines no likelihood, so the DCGAN raises a RunError there.
+- ``save(path, cfg)``; ``load_prior(run, kind)`` loads ``RUN/prior-<kind>.safetensors`` (weights,
+  the codebook it was trained on, the config TOML in the file's metadata: loading runs no code).
+- Fitting is ``brainvq.training.prior_stage.train_prior`` (``brainvq train-prior --kind KIND``).
+
+The kinds: ``dcgan`` (brainvq.nn.dcgan, the original project's prior, made to work), ``pixelcnn``
+(the gated PixelCNN of the VQ-VAE paper, brainvq.nn.pixelcnn) and ``transformer`` (a small
+decoder-only transformer over raster-ordered codes with a key/value cache,
+brainvq.nn.transformer).
 
     from brainvq.runs import load_run
     from brainvq.priors import load_prior
     run = load_run("runs/demo")
-    codes = load_prior(run).sample(16, seed=0)     # (16, h, w) int64
+    prior = load_prior(run, "transformer")
+    codes = prior.sample(16, seed=0, temperature=1.0)     # (16, h, w) int64
     images = run.vqvae.decode(codes)
+    bits = prior.bits_per_code(codes)                      # (16,)
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from pathlib import Path
 
 import tomllib
@@ -21,10 +38,13 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
+from tqdm.auto import tqdm
 
-from brainvq.config import Config, PriorConfig
+from brainvq.config import PRIOR_KINDS, Config, PriorConfig
 from brainvq.errors import RunError
 from brainvq.nn.dcgan import Generator, embed_onehot, snap
+from brainvq.nn.pixelcnn import GatedPixelCNN
+from brainvq.nn.transformer import CodeTransformer
 from brainvq.runs import Run, RunDir, atomic_save_safetensors
 
 
@@ -33,7 +53,83 @@ def prior_path(run: RunDir, kind: str = "dcgan") -> Path:
     return run.path / f"prior-{kind}.safetensors"
 
 
-class DCGANPrior(nn.Module):
+def shape_logits(logits: torch.Tensor, temperature: float, top_k: int, dim: int = -1):
+    """Logits divided by the temperature, with all but the top_k largest set to -inf (0 = all)."""
+    if temperature <= 0:
+        raise ValueError(f"temperature {temperature}: must be > 0")
+    logits = logits.float() / temperature
+    if 0 < top_k < logits.shape[dim]:
+        kth = logits.topk(top_k, dim=dim).values.narrow(dim, top_k - 1, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    return logits
+
+
+def categorical_picker(
+    temperature: float, top_k: int, generator: torch.Generator
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """pick(logits (B, K)) -> codes (B,): one seeded categorical draw per row.
+
+    Inverse-CDF sampling: one uniform number per row from ``generator`` (a CPU generator, so a seed
+    gives the same codes on any device), compared with the running sum of the probabilities.
+    """
+
+    def pick(logits: torch.Tensor) -> torch.Tensor:
+        cdf = shape_logits(logits, temperature, top_k).softmax(-1).cumsum(-1)
+        u = torch.rand(len(cdf), 1, generator=generator).to(cdf.device) * cdf[:, -1:]
+        return torch.searchsorted(cdf, u).squeeze(1).clamp_max(cdf.shape[1] - 1)
+
+    return pick
+
+
+class Prior(nn.Module):
+    """What every prior offers (see the module docstring)."""
+
+    kind = "prior"
+
+    def __init__(self, codebook: torch.Tensor, code_size: int) -> None:
+        super().__init__()
+        self.register_buffer("codebook", codebook.detach().clone().float())
+        self.code_size = code_size
+
+    @property
+    def codebook_size(self) -> int:
+        """K."""
+        return self.codebook.shape[0]
+
+    def sample(
+        self,
+        n: int,
+        seed: int = 0,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        batch_size: int = 100,
+        progress: bool = False,
+    ) -> torch.LongTensor:
+        """n new code maps (n, h, w) int64 in [0, K); the same seed gives the same maps."""
+        raise NotImplementedError
+
+    def log_likelihood(self, codes: torch.Tensor) -> torch.Tensor:
+        """ln p(code map) of each map in codes (B, h, w) -> (B,)."""
+        raise RunError(
+            f"a {self.kind} prior defines no likelihood; score with a pixelcnn or transformer prior"
+        )
+
+    def bits_per_code(self, codes: torch.Tensor) -> torch.Tensor:
+        """-log2 p(code map) / (h * w) for each map in codes (B, h, w) -> (B,)."""
+        per_map = self.log_likelihood(codes)
+        return -per_map / (math.log(2) * codes.shape[1] * codes.shape[2])
+
+    def save(self, path: str | Path, cfg: Config) -> None:
+        """Weights and codebook to safetensors, the config TOML in the metadata."""
+        meta = {
+            "config": cfg.to_toml(),
+            "kind": f"prior-{self.kind}",
+            "code_size": str(self.code_size),
+        }
+        atomic_save_safetensors(self.state_dict(), Path(path), meta)
+
+
+class DCGANPrior(Prior):
     """A DCGAN generator over code maps plus the (frozen) codebook it emits codes of.
 
     ``forward(noise)`` is the differentiable path used in training: it returns the embedded map the
@@ -45,24 +141,17 @@ class DCGANPrior(nn.Module):
     kind = "dcgan"
 
     def __init__(self, pcfg: PriorConfig, codebook: torch.Tensor, code_size: int) -> None:
-        super().__init__()
+        super().__init__(codebook, code_size)
         self.design = pcfg.design
         self.tau = pcfg.gumbel_tau
         self.latent_dim = pcfg.latent_dim
-        self.code_size = code_size
         k, d = codebook.shape
         out = d if self.design == "snap" else k
         self.generator = Generator(pcfg.latent_dim, out, code_size, channels=pcfg.g_channels)
-        self.register_buffer("codebook", codebook.detach().clone().float())
         # "snap" with tanh_output: G's output = tanh(.) * the codebook's per-dimension range, as
         # DCGAN bounds its images with tanh; it keeps the latent inside the codebook's box.
         self.tanh_output = self.design == "snap" and pcfg.tanh_output
         self.register_buffer("scale", self.codebook.abs().amax(dim=0).clamp_min(1e-6))
-
-    @property
-    def codebook_size(self) -> int:
-        """K."""
-        return self.codebook.shape[0]
 
     def _raw(self, noise: torch.Tensor) -> torch.Tensor:
         raw = self.generator(noise).float()
@@ -87,8 +176,21 @@ class DCGANPrior(nn.Module):
         return torch.randn(n, self.latent_dim, generator=g)
 
     @torch.no_grad()
-    def sample(self, n: int, seed: int = 0, batch_size: int = 64) -> torch.LongTensor:
-        """n new code maps (n, h, w) int64 in [0, K); the same seed gives the same maps."""
+    def sample(
+        self,
+        n: int,
+        seed: int = 0,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        batch_size: int = 64,
+        progress: bool = False,
+    ) -> torch.LongTensor:
+        """n new code maps (n, h, w) int64 in [0, K); the same seed gives the same maps.
+
+        Design "gumbel": temperature and top_k shape the generator's logits before the draw.
+        Design "snap" has nothing to draw from (each code is the nearest to G's output), so both
+        are ignored there.
+        """
         if n < 1:
             raise ValueError(f"n = {n}: ask for at least one sample")
         was_training = self.training
@@ -103,7 +205,8 @@ class DCGANPrior(nn.Module):
                 _, codes = snap(raw, self.codebook)
             else:  # a categorical draw per position: argmax of logits + seeded Gumbel noise
                 u = torch.rand(raw.shape, generator=gen).clamp_(1e-9, 1 - 1e-9).to(device)
-                codes = (raw - torch.log(-torch.log(u))).argmax(dim=1)
+                logits = shape_logits(raw, temperature, top_k, dim=1)
+                codes = (logits - torch.log(-torch.log(u))).argmax(dim=1)
             out.append(codes.cpu())
         self.train(was_training)
         return torch.cat(out).long()
@@ -131,30 +234,135 @@ class DCGANPrior(nn.Module):
             m.momentum = mom
         self.train(was_training)
 
-    def save(self, path: str | Path, cfg: Config) -> None:
-        """Weights and codebook to safetensors, the config TOML in the metadata."""
-        meta = {
-            "config": cfg.to_toml(),
-            "kind": f"prior-{self.kind}",
-            "code_size": str(self.code_size),
-        }
-        atomic_save_safetensors(self.state_dict(), Path(path), meta)
+
+class AutoregressivePrior(Prior):
+    """A network giving logits (B, K, h, w) of each code given the codes before it in raster
+    order; its likelihood is exact and sampling draws one code after another."""
+
+    def __init__(self, net: nn.Module, codebook: torch.Tensor, code_size: int) -> None:
+        super().__init__(codebook, code_size)
+        self.net = net
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes (B, h, w) -> logits (B, K, h, w)."""
+        return self.net(codes)
+
+    def loss(self, codes: torch.Tensor) -> torch.Tensor:
+        """Mean negative log-likelihood per code (nats), the training objective."""
+        return F.cross_entropy(self.net(codes).float(), codes)
+
+    @torch.no_grad()
+    def log_likelihood(self, codes: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        """ln p(code map) of each map in codes (B, h, w) -> (B,)."""
+        was_training = self.training
+        self.eval()
+        dev = self.codebook.device
+        out = []
+        for s in range(0, len(codes), batch_size):
+            c = codes[s : s + batch_size].to(dev).long()
+            nll = F.cross_entropy(self.net(c).float(), c, reduction="none")
+            out.append(-nll.sum(dim=(1, 2)).cpu())
+        self.train(was_training)
+        return torch.cat(out)
+
+    def _draw(self, n: int, pick, progress) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        seed: int = 0,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        batch_size: int = 100,
+        progress: bool = False,
+    ) -> torch.LongTensor:
+        """n new code maps (n, h, w) int64 in [0, K); the same seed gives the same maps."""
+        if n < 1:
+            raise ValueError(f"n = {n}: ask for at least one sample")
+        was_training = self.training
+        self.eval()
+        pick = categorical_picker(temperature, top_k, torch.Generator().manual_seed(int(seed)))
+        total = n * self.code_size * self.code_size
+        bar = tqdm(total=total, desc=f"{self.kind} sampling", unit="code", disable=not progress)
+        out = []
+        for s in range(0, n, batch_size):
+            b = min(batch_size, n - s)
+            out.append(self._draw(b, pick, lambda k, b=b: bar.update(k * b)).cpu())
+        bar.close()
+        self.train(was_training)
+        return torch.cat(out).long()
 
 
-def load_dcgan(path: str | Path) -> DCGANPrior:
-    """A DCGANPrior from its safetensors file (config and code size from the metadata)."""
+class PixelCNNPrior(AutoregressivePrior):
+    """The gated PixelCNN prior (van den Oord et al., 2016; the VQ-VAE paper's prior)."""
+
+    kind = "pixelcnn"
+
+    def __init__(self, pcfg: PriorConfig, codebook: torch.Tensor, code_size: int) -> None:
+        net = GatedPixelCNN(
+            codebook.shape[0], pcfg.pixelcnn_channels, pcfg.pixelcnn_layers, pcfg.pixelcnn_kernel
+        )
+        super().__init__(net, codebook, code_size)
+
+    def _draw(self, n: int, pick, progress) -> torch.Tensor:
+        return self.net.sample(n, (self.code_size, self.code_size), pick, progress)
+
+
+class TransformerPrior(AutoregressivePrior):
+    """A small decoder-only transformer over raster-ordered codes, sampled with a KV cache."""
+
+    kind = "transformer"
+
+    def __init__(self, pcfg: PriorConfig, codebook: torch.Tensor, code_size: int) -> None:
+        net = CodeTransformer(
+            codebook.shape[0],
+            code_size * code_size,
+            dim=pcfg.transformer_dim,
+            layers=pcfg.transformer_layers,
+            heads=pcfg.transformer_heads,
+            kv_heads=pcfg.transformer_kv_heads,
+            window=pcfg.transformer_window,
+            dropout=pcfg.dropout,
+        )
+        super().__init__(net, codebook, code_size)
+        self.use_cache = True
+
+    def _draw(self, n: int, pick, progress) -> torch.Tensor:
+        size = (self.code_size, self.code_size)
+        return self.net.generate(n, size, pick, cache=self.use_cache, progress=progress)
+
+
+PRIOR_CLASSES: dict[str, type[Prior]] = {
+    "dcgan": DCGANPrior,
+    "pixelcnn": PixelCNNPrior,
+    "transformer": TransformerPrior,
+}
+assert set(PRIOR_CLASSES) == set(PRIOR_KINDS)
+
+
+def build_prior(pcfg: PriorConfig, codebook: torch.Tensor, code_size: int) -> Prior:
+    """A fresh prior of kind pcfg.kind over the given codebook (K, D) and code-map side."""
+    return PRIOR_CLASSES[pcfg.kind](pcfg, codebook, code_size)
+
+
+def load_prior_file(path: str | Path) -> Prior:
+    """A prior from its safetensors file (kind, config and code size from the metadata)."""
     path = Path(path)
     if not path.exists():
-        raise RunError(f"{path}: no DCGAN prior here; train one with `brainvq train-prior`")
+        raise RunError(f"{path}: no prior here; train one with `brainvq train-prior`")
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
-    if meta.get("kind") != "prior-dcgan" or "config" not in meta or "code_size" not in meta:
-        raise RunError(f"{path}: not a brainvq DCGAN prior file; retrain with --fresh")
+    kind = meta.get("kind", "").removeprefix("prior-")
+    if kind not in PRIOR_CLASSES or "config" not in meta or "code_size" not in meta:
+        raise RunError(f"{path}: not a brainvq prior file; retrain with --fresh")
     cfg = Config.from_dict(tomllib.loads(meta["config"]), source=str(path))
+    cfg.prior.kind = kind
     state = load_file(str(path))
     if "codebook" not in state:
         raise RunError(f"{path}: the prior carries no codebook; retrain with --fresh")
-    prior = DCGANPrior(cfg.prior, state["codebook"], int(meta["code_size"]))
+    prior = build_prior(cfg.prior, state["codebook"], int(meta["code_size"]))
     expected = prior.state_dict()
     bad = [k for k, v in expected.items() if k not in state or state[k].shape != v.shape]
     if bad:
@@ -162,14 +370,17 @@ def load_dcgan(path: str | Path) -> DCGANPrior:
             f"{path}: weights do not fit the config in its metadata ({bad[0]}); retrain with --fresh"
         )
     prior.load_state_dict(state)
+    prior.sampling = (cfg.prior.temperature, cfg.prior.top_k)  # defaults of sample_images
     return prior.eval()
 
 
-def load_prior(run: Run, kind: str = "dcgan") -> DCGANPrior:
+def load_prior(run: Run, kind: str = "dcgan") -> Prior:
     """The trained prior of a run (RUN/prior-<kind>.safetensors), checked against its codebook."""
-    if kind != "dcgan":
-        raise RunError(f"prior kind {kind!r}: only dcgan is available")
-    prior = load_dcgan(prior_path(run.dir, kind))
+    if kind not in PRIOR_CLASSES:
+        raise RunError(f"prior kind {kind!r}: use one of {', '.join(PRIOR_CLASSES)}")
+    prior = load_prior_file(prior_path(run.dir, kind))
+    if prior.kind != kind:
+        raise RunError(f"{prior_path(run.dir, kind)}: holds a {prior.kind} prior, not {kind}")
     emb = run.vqvae.quantizer.embedding.detach().float().cpu()
     if prior.codebook.shape != emb.shape or not torch.allclose(prior.codebook, emb):
         raise RunError(
@@ -177,3 +388,8 @@ def load_prior(run: Run, kind: str = "dcgan") -> DCGANPrior:
             f"{run.dir.vqvae}; retrain the prior with --fresh"
         )
     return prior
+
+
+def trained_kinds(run: RunDir) -> list[str]:
+    """The prior kinds a run folder holds weights for, in PRIOR_KINDS order."""
+    return [k for k in PRIOR_KINDS if prior_path(run, k).exists()]

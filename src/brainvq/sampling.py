@@ -15,10 +15,29 @@ from brainvq.runs import Run, atomic_write_bytes
 
 
 @torch.no_grad()
-def sample_images(run: Run, prior, n: int, seed: int = 0, batch_size: int = 64) -> dict:
-    """n samples: code maps (n, h, w) int64, images (n, S, S) float in [0, 1], samples/second."""
+def sample_images(
+    run: Run,
+    prior,
+    n: int,
+    seed: int = 0,
+    batch_size: int = 64,
+    temperature: float | None = None,
+    top_k: int | None = None,
+    progress: bool = False,
+) -> dict:
+    """n samples: code maps (n, h, w) int64, images (n, S, S) float in [0, 1], samples/second.
+
+    temperature / top_k default to the values the prior was trained with in its config.
+    """
     t0 = time.perf_counter()
-    codes = prior.sample(n, seed=seed)
+    t_default, k_default = getattr(prior, "sampling", (1.0, 0))
+    codes = prior.sample(
+        n,
+        seed=seed,
+        temperature=t_default if temperature is None else temperature,
+        top_k=k_default if top_k is None else top_k,
+        progress=progress,
+    )
     images = torch.cat(
         [run.vqvae.decode(codes[i : i + batch_size])[:, 0] for i in range(0, n, batch_size)]
     )

@@ -11,10 +11,11 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from brainvq.codes import code_maps
-from brainvq.config import Config, TrainConfig
+from brainvq.config import PRIOR_KINDS, Config, TrainConfig
 from brainvq.errors import RunError
 from brainvq.priors import prior_path
 from brainvq.runs import load_run
+from brainvq.training.ar_module import ARPriorModule
 from brainvq.training.dcgan_module import DCGANModule
 from brainvq.training.trainer import fit_stage, make_trainer, resume_path
 
@@ -50,10 +51,19 @@ def _data_root(run_path, data: str | None) -> str:
         ) from None
 
 
+def _dcgan_loader(codes: torch.Tensor, p, seed: int) -> DataLoader:
+    # Real maps are few (hundreds to thousands): an "epoch" is steps_per_epoch batches drawn as
+    # back-to-back shuffles, so checkpoints and epoch logs come at a sensible pace.
+    data = TensorDataset(codes)
+    n = p.steps_per_epoch * p.batch_size
+    sampler = RandomSampler(data, num_samples=n, generator=torch.Generator().manual_seed(seed))
+    return DataLoader(data, p.batch_size, sampler=sampler, drop_last=len(codes) >= p.batch_size)
+
+
 def train_prior(
     run_path: str,
     cfg: Config,
-    kind: str = "dcgan",
+    kind: str | None = None,
     data: str | None = None,
     fresh: bool = False,
     progress: bool = True,
@@ -61,11 +71,13 @@ def train_prior(
     """Train (or resume, or reuse) the prior of a run; returns a summary dict.
 
     The VQ-VAE settings come from the run's own config; cfg contributes the `prior` section (and
-    accelerator/devices from `train`). Weights go to RUN/prior-<kind>.safetensors, checkpoints to
+    accelerator/devices from `train`); kind (default cfg.prior.kind) picks dcgan, pixelcnn or
+    transformer. Weights go to RUN/prior-<kind>.safetensors, checkpoints to
     RUN/state/prior-<kind>/, CSV logs to RUN/logs/prior-<kind>/.
     """
-    if kind != "dcgan":
-        raise RunError(f"prior kind {kind!r}: only dcgan is available")
+    kind = kind or cfg.prior.kind
+    if kind not in PRIOR_KINDS:
+        raise RunError(f"prior kind {kind!r}: use one of {', '.join(PRIOR_KINDS)}")
     run = load_run(run_path)
     stage = f"prior-{kind}"
     weights = prior_path(run.dir, kind)
@@ -75,53 +87,59 @@ def train_prior(
         return {"status": "reused", "weights": str(weights)}
     pcfg = copy.deepcopy(run.config)
     pcfg.prior = copy.deepcopy(cfg.prior)
+    pcfg.prior.kind = kind
+    pcfg.prior.batch_size = pcfg.prior.batch_size or (64 if kind == "dcgan" else 16)
     pcfg.train.accelerator = cfg.train.accelerator
     pcfg.train.devices, pcfg.train.num_nodes = cfg.train.devices, cfg.train.num_nodes
     pcfg.train.tensorboard = cfg.train.tensorboard
     pcfg.train.save_rank_states = cfg.train.save_rank_states
     pcfg.validate()
 
-    codes = torch.from_numpy(code_maps(run, _data_root(run.dir.path, data))["train"]).long()
+    maps = code_maps(run, _data_root(run.dir.path, data))
+    codes = torch.from_numpy(maps["train"]).long()
     if codes.numel() == 0:
         raise RunError(f"{run.dir.path}: the training split has no code maps to fit a prior on")
     h, w = codes.shape[1:]
     if h != w:
-        raise RunError(f"{run.dir.path}: code maps are {h}x{w}; the DCGAN prior needs square maps")
+        raise RunError(f"{run.dir.path}: code maps are {h}x{w}; the priors need square maps")
     t = prior_train_config(pcfg)
     L.seed_everything(t.seed, verbose=False)
     torch.set_float32_matmul_precision("high")
     p = pcfg.prior
-    # Real maps are few (hundreds to thousands): an "epoch" is steps_per_epoch batches drawn as
-    # back-to-back shuffles, so checkpoints and epoch logs come at a sensible pace.
-    sampler = RandomSampler(
-        TensorDataset(codes),
-        num_samples=p.steps_per_epoch * p.batch_size,
-        generator=torch.Generator().manual_seed(t.seed),
-    )
-    loader = DataLoader(TensorDataset(codes), p.batch_size, sampler=sampler, drop_last=True)
-    if len(codes) < p.batch_size:
-        loader = DataLoader(TensorDataset(codes), p.batch_size, sampler=sampler)
-
     codebook = run.vqvae.quantizer.embedding.detach().float().cpu()
-    module = DCGANModule(pcfg, codebook, h)
     ckpt = resume_path(run.dir, stage, fresh)
-    trainer = make_trainer(run.dir, stage, t, progress, unused_parameters=True)
     started = time.time()
-    fit_stage(trainer, module, loader, None, ckpt, run.dir, stage)
-    prior = copy.deepcopy(module.sampler()).float().cpu()
-    prior.recalibrate_bn(seed=t.seed)
+    if kind == "dcgan":
+        module = DCGANModule(pcfg, codebook, h)
+        trainer = make_trainer(run.dir, stage, t, progress, unused_parameters=True)
+        fit_stage(trainer, module, _dcgan_loader(codes, p, t.seed), None, ckpt, run.dir, stage)
+        prior = copy.deepcopy(module.sampler()).float().cpu()
+        prior.recalibrate_bn(seed=t.seed)
+        sample = prior.sample(min(256, 4 * len(codes)), seed=t.seed)
+        extra = {"sample_codes_used": int(torch.unique(sample).numel())}
+    else:
+        module = ARPriorModule(pcfg, codebook, h)
+        val_codes = torch.from_numpy(maps["validate"]).long()
+        loader = DataLoader(TensorDataset(codes), p.batch_size, shuffle=True)
+        val = DataLoader(TensorDataset(val_codes), p.batch_size) if len(val_codes) else None
+        trainer = make_trainer(run.dir, stage, t, progress)
+        fit_stage(trainer, module, loader, val, ckpt, run.dir, stage)
+        prior = module.best_prior().float()
+        extra = {"best_val_bpc": module.best_val}
     if trainer.is_global_zero:
         prior.save(weights, pcfg)
-    sample = prior.sample(min(256, 4 * len(codes)), seed=t.seed)
     metrics = trainer.callback_metrics
+    losses = ("g_loss", "d_loss") if kind == "dcgan" else ("bpc", "val_bpc")
+    for name in losses:
+        value = metrics.get(f"{name}_epoch", metrics.get(name))
+        extra[name] = float(value) if value is not None else float("nan")
     return {
         "status": "resumed" if ckpt else "trained",
+        "kind": kind,
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
         "seconds": round(time.time() - started, 1),
-        "g_loss": float(metrics.get("g_loss_epoch", float("nan"))),
-        "d_loss": float(metrics.get("d_loss_epoch", float("nan"))),
-        "sample_codes_used": int(torch.unique(sample).numel()),
+        **extra,
         "weights": str(weights),
         "is_global_zero": trainer.is_global_zero,
     }

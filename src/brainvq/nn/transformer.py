@@ -1,0 +1,190 @@
+"""A small decoder-only transformer over raster-ordered code maps (as VQGAN and MONAI do).
+
+The code map (h, w) is read row by row as a sequence of h*w tokens; a start token (index K) comes
+first, so the logits at position t predict token t from tokens < t. Pre-norm blocks
+(LayerNorm -> causal self-attention -> LayerNorm -> MLP, each with a residual), learned position
+embeddings, tied nothing: a model file that reads top to bottom, in the manner of nanoGPT.
+
+Sampling keeps every layer's keys and values (a KV cache), so each new token costs one token's
+worth of work against the cache instead of a pass over the whole prefix. ``generate(...,
+cache=False)`` recomputes the prefix at each step; a test checks both give the same codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def band_mask(t: int, window: int, start: int = 0, device=None) -> torch.Tensor:
+    """Boolean (t, start + t) mask: query i (at position start + i) sees keys j with
+    start + i - window < j <= start + i; window 0 means every earlier key."""
+    q = torch.arange(start, start + t, device=device)[:, None]
+    k = torch.arange(start + t, device=device)[None, :]
+    mask = k <= q
+    if window:
+        mask &= k > q - window
+    return mask
+
+
+class SelfAttention(nn.Module):
+    """Causal self-attention with grouped key/value heads and an optional key/value cache.
+
+    ``kv_heads`` < ``heads`` shares each key/value head among heads // kv_heads query heads
+    (grouped-query attention, Ainslie et al., 2023; kv_heads = 1 is multi-query attention,
+    Shazeer, 2019). ``window`` > 0 limits each token to the ``window`` latest tokens (itself
+    included), the banded local attention of Sparse Transformers (Child et al., 2019). Both shrink
+    what one sampling step reads from the cache, which is what bounds sampling speed on a CPU
+    (memory bandwidth, not arithmetic); stacked layers still reach back layers * window tokens.
+    """
+
+    def __init__(self, dim: int, heads: int, kv_heads: int = 1, window: int = 0) -> None:
+        super().__init__()
+        if dim % heads or heads % kv_heads:
+            raise ValueError(
+                f"width {dim}, {heads} heads, {kv_heads} key/value heads: the width must divide "
+                "into the heads and the heads into the key/value heads"
+            )
+        self.heads, self.kv_heads, self.window = heads, kv_heads, window
+        self.head_dim = dim // heads
+        self.qkv = nn.Linear(dim, dim + 2 * kv_heads * self.head_dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        """x (B, T, dim). With ``cache`` (keys "k", "v", "len"), x's tokens extend the cache."""
+        b, t, d = x.shape
+        hd, kvh = self.head_dim, self.kv_heads
+        q, k, v = self.qkv(x).split([d, kvh * hd, kvh * hd], dim=-1)
+        q = q.view(b, t, self.heads, hd).transpose(1, 2)
+        k = k.view(b, t, kvh, hd).transpose(1, 2)
+        v = v.view(b, t, kvh, hd).transpose(1, 2)
+        start = 0
+        if cache is not None:
+            start = cache["len"]
+            cache["k"][:, :, start : start + t] = k
+            cache["v"][:, :, start : start + t] = v
+            cache["len"] = start + t
+            first = max(0, start + t - self.window) if self.window and t == 1 else 0
+            k = cache["k"][:, :, first : start + t]
+            v = cache["v"][:, :, first : start + t]
+        if t == 1 and cache is not None:
+            # one new token attends to every cached one in reach: a grouped matmul reads each
+            # key/value head once for all its query heads
+            qg = q.view(b, kvh, self.heads // kvh, hd) * hd**-0.5
+            y = ((qg @ k.transpose(-1, -2)).softmax(-1) @ v).view(b, self.heads, 1, hd)
+        else:
+            # no dropout on the attention weights: on CPU it forces the slow unfused kernel (6x)
+            gqa = kvh != self.heads
+            if start == 0 and not (self.window and self.window < t):
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+            else:
+                mask = band_mask(t, self.window, start, device=x.device)
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+        return self.proj(y.transpose(1, 2).reshape(b, t, d))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block."""
+
+    def __init__(self, dim: int, heads: int, kv_heads: int, window: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = SelfAttention(dim, heads, kv_heads, window)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm1(x), cache))
+        return x + self.drop(self.mlp(self.norm2(x)))
+
+
+class CodeTransformer(nn.Module):
+    """Logits (B, K, h, w) of each code given the codes before it in raster order."""
+
+    def __init__(
+        self,
+        codebook_size: int,
+        length: int,
+        dim: int = 128,
+        layers: int = 4,
+        heads: int = 4,
+        kv_heads: int = 1,
+        window: int = 0,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.codebook_size = codebook_size
+        self.length = length
+        self.tok = nn.Embedding(codebook_size + 1, dim)  # index K is the start token
+        self.pos = nn.Parameter(torch.zeros(1, length, dim))
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            Block(dim, heads, kv_heads, window, dropout) for _ in range(layers)
+        )
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, codebook_size)
+        nn.init.normal_(self.pos, std=0.02)
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, std=0.02)
+                if getattr(m, "bias", None) is not None:
+                    nn.init.zeros_(m.bias)
+
+    def _logits(self, tokens: torch.Tensor, start: int, caches: list | None) -> torch.Tensor:
+        """Inputs tokens (B, T) at positions start .. start+T-1 -> logits (B, T, K)."""
+        x = self.drop(self.tok(tokens) + self.pos[:, start : start + tokens.shape[1]])
+        for i, block in enumerate(self.blocks):
+            x = block(x, None if caches is None else caches[i])
+        return self.head(self.norm(x))
+
+    def _inputs(self, flat: torch.Tensor) -> torch.Tensor:
+        """Codes (B, T) -> model inputs: the start token, then all codes but the last."""
+        bos = torch.full_like(flat[:, :1], self.codebook_size)
+        return torch.cat([bos, flat[:, :-1]], dim=1)
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes (B, h, w) int64 -> logits (B, K, h, w); position t sees only codes < t."""
+        b, h, w = codes.shape
+        if h * w != self.length:
+            raise ValueError(
+                f"code maps of {h}x{w} = {h * w} codes; this model takes {self.length}"
+            )
+        logits = self._logits(self._inputs(codes.reshape(b, -1)), 0, None)
+        return logits.transpose(1, 2).reshape(b, self.codebook_size, h, w)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        n: int,
+        size: tuple[int, int],
+        pick: Callable[[torch.Tensor], torch.Tensor],
+        cache: bool = True,
+        progress: Callable[[int], None] | None = None,
+    ) -> torch.Tensor:
+        """n code maps of ``size`` in raster order; ``pick(logits (n, K)) -> codes (n,)``."""
+        h, w = size
+        if h * w != self.length:
+            raise ValueError(f"code maps of {h}x{w}; this model takes {self.length} codes")
+        dev = self.pos.device
+        out = torch.full((n, self.length + 1), self.codebook_size, dtype=torch.long, device=dev)
+        caches = None
+        if cache:
+            attn = self.blocks[0].attn
+            shape = (n, attn.kv_heads, self.length, attn.head_dim)
+            caches = [
+                {"k": torch.zeros(shape, device=dev), "v": torch.zeros(shape, device=dev), "len": 0}
+                for _ in self.blocks
+            ]
+        for t in range(self.length):
+            if cache:
+                logits = self._logits(out[:, t : t + 1], t, caches)[:, -1]
+            else:
+                logits = self._logits(out[:, : t + 1], 0, None)[:, -1]
+            out[:, t + 1] = pick(logits)
+            if progress is not None and (t + 1) % w == 0:
+                progress(w)
+        return out[:, 1:].reshape(n, h, w)

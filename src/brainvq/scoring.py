@@ -1,0 +1,87 @@
+"""Bits per code of slices under a run's autoregressive prior: how typical each slice is.
+
+A slice is encoded by the run's VQ-VAE into a code map, and the prior gives
+``-log2 p(code map) / (h * w)``, its bits per code. Low means the prior finds the slice typical of
+the slices it was trained on; high means unusual: another contrast or orientation, an artefact, a
+lesion, a slice from the top or bottom of the head, or not a brain slice at all. The numbers are
+only comparable under the same run (VQ-VAE and prior), so each slice is set beside the run's own
+real test slices: a slice above their 99th percentile is marked unusual.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from brainvq.codes import code_maps, encode_images
+from brainvq.data import IMAGE_SUFFIXES, decode_slice, to_square
+from brainvq.errors import DataError, RunError
+from brainvq.evaluate import run_data_root
+from brainvq.priors import load_prior
+from brainvq.runs import Run
+
+
+def slice_files(paths: list[str]) -> list[Path]:
+    """The image files named, and those inside the folders named, in order."""
+    files: list[Path] = []
+    for name in paths:
+        p = Path(name)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DataError(f"{p}: no PNG/JPEG slices in this folder")
+            files.extend(found)
+        elif p.exists():
+            files.append(p)
+        else:
+            raise DataError(f"{p}: no such file or folder")
+    return files
+
+
+def test_reference(run: Run, prior, data: str | None) -> np.ndarray | None:
+    """Bits per code of the run's real test slices (from RUN/codes or encoded now); None if the
+    data is not at hand."""
+    try:
+        codes = code_maps(run, run_data_root(run, data))["test"]
+    except (RunError, DataError):
+        return None
+    if len(codes) == 0:
+        return None
+    return prior.bits_per_code(torch.from_numpy(codes)).numpy()
+
+
+def score_files(run: Run, paths: list[str], kind: str, data: str | None = None) -> dict:
+    """Bits per code of each slice file under the run's `kind` prior, with the test reference."""
+    prior = load_prior(run, kind)
+    files = slice_files(paths)
+    size = run.config.data.image_size
+    images = np.stack([to_square(decode_slice(f)[0], size) for f in files])
+    codes = torch.from_numpy(encode_images(run, images, run.config.eval.batch_size))
+    bits = prior.bits_per_code(codes).numpy()
+    ref = test_reference(run, prior, data)
+    result = {"kind": kind, "files": [str(f) for f in files], "bits_per_code": bits.tolist()}
+    if ref is not None:
+        p99 = float(np.percentile(ref, 99))
+        result["test"] = {"mean": float(ref.mean()), "std": float(ref.std()), "p99": p99}
+        result["unusual"] = [bool(b > p99) for b in bits]
+    return result
+
+
+def format_scores(result: dict) -> str:
+    """One line per slice: bits per code, and 'unusual' against the test split when known."""
+    width = max(len(f) for f in result["files"])
+    lines = [f"{'slice':<{width}}  bits/code ({result['kind']} prior)"]
+    for i, (f, b) in enumerate(zip(result["files"], result["bits_per_code"], strict=True)):
+        flag = "  unusual" if result.get("unusual", [False] * (i + 1))[i] else ""
+        lines.append(f"{f:<{width}}  {b:8.3f}{flag}")
+    if "test" in result:
+        t = result["test"]
+        lines.append(
+            f"real test slices: mean {t['mean']:.3f} +- {t['std']:.3f}, 99th percentile "
+            f"{t['p99']:.3f} (higher = less typical of the training data)"
+        )
+    else:
+        lines.append("(no test split at hand to compare with: pass --data)")
+    return "\n".join(lines)

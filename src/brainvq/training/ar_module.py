@@ -1,0 +1,102 @@
+"""LightningModule for the autoregressive priors (pixelcnn, transformer): maximum likelihood.
+
+The loss is the mean negative log-likelihood per code (cross-entropy of each code given the codes
+before it). Logged: ``bpc`` (training bits per code) and ``val_bpc`` on the validation maps each
+epoch. With a few hundred training maps these priors overfit within minutes, so the module keeps
+a copy of the weights with the lowest ``val_bpc`` seen (carried in the checkpoint, so a resumed
+run keeps it too) and the stage saves those: early stopping without stopping.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import lightning as L
+import torch
+
+from brainvq.config import Config
+from brainvq.priors import AutoregressivePrior, build_prior
+
+
+class ARPriorModule(L.LightningModule):
+    """Trains a PixelCNNPrior or TransformerPrior by maximum likelihood on code maps."""
+
+    def __init__(self, cfg: Config, codebook: torch.Tensor, code_size: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.prior: AutoregressivePrior = build_prior(cfg.prior, codebook, code_size)
+        self.best_val = math.inf
+        self.best_state: dict | None = None
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        codes = batch[0] if isinstance(batch, (list, tuple)) else batch
+        loss = self.prior.loss(codes)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite prior loss at step {self.global_step}")
+        bpc = loss.detach() / math.log(2)
+        self.log("bpc", bpc, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums = torch.zeros(2, dtype=torch.float64, device=self.device)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        codes = batch[0] if isinstance(batch, (list, tuple)) else batch
+        loss = self.prior.loss(codes)
+        n = codes.numel()
+        self._val_sums += torch.stack([loss.detach().double() * n, loss.new_tensor(n).double()])
+        self.log(
+            "val_bpc",
+            loss / math.log(2),
+            prog_bar=True,
+            on_epoch=True,
+            batch_size=len(codes),
+            sync_dist=True,
+        )
+
+    def on_validation_epoch_end(self) -> None:
+        # this epoch's exact mean over every validation code, summed over ranks under DDP
+        sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum")
+        if float(sums[1]) == 0:
+            return
+        val = float(sums[0] / sums[1]) / math.log(2)
+        if val < self.best_val:
+            self.best_val = val
+            self.best_state = {
+                k: v.detach().cpu().clone() for k, v in self.prior.state_dict().items()
+            }
+
+    def best_prior(self) -> AutoregressivePrior:
+        """A copy of the prior holding the weights with the lowest validation bits/code."""
+        prior = copy.deepcopy(self.prior).cpu()
+        if self.best_state is not None:
+            prior.load_state_dict(self.best_state)
+        return prior
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["best_val_bpc"] = self.best_val
+        if self.best_state is not None:
+            checkpoint["best_state"] = self.best_state
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.best_val = float(checkpoint.get("best_val_bpc", math.inf))
+        self.best_state = checkpoint.get("best_state")
+
+    def configure_optimizers(self):
+        p = self.cfg.prior
+        decay = [w for n, w in self.prior.named_parameters() if w.ndim >= 2 and "pos" not in n]
+        other = [
+            w for n, w in self.prior.named_parameters() if not (w.ndim >= 2 and "pos" not in n)
+        ]
+        opt = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": p.weight_decay},
+                {"params": other, "weight_decay": 0},
+            ],
+            lr=p.lr,
+            betas=(0.9, 0.95),
+        )
+        warm = max(1, p.warmup_steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
