@@ -11,7 +11,6 @@ size (ru_maxrss). The result, with the machine, is appended to docs/benchmarks.m
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import resource
 import subprocess
@@ -24,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from vqvae_budget import append_result, machine  # noqa: E402
+from vqvae_budget import append_result, result_block  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -69,15 +68,13 @@ def main() -> int:
             print(r.stderr[-2000:], file=sys.stderr)
             return r.returncode
         peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2  # KiB -> GiB
-    when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    block = (
-        f"\n## Peak memory on a full-OASIS-size set, {when}\n\n"
-        f"Machine: {machine()}\n"
+    last = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else "-"
+    block = result_block(
+        "Peak memory on a full-OASIS-size set",
         f"{args.n} generated {args.size}x{args.size} slices (written in {made:.0f} s); "
         f"`brainvq train-vqvae --max-minutes {args.minutes:g}` (decode cache + training) ran "
         f"{took:.0f} s: **peak resident memory {peak_gb:.2f} GiB** "
-        f"(`python bench/peak_memory.py --n {args.n} --size {args.size}`).\n"
-        f"Last line: {r.stdout.strip().splitlines()[-1] if r.stdout.strip() else '-'}\n"
+        f"(`python bench/peak_memory.py --n {args.n} --size {args.size}`).\nLast line: {last}",
     )
     append_result(DOCS, "brainvq benchmarks", block)
     return 0

@@ -13,14 +13,13 @@ table, with the machine, is appended to docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from vqvae_budget import append_result, machine  # noqa: E402
+from vqvae_budget import append_result, result_block  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
@@ -46,26 +45,23 @@ def main() -> int:
         subprocess.run([*cli, "evaluate", "--run", args.run], check=True, capture_output=True)
         m = json.loads((Path(args.run) / "metrics.json").read_text())["vqvae"]
         ssim = m["ssim"]["mean"]
-        rows.append(f"| {minutes:g} | {ssim:.4f} | {m['codes_used']} |")
+        rows.append((f"{minutes:g}", f"{ssim:.4f}", m["codes_used"]))
         print(rows[-1], flush=True)
         if ssim >= args.target:
             reached = minutes
             break
         (Path(args.run) / "vqvae.safetensors").unlink()  # so the next call resumes training
-    when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     verdict = (
         f"test SSIM {args.target:g} reached within **{reached:g} minutes** of training"
         if reached is not None
         else f"test SSIM {args.target:g} not reached within {args.steps[-1]:g} minutes"
     )
-    block = (
-        f"\n## Time to test SSIM {args.target:g}, {when}\n\n"
-        f"Machine: {machine()}\n"
+    block = result_block(
+        f"Time to test SSIM {args.target:g}",
         f"Data: {args.data} at 128x128, default config; {verdict} "
-        f"(`python bench/time_to_ssim.py {args.data}`).\n\n"
-        "| training budget (min, cumulative) | test SSIM | codes used |\n|---|---|---|\n"
-        + "\n".join(rows)
-        + "\n"
+        f"(`python bench/time_to_ssim.py {args.data}`).",
+        ["training budget (min, cumulative)", "test SSIM", "codes used"],
+        rows,
     )
     append_result(DOCS, "brainvq benchmarks", block)
     return 0

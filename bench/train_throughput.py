@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ from brainvq.training.hardware import cpu_has_bf16, resolve_precision
 from brainvq.training.vqvae_module import VQVAEModule
 
 sys.path.insert(0, str(Path(__file__).parent))
-from vqvae_budget import append_result, machine  # noqa: E402
+from vqvae_budget import append_result, result_block  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
@@ -103,17 +102,14 @@ def main() -> int:
     for v in args.variants:
         ips = args.batch / best[v]
         ratio = f"{ips / base:.2f}x" if base else "-"
-        rows.append(f"| {v} | {precision[v]} | {ips:.1f} | {ratio} |")
-    when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    block = (
-        f"\n## Training throughput, {when}\n\n"
-        f"Machine: {machine()}\n"
+        rows.append((v, precision[v], f"{ips:.1f}", ratio))
+    block = result_block(
+        "Training throughput",
         f"VQ-VAE default config at {args.size}x{args.size}, batch {args.batch}, best of "
         f"{args.rounds} rounds of {args.steps} steps, all in one process "
-        f"(`python bench/train_throughput.py --size {args.size} --batch {args.batch}`).\n\n"
-        "| step | precision | images/s | vs plain fp32 |\n|---|---|---|---|\n"
-        + "\n".join(rows)
-        + "\n"
+        f"(`python bench/train_throughput.py --size {args.size} --batch {args.batch}`).",
+        ["step", "precision", "images/s", "vs plain fp32"],
+        rows,
     )
     append_result(DOCS, "brainvq benchmarks", block)
     return 0

@@ -40,6 +40,16 @@ def machine() -> str:
     )
 
 
+def result_block(heading: str, text: str, columns: list[str] | None = None, rows=()) -> str:
+    """A markdown block: '## HEADING, date', the machine, text, then an optional table."""
+    when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    block = f"\n## {heading}, {when}\n\nMachine: {machine()}\n{text}\n"
+    if columns:
+        block += f"\n| {' | '.join(columns)} |\n|{'---|' * len(columns)}\n"
+        block += "".join(f"| {' | '.join(map(str, r))} |\n" for r in rows)
+    return block
+
+
 def append_result(path: Path, title: str, block: str) -> None:
     """Append a result block to a markdown file (created with a title), and print it."""
     path.parent.mkdir(parents=True, exist_ok=True)

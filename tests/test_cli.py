@@ -201,6 +201,11 @@ def test_run_end_to_end_with_prior_and_repeatable_sampling(keras_root, tmp_path)
         )
         outs.append([(tmp_path / name / f"sample_{i:04d}.png").read_bytes() for i in range(4)])
     assert outs[0] == outs[1] and outs[0] != outs[2]
+    # a run with only a GAN prior has no likelihood to score slices with: one line, exit 2
+    one = next((keras_root / "keras_png_slices_test").glob("*.png"))
+    bad = brainvq("score", "--run", str(run), str(one), check=False)
+    assert bad.returncode == 2 and "no trained autoregressive prior" in bad.stderr
+    assert bad.stderr.count("\n") == 1
 
 
 def test_tensorboard_logging_beside_csv(keras_root, tmp_path):

@@ -275,16 +275,22 @@ def cmd_train_prior(args, overrides) -> int:
     return 0
 
 
-def _pick_kind(run, kind: str | None) -> str:
-    """--kind, else the run's configured prior if trained, else the only/first trained one."""
+def _pick_kind(run, kind: str | None, likelihood: bool = False) -> str:
+    """--kind, else the run's configured prior if trained, else a trained one (with likelihood:
+    an autoregressive one, the transformer first)."""
     from brainvq.errors import RunError
     from brainvq.priors import trained_kinds
 
     if kind:
         return kind
     have = trained_kinds(run.dir)
+    if likelihood:
+        have = [k for k in ("transformer", "pixelcnn") if k in have]
     if not have:
-        raise RunError(f"{run.dir.path}: no trained prior; run `brainvq train-prior` first")
+        what, how = ("autoregressive ", " --kind transformer") if likelihood else ("", "")
+        raise RunError(
+            f"{run.dir.path}: no trained {what}prior; run `brainvq train-prior{how}` first"
+        )
     return run.config.prior.kind if run.config.prior.kind in have else have[0]
 
 
@@ -321,7 +327,7 @@ def cmd_score(args, overrides) -> int:
     from brainvq.scoring import format_scores, score_files
 
     run = load_run(args.run)
-    result = score_files(run, args.images, _pick_kind(run, args.kind), args.data)
+    result = score_files(run, args.images, _pick_kind(run, args.kind, likelihood=True), args.data)
     print(format_scores(result))
     return 0
 
