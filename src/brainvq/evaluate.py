@@ -105,9 +105,6 @@ def evaluate_samples(
     prior = load_prior(run, kind)
     n = n or cfg.eval.n_samples
     seed = cfg.eval.seed if seed is None else seed
-    t_default, k_default = getattr(prior, "sampling", (1.0, 0))
-    temperature = t_default if temperature is None else temperature
-    top_k = k_default if top_k is None else top_k
     drawn = sample_images(run, prior, n, seed, cfg.eval.batch_size, temperature, top_k)
     arrays = load_splits(root, cfg.data, progress=False)
     real_codes = code_maps(run, root)["test"]
@@ -124,7 +121,7 @@ def evaluate_samples(
     scores["samples_per_second"] = drawn["samples_per_second"]
     scores["seed"] = seed
     if kind != "dcgan" or getattr(prior, "design", "") == "gumbel":
-        scores["temperature"], scores["top_k"] = temperature, top_k
+        scores["temperature"], scores["top_k"] = drawn["temperature"], drawn["top_k"]
     if kind != "dcgan":  # an autoregressive prior: how well it predicts unseen real code maps
         bits = prior.bits_per_code(torch.from_numpy(real_codes)).numpy()
         scores["test_bits_per_code"] = float(bits.mean())

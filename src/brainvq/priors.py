@@ -327,11 +327,9 @@ class TransformerPrior(AutoregressivePrior):
             dropout=pcfg.dropout,
         )
         super().__init__(net, codebook, code_size)
-        self.use_cache = True
 
     def _draw(self, n: int, pick, progress) -> torch.Tensor:
-        size = (self.code_size, self.code_size)
-        return self.net.generate(n, size, pick, cache=self.use_cache, progress=progress)
+        return self.net.generate(n, (self.code_size, self.code_size), pick, progress=progress)
 
 
 PRIOR_CLASSES: dict[str, type[Prior]] = {

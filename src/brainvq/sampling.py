@@ -25,19 +25,14 @@ def sample_images(
     top_k: int | None = None,
     progress: bool = False,
 ) -> dict:
-    """n samples: code maps (n, h, w) int64, images (n, S, S) float in [0, 1], samples/second.
-
-    temperature / top_k default to the values the prior was trained with in its config.
+    """n samples: code maps (n, h, w) int64, images (n, S, S) float in [0, 1], samples/second,
+    and the temperature / top_k used (by default those in the prior's own config).
     """
     t0 = time.perf_counter()
     t_default, k_default = getattr(prior, "sampling", (1.0, 0))
-    codes = prior.sample(
-        n,
-        seed=seed,
-        temperature=t_default if temperature is None else temperature,
-        top_k=k_default if top_k is None else top_k,
-        progress=progress,
-    )
+    temperature = t_default if temperature is None else temperature
+    top_k = k_default if top_k is None else top_k
+    codes = prior.sample(n, seed=seed, temperature=temperature, top_k=top_k, progress=progress)
     images = torch.cat(
         [run.vqvae.decode(codes[i : i + batch_size])[:, 0] for i in range(0, n, batch_size)]
     )
@@ -47,6 +42,8 @@ def sample_images(
         "images": images.numpy(),
         "seconds": seconds,
         "samples_per_second": n / max(seconds, 1e-9),
+        "temperature": temperature,
+        "top_k": top_k,
     }
 
 

@@ -46,21 +46,15 @@ class ARPriorModule(L.LightningModule):
         loss = self.prior.loss(codes)
         n = codes.numel()
         self._val_sums += torch.stack([loss.detach().double() * n, loss.new_tensor(n).double()])
-        self.log(
-            "val_bpc",
-            loss / math.log(2),
-            prog_bar=True,
-            on_epoch=True,
-            batch_size=len(codes),
-            sync_dist=True,
-        )
 
     def on_validation_epoch_end(self) -> None:
-        # this epoch's exact mean over every validation code, summed over ranks under DDP
+        # this epoch's exact mean over every validation code, summed over ranks under DDP; the
+        # same number is logged and decides which weights are kept
         sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum")
         if float(sums[1]) == 0:
             return
         val = float(sums[0] / sums[1]) / math.log(2)
+        self.log("val_bpc", val, prog_bar=True, sync_dist=True)  # equal on every rank
         if val < self.best_val:
             self.best_val = val
             self.best_state = {
