@@ -18,10 +18,13 @@ from brainvq.runs import Run, load_run
 def run_data_root(run: Run, data: str | None) -> str:
     """The data the run was trained on, unless another is given."""
     if data:
-        return data
-    if run.dir.data_source.exists():
+        return str(data)
+    try:
         return json.loads(run.dir.data_source.read_text())["data"]
-    raise RunError(f"{run.dir.path}: no record of the training data; pass --data")
+    except (OSError, ValueError, KeyError, TypeError):
+        raise RunError(
+            f"{run.dir.data_source}: no readable record of the training data; pass --data"
+        ) from None
 
 
 @torch.no_grad()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import time
 
 import lightning as L
@@ -13,6 +12,7 @@ from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 from brainvq.codes import code_maps
 from brainvq.config import PRIOR_KINDS, Config, TrainConfig
 from brainvq.errors import RunError
+from brainvq.evaluate import run_data_root
 from brainvq.priors import prior_path
 from brainvq.runs import load_run
 from brainvq.training.ar_module import ARPriorModule
@@ -37,18 +37,6 @@ def prior_train_config(cfg: Config) -> TrainConfig:
         tensorboard=t.tensorboard,
         save_rank_states=t.save_rank_states,
     )
-
-
-def _data_root(run_path, data: str | None) -> str:
-    if data is not None:
-        return str(data)
-    source = run_path / "data.json"
-    try:
-        return json.loads(source.read_text())["data"]
-    except (OSError, ValueError, KeyError):
-        raise RunError(
-            f"{source}: cannot tell which data the run was trained on; pass --data"
-        ) from None
 
 
 def _dcgan_loader(codes: torch.Tensor, p, seed: int) -> DataLoader:
@@ -95,7 +83,7 @@ def train_prior(
     pcfg.train.save_rank_states = cfg.train.save_rank_states
     pcfg.validate()
 
-    maps = code_maps(run, _data_root(run.dir.path, data))
+    maps = code_maps(run, run_data_root(run, data))
     codes = torch.from_numpy(maps["train"]).long()
     if codes.numel() == 0:
         raise RunError(f"{run.dir.path}: the training split has no code maps to fit a prior on")
