@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from vqvae_budget import append_result, machine
+from common import DEFAULT_DATA, append_result, data_missing, machine
 
 from brainvq.config import DataConfig
 from brainvq.data import load_splits
@@ -23,12 +23,11 @@ from brainvq.metrics import max_ssim_against
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("data", nargs="?", default="../shared/data/brain-mri-128")
+    ap.add_argument("data", nargs="?", default=DEFAULT_DATA)
     ap.add_argument("--candidates", type=int, default=128)
     ap.add_argument("--image-size", type=int, default=128)
     args = ap.parse_args()
-    if not Path(args.data).exists():
-        print(f"skip: {args.data} not found", file=sys.stderr)
+    if data_missing(args.data):
         return 0
     z = load_splits(args.data, DataConfig(image_size=args.image_size), progress=False)
     train = torch.from_numpy(np.array(z["train"])).float()[:, None] / 255

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from vqvae_budget import append_result, result_block  # noqa: E402
+from common import append_result, result_block  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -11,7 +11,6 @@ bench/results/prior_dcgan.md.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import sys
 import time
@@ -29,7 +28,7 @@ from brainvq.sample_metrics import reference_stats, score_samples
 from brainvq.training.prior_stage import train_prior
 
 sys.path.insert(0, str(Path(__file__).parent))
-from vqvae_budget import append_result, machine  # noqa: E402
+from common import DEFAULT_DATA, append_result, data_missing, result_block  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "prior_dcgan.md"
 
@@ -59,7 +58,7 @@ def score_cached(images, train, test, codes, test_codes, k: int, cache: Path) ->
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", default="runs/dcgan-dev")
-    ap.add_argument("--data", default="../shared/data/brain-mri-128")
+    ap.add_argument("--data", default=DEFAULT_DATA)
     ap.add_argument("--minutes", type=float, default=8.0)
     ap.add_argument("--set", action="append", default=[], help="prior.key=value override")
     ap.add_argument("--label", default="")
@@ -69,8 +68,7 @@ def main() -> int:
     ap.add_argument("--score-codes", default="", help="only score codes saved by --codes-out")
     ap.add_argument("--note", default="", help="where the training ran, for the results block")
     args = ap.parse_args()
-    if not Path(args.data).exists():
-        print(f"skip: {args.data} not found", file=sys.stderr)
+    if data_missing(args.data):
         return 0
     run = load_run(args.run)
     cfg = run.config
@@ -133,18 +131,17 @@ def main() -> int:
     row = ", ".join(
         f"{k} {score[k]:.4f}" if isinstance(score[k], float) else f"{k} {score[k]}" for k in keys
     )
-    block = (
-        f"\n## {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC {args.label}\n\n"
-        f"- machine: {args.note or machine()}\n"
-        f"- command: `{cmd}` (run {args.run}, VQ-VAE K={cfg.vqvae.codebook_size}, "
+    text = (
+        f"\n- command: `{cmd}` (run {args.run}, VQ-VAE K={cfg.vqvae.codebook_size}, "
         f"code maps {codes.shape[1]}x{codes.shape[2]})\n"
         f"- settings: {settings}\n"
         f"- training: {args.minutes:g}-minute budget, {summary.get('epochs')} epochs, "
         f"{summary.get('steps')} optimizer steps, stage wall time {wall / 60:.1f} min; "
         f"scoring {score_s:.0f} s\n"
         f"- {args.n} samples (seed {args.seed}): {row}\n"
-        f"- all: `{json.dumps(score)}`\n"
+        f"- all: `{json.dumps(score)}`"
     )
+    block = result_block(args.label or "DCGAN prior", text, where=args.note)
     append_result(RESULTS, "DCGAN prior over VQ-VAE code maps", block)
     return 0
 

@@ -19,20 +19,19 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from vqvae_budget import append_result, result_block  # noqa: E402
+from common import DEFAULT_DATA, append_result, data_missing, result_block  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("data", nargs="?", default="../shared/data/brain-mri-128")
+    ap.add_argument("data", nargs="?", default=DEFAULT_DATA)
     ap.add_argument("--target", type=float, default=0.90)
     ap.add_argument("--steps", type=float, nargs="+", default=[0.5, 1, 1.5, 2, 3, 4])
     ap.add_argument("--run", default="runs/bench-time-to-ssim")
     args = ap.parse_args()
-    if not Path(args.data).exists():
-        print(f"skip: {args.data} not found", file=sys.stderr)
+    if data_missing(args.data):
         return 0
     cli = [sys.executable, "-m", "brainvq.cli"]
     rows, reached = [], None

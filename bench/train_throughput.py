@@ -33,7 +33,7 @@ from brainvq.training.hardware import cpu_has_bf16, resolve_precision
 from brainvq.training.vqvae_module import VQVAEModule
 
 sys.path.insert(0, str(Path(__file__).parent))
-from vqvae_budget import append_result, result_block  # noqa: E402
+from common import append_result, result_block  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
