@@ -1,7 +1,7 @@
 """Benchmark: every prior trained on the same code maps for the same wall-clock budget, one table.
 
 Usage: python bench/compare_priors.py [--vqvae-run runs/bench-vqvae] [--run runs/priors-bench]
-           [--data ../shared/data/brain-mri-128] [--minutes 12] [--kinds dcgan pixelcnn transformer]
+           [--data ../shared/data/brain-mri-128] [--minutes 12] [--kinds dcgan pixelcnn transformer maskgit]
            [--set [KIND:]prior.key=value ...] [--n 100]
        python bench/compare_priors.py --evaluate-only --kinds transformer --temperature 0.8
 
@@ -9,7 +9,7 @@ RUN gets a copy of the trained VQ-VAE of --vqvae-run (bench/vqvae_budget.py make
 prior sees the same code maps. Each prior is trained from scratch for --minutes, then
 ``brainvq.evaluate.evaluate_samples`` draws n samples (seed 0) and scores them: NN-SSIM against
 the training split, realism ratio, diversity beside the real test slices', copies, code-histogram
-distance, bits per code on the test code maps (autoregressive priors), and samples/second
+distance, bits per code on the test code maps (priors with a likelihood), and samples/second
 (sampling plus decoding, batch 100, this machine). The table, with the machine, is appended to
 bench/results/priors.md and docs/benchmarks.md. ``--evaluate-only`` skips training and scores
 the priors RUN already holds, e.g. under another ``--temperature`` / ``--top-k``.
@@ -23,13 +23,13 @@ import shutil
 import sys
 from pathlib import Path
 
-from brainvq.config import Config
+from brainvq.config import PRIOR_KINDS, Config
 from brainvq.evaluate import evaluate_samples
 from brainvq.runs import load_run
 from brainvq.training.prior_stage import train_prior
 
 sys.path.insert(0, str(Path(__file__).parent))
-from vqvae_budget import append_result, machine  # noqa: E402
+from common import DEFAULT_DATA, append_result, data_missing, machine  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "priors.md"
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
@@ -56,7 +56,7 @@ def row(kind: str, trained: dict | None, s: dict) -> str:
         f"{s['diversity_samples']:.3f} ({s['diversity_real_test']:.3f})",
         str(s["copies"]),
         f"{s['code_hist_distance']:.3f}",
-        "n/a (GAN)" if bits is None else f"{bits:.3f}",
+        "n/a (no likelihood)" if bits is None else f"{bits:.3f}",
         f"{s['samples_per_second']:.1f}",
         f"{trained['seconds'] / 60:.1f} ({trained['steps']})" if trained else "(trained before)",
     )
@@ -67,9 +67,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--vqvae-run", default="runs/bench-vqvae")
     ap.add_argument("--run", default="runs/priors-bench")
-    ap.add_argument("--data", default="../shared/data/brain-mri-128")
+    ap.add_argument("--data", default=DEFAULT_DATA)
     ap.add_argument("--minutes", type=float, default=12.0)
-    ap.add_argument("--kinds", nargs="+", default=["dcgan", "pixelcnn", "transformer"])
+    ap.add_argument("--kinds", nargs="+", default=list(PRIOR_KINDS))
     ap.add_argument(
         "--set",
         action="append",
@@ -81,8 +81,7 @@ def main() -> int:
     ap.add_argument("--temperature", type=float, help="sampling temperature (default: config)")
     ap.add_argument("--top-k", type=int, help="sampling top-k (default: config)")
     args = ap.parse_args()
-    if not Path(args.data).exists():
-        print(f"skip: {args.data} not found", file=sys.stderr)
+    if data_missing(args.data):
         return 0
     src, run_path = Path(args.vqvae_run), Path(args.run)
     run_path.mkdir(parents=True, exist_ok=True)

@@ -117,17 +117,23 @@ def structured_maps(n: int, seed: int) -> torch.Tensor:
     return rows.expand(n, 6, 6).clone()
 
 
-@pytest.mark.parametrize("kind", ["pixelcnn", "transformer"])
-def test_likelihood_prefers_real_maps_after_a_short_fit(kind):
+def fitted_prior(kind: str, steps: int, **values):
+    """A tiny prior of `kind` after `steps` Adam steps on 64 structured maps."""
     torch.manual_seed(0)
-    cfg = ar_prior(kind, transformer_dim=32, transformer_layers=2, pixelcnn_channels=32)
+    cfg = ar_prior(kind, transformer_dim=32, transformer_layers=2, pixelcnn_channels=32, **values)
     prior = build_prior(cfg.prior, torch.randn(K, 4), 6)
     opt = torch.optim.Adam(prior.parameters(), lr=3e-3)
     train = structured_maps(64, seed=0)
-    for _ in range(60):
+    for _ in range(steps):
         opt.zero_grad()
         prior.loss(train).backward()
         opt.step()
+    return prior.eval(), train
+
+
+@pytest.mark.parametrize("kind", ["pixelcnn", "transformer"])
+def test_likelihood_prefers_real_maps_after_a_short_fit(kind):
+    prior, _ = fitted_prior(kind, 60)
     real = structured_maps(16, seed=1)
     perm = torch.randperm(36, generator=torch.Generator().manual_seed(0))
     shuffled = real.flatten(1)[:, perm].view(16, 6, 6)

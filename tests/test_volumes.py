@@ -223,4 +223,4 @@ def test_oasis1_to_report_end_to_end(tmp_path):
     )
     page = (run / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 7
-    assert "samples-transformer" in page and "vqvae" in page
+    assert "samples-maskgit" in page and "vqvae" in page

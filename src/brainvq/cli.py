@@ -72,6 +72,20 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _add_sampling_args(
+    p: argparse.ArgumentParser,
+    n: tuple[int | None, str],
+    seed: tuple[int | None, str],
+    kind_help: str = KIND_HELP,
+) -> None:
+    """-n, --seed, --kind, --temperature, --top-k: what to draw from which prior, and how."""
+    p.add_argument("-n", type=int, default=n[0], help=n[1])
+    p.add_argument("--seed", type=int, default=seed[0], help=seed[1])
+    p.add_argument("--kind", choices=PRIOR_KINDS, help=kind_help)
+    p.add_argument("--temperature", type=float, help=TEMPERATURE_HELP)
+    p.add_argument("--top-k", type=int, help=TOP_K_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -99,11 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
         "then, for each trained prior, N samples scored by NN-SSIM against the training split, "
         "realism ratio, diversity, copies and code-histogram distance.",
     )
-    p.add_argument("-n", type=int, help="samples per prior (default eval.n_samples, 100)")
-    p.add_argument("--seed", type=int, help="seed of those samples (default eval.seed)")
-    p.add_argument("--kind", choices=PRIOR_KINDS, help="score this prior only (default: every one)")
-    p.add_argument("--temperature", type=float, help=TEMPERATURE_HELP)
-    p.add_argument("--top-k", type=int, help=TOP_K_HELP)
+    _add_sampling_args(
+        p,
+        n=(None, "samples per prior (default eval.n_samples, 100)"),
+        seed=(None, "seed of those samples (default eval.seed)"),
+        kind_help="score this prior only (default: every one)",
+    )
     p.add_argument("--run", required=True, help="run folder")
     p.add_argument("--data", help="data folder (default: the one the run was trained on)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -140,11 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(or --out): sample_0000.png ... and grid.png. The same --seed gives the same slices.",
     )
     p.add_argument("--run", required=True, help="run folder")
-    p.add_argument("-n", type=int, default=64, help="how many slices (default 64)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--kind", choices=PRIOR_KINDS, help=KIND_HELP)
-    p.add_argument("--temperature", type=float, help=TEMPERATURE_HELP)
-    p.add_argument("--top-k", type=int, help=TOP_K_HELP)
+    _add_sampling_args(
+        p, n=(64, "how many slices (default 64)"), seed=(0, "random seed (default 0)")
+    )
     p.add_argument("--out", help="output folder (default RUN/samples)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -263,8 +276,9 @@ def cmd_train_prior(args, overrides) -> int:
     if res["status"] == "reused":
         print(f"{kind} prior already trained: {res['weights']} (use --fresh to retrain)")
     else:
+        unit = "bits/hidden code" if kind == "maskgit" else "bits/code"
         loss = (
-            f"validation {res['best_val_bpc']:.3f} bits/code (best)"
+            f"validation {res['best_val_bpc']:.3f} {unit} (best)"
             if "best_val_bpc" in res
             else f"G loss {res['g_loss']:.3f}, D loss {res['d_loss']:.3f}"
         )

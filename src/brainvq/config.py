@@ -16,7 +16,7 @@ import tomllib
 
 from brainvq.errors import ConfigError
 
-PRIOR_KINDS = ("dcgan", "pixelcnn", "transformer")
+PRIOR_KINDS = ("dcgan", "pixelcnn", "transformer", "maskgit")
 
 
 @dataclass
@@ -88,9 +88,10 @@ class TrainConfig:
 class PriorConfig:
     """A prior over code maps (see brainvq.priors)."""
 
-    # which prior `brainvq run` and `train-prior` fit: the transformer was best on every sample
-    # measure at the same CPU budget (bench/results/priors.md)
-    kind: str = "transformer"
+    # which prior `brainvq run` and `train-prior` fit: maskgit gave the most realistic and the
+    # most real-like varied samples at the same CPU budget (bench/results/priors.md); the
+    # transformer is the one with a likelihood (`brainvq score`) and samples 5x faster
+    kind: str = "maskgit"
     # code maps per step; 0 = the kind's own default: 64 for dcgan, 16 for pixelcnn/transformer
     # (the autoregressive priors learn faster per CPU-minute from more, smaller steps)
     batch_size: int = 0
@@ -133,6 +134,7 @@ class PriorConfig:
     pixelcnn_channels: int = 64
     pixelcnn_layers: int = 10
     pixelcnn_kernel: int = 5  # width of the vertical stack's kernel; odd, >= 3
+    # the transformer_* sizes serve both the transformer and maskgit priors
     transformer_dim: int = 128
     transformer_layers: int = 4
     transformer_heads: int = 4
@@ -141,6 +143,10 @@ class PriorConfig:
     transformer_kv_heads: int = 1
     # attention span in tokens (0 = every earlier token); a band (Child et al. 2019) speeds sampling
     transformer_window: int = 0
+    # maskgit: parallel decoding steps per map, and the scale of the Gumbel noise on the
+    # confidences that choose which drawn codes to keep (falls to 0 over the steps; Chang 2022)
+    maskgit_steps: int = 12
+    maskgit_noise: float = 4.5
     # sampling (autoregressive priors and the gumbel DCGAN): temperature and top-k (0 = all codes)
     temperature: float = 1.0
     top_k: int = 0
@@ -232,9 +238,12 @@ class Config:
             "transformer_layers",
             "transformer_heads",
             "transformer_kv_heads",
+            "maskgit_steps",
         ):
             if getattr(p, name) < 1:
                 raise ConfigError(f"prior.{name} = {getattr(p, name)}: must be >= 1")
+        if p.maskgit_noise < 0:
+            raise ConfigError(f"prior.maskgit_noise = {p.maskgit_noise}: must be >= 0")
         if p.pixelcnn_kernel < 3 or p.pixelcnn_kernel % 2 == 0:
             raise ConfigError(f"prior.pixelcnn_kernel = {p.pixelcnn_kernel}: must be odd and >= 3")
         heads, kv = p.transformer_heads, p.transformer_kv_heads

@@ -125,7 +125,7 @@ def evaluate_samples(
     scores["seed"] = seed
     if kind != "dcgan" or getattr(prior, "design", "") == "gumbel":
         scores["temperature"], scores["top_k"] = drawn["temperature"], drawn["top_k"]
-    if kind != "dcgan":  # an autoregressive prior: how well it predicts unseen real code maps
+    if prior.has_likelihood:  # autoregressive: how well it predicts unseen real code maps
         bits = prior.bits_per_code(torch.from_numpy(real_codes)).numpy()
         scores["test_bits_per_code"] = float(bits.mean())
     figs = run.dir.figures

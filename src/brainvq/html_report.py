@@ -31,11 +31,17 @@ for(var i=0;i<im.length;i++){if(im[i].complete&&im[i].naturalWidth>0)ok++;}
 document.body.setAttribute('data-images-ok',ok+'/'+im.length);});
 """
 
-PRIOR_NAMES = {"dcgan": "DCGAN", "pixelcnn": "PixelCNN", "transformer": "transformer"}
+PRIOR_NAMES = {
+    "dcgan": "DCGAN",
+    "pixelcnn": "PixelCNN",
+    "transformer": "transformer",
+    "maskgit": "MaskGIT",
+}
 PRIOR_CURVES = {
     "dcgan": "generator and discriminator losses",
     "pixelcnn": "training and validation bits per code",
     "transformer": "training and validation bits per code",
+    "maskgit": "training and validation bits per hidden code",
 }
 
 

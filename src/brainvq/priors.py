@@ -1,4 +1,4 @@
-"""Priors over VQ-VAE code maps: one interface, three kinds, saved in the run folder.
+"""Priors over VQ-VAE code maps: one interface, four kinds, saved in the run folder.
 
 Every prior is a ``Prior``:
 
@@ -7,7 +7,7 @@ Every prior is a ``Prior``:
   distribution, > 1 flattens it; ``top_k`` > 0 draws only among the k likeliest codes.
 - ``log_likelihood(codes) -> (B,)`` natural-log likelihood of each code map, and
   ``bits_per_code(codes)``, the same as -log2 p / (h * w). Only the autoregressive priors have
-  one; a GAN defines no likelihood, so the DCGAN raises a RunError there.
+  one (``has_likelihood``); the DCGAN and MaskGIT define none and raise a RunError there.
 - ``save(path, cfg)``; ``load_prior(run, kind)`` loads ``RUN/prior-<kind>.safetensors`` (weights,
   the codebook it was trained on, the config TOML in the file's metadata: loading runs no code).
 - Fitting is ``brainvq.training.prior_stage.train_prior`` (``brainvq train-prior --kind KIND``).
@@ -15,7 +15,8 @@ Every prior is a ``Prior``:
 The kinds: ``dcgan`` (brainvq.nn.dcgan, the original project's prior, made to work), ``pixelcnn``
 (the gated PixelCNN of the VQ-VAE paper, brainvq.nn.pixelcnn) and ``transformer`` (a small
 decoder-only transformer over raster-ordered codes with a key/value cache,
-brainvq.nn.transformer).
+brainvq.nn.transformer) and ``maskgit`` (a bidirectional transformer that fills in hidden codes,
+sampled in a few parallel steps, brainvq.nn.maskgit).
 
     from brainvq.runs import load_run
     from brainvq.priors import load_prior
@@ -43,6 +44,7 @@ from tqdm.auto import tqdm
 from brainvq.config import PRIOR_KINDS, Config, PriorConfig
 from brainvq.errors import RunError
 from brainvq.nn.dcgan import Generator, embed_onehot, snap
+from brainvq.nn.maskgit import MaskedCodeTransformer
 from brainvq.nn.pixelcnn import GatedPixelCNN
 from brainvq.nn.transformer import CodeTransformer
 from brainvq.runs import Run, RunDir, atomic_save_safetensors
@@ -85,6 +87,7 @@ class Prior(nn.Module):
     """What every prior offers (see the module docstring)."""
 
     kind = "prior"
+    has_likelihood = False  # True where log_likelihood is exact (the autoregressive priors)
 
     def __init__(self, codebook: torch.Tensor, code_size: int) -> None:
         super().__init__()
@@ -96,6 +99,12 @@ class Prior(nn.Module):
         """K."""
         return self.codebook.shape[0]
 
+    def _draw(self, n: int, pick, generator: torch.Generator, progress) -> torch.Tensor:
+        """n code maps drawn with ``pick(logits (m, K)) -> codes (m,)``; ``generator`` (CPU,
+        seeded) for any other randomness; ``progress(k)``: k more codes of each map drawn."""
+        raise NotImplementedError
+
+    @torch.no_grad()
     def sample(
         self,
         n: int,
@@ -106,7 +115,21 @@ class Prior(nn.Module):
         progress: bool = False,
     ) -> torch.LongTensor:
         """n new code maps (n, h, w) int64 in [0, K); the same seed gives the same maps."""
-        raise NotImplementedError
+        if n < 1:
+            raise ValueError(f"n = {n}: ask for at least one sample")
+        was_training = self.training
+        self.eval()
+        gen = torch.Generator().manual_seed(int(seed))
+        pick = categorical_picker(temperature, top_k, gen)
+        total = n * self.code_size * self.code_size
+        bar = tqdm(total=total, desc=f"{self.kind} sampling", unit="code", disable=not progress)
+        out = []
+        for s in range(0, n, batch_size):
+            b = min(batch_size, n - s)
+            out.append(self._draw(b, pick, gen, lambda k, b=b: bar.update(k * b)).cpu())
+        bar.close()
+        self.train(was_training)
+        return torch.cat(out).long()
 
     def log_likelihood(self, codes: torch.Tensor) -> torch.Tensor:
         """ln p(code map) of each map in codes (B, h, w) -> (B,)."""
@@ -239,6 +262,8 @@ class AutoregressivePrior(Prior):
     """A network giving logits (B, K, h, w) of each code given the codes before it in raster
     order; its likelihood is exact and sampling draws one code after another."""
 
+    has_likelihood = True
+
     def __init__(self, net: nn.Module, codebook: torch.Tensor, code_size: int) -> None:
         super().__init__(codebook, code_size)
         self.net = net
@@ -265,35 +290,6 @@ class AutoregressivePrior(Prior):
         self.train(was_training)
         return torch.cat(out)
 
-    def _draw(self, n: int, pick, progress) -> torch.Tensor:
-        raise NotImplementedError
-
-    @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        seed: int = 0,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        batch_size: int = 100,
-        progress: bool = False,
-    ) -> torch.LongTensor:
-        """n new code maps (n, h, w) int64 in [0, K); the same seed gives the same maps."""
-        if n < 1:
-            raise ValueError(f"n = {n}: ask for at least one sample")
-        was_training = self.training
-        self.eval()
-        pick = categorical_picker(temperature, top_k, torch.Generator().manual_seed(int(seed)))
-        total = n * self.code_size * self.code_size
-        bar = tqdm(total=total, desc=f"{self.kind} sampling", unit="code", disable=not progress)
-        out = []
-        for s in range(0, n, batch_size):
-            b = min(batch_size, n - s)
-            out.append(self._draw(b, pick, lambda k, b=b: bar.update(k * b)).cpu())
-        bar.close()
-        self.train(was_training)
-        return torch.cat(out).long()
-
 
 class PixelCNNPrior(AutoregressivePrior):
     """The gated PixelCNN prior (van den Oord et al., 2016; the VQ-VAE paper's prior)."""
@@ -306,8 +302,19 @@ class PixelCNNPrior(AutoregressivePrior):
         )
         super().__init__(net, codebook, code_size)
 
-    def _draw(self, n: int, pick, progress) -> torch.Tensor:
+    def _draw(self, n: int, pick, generator, progress) -> torch.Tensor:
         return self.net.sample(n, (self.code_size, self.code_size), pick, progress)
+
+
+def transformer_sizes(pcfg: PriorConfig) -> dict:
+    """The prior.transformer_* settings (and dropout) as keyword arguments of the networks."""
+    return {
+        "dim": pcfg.transformer_dim,
+        "layers": pcfg.transformer_layers,
+        "heads": pcfg.transformer_heads,
+        "kv_heads": pcfg.transformer_kv_heads,
+        "dropout": pcfg.dropout,
+    }
 
 
 class TransformerPrior(AutoregressivePrior):
@@ -319,23 +326,53 @@ class TransformerPrior(AutoregressivePrior):
         net = CodeTransformer(
             codebook.shape[0],
             code_size * code_size,
-            dim=pcfg.transformer_dim,
-            layers=pcfg.transformer_layers,
-            heads=pcfg.transformer_heads,
-            kv_heads=pcfg.transformer_kv_heads,
             window=pcfg.transformer_window,
-            dropout=pcfg.dropout,
+            **transformer_sizes(pcfg),
         )
         super().__init__(net, codebook, code_size)
 
-    def _draw(self, n: int, pick, progress) -> torch.Tensor:
+    def _draw(self, n: int, pick, generator, progress) -> torch.Tensor:
         return self.net.generate(n, (self.code_size, self.code_size), pick, progress=progress)
+
+
+class MaskGITPrior(Prior):
+    """A bidirectional masked-code transformer sampled by iterative parallel decoding
+    (MaskGIT, Chang et al., 2022; brainvq.nn.maskgit). It has no tractable likelihood: its
+    training loss, and the validation bits/code that picks its kept weights, are the bits per
+    *hidden* code of maps with a scheduled share hidden, not -log2 p(map)."""
+
+    kind = "maskgit"
+
+    def __init__(self, pcfg: PriorConfig, codebook: torch.Tensor, code_size: int) -> None:
+        super().__init__(codebook, code_size)
+        self.net = MaskedCodeTransformer(
+            codebook.shape[0], code_size * code_size, **transformer_sizes(pcfg)
+        )
+        self.steps, self.noise = pcfg.maskgit_steps, pcfg.maskgit_noise
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens (B, h, w) in [0, K] (K = hidden) -> logits (B, K, h, w)."""
+        return self.net(tokens)
+
+    def loss(self, codes: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy (nats) of the hidden codes of maps with a scheduled share hidden.
+
+        In eval mode the hidden positions come from a fixed seed, so validation is repeatable."""
+        gen = None if self.training else torch.Generator().manual_seed(0)
+        tokens, hidden = self.net.hide(codes, gen)
+        ce = F.cross_entropy(self.net(tokens).float(), codes, reduction="none")
+        return ce[hidden].mean()
+
+    def _draw(self, n: int, pick, generator, progress) -> torch.Tensor:
+        size = (self.code_size, self.code_size)
+        return self.net.generate(n, size, pick, self.steps, self.noise, generator, progress)
 
 
 PRIOR_CLASSES: dict[str, type[Prior]] = {
     "dcgan": DCGANPrior,
     "pixelcnn": PixelCNNPrior,
     "transformer": TransformerPrior,
+    "maskgit": MaskGITPrior,
 }
 assert set(PRIOR_CLASSES) == set(PRIOR_KINDS)
 

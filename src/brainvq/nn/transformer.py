@@ -41,14 +41,16 @@ class SelfAttention(nn.Module):
     (memory bandwidth, not arithmetic); stacked layers still reach back layers * window tokens.
     """
 
-    def __init__(self, dim: int, heads: int, kv_heads: int = 1, window: int = 0) -> None:
+    def __init__(
+        self, dim: int, heads: int, kv_heads: int = 1, window: int = 0, causal: bool = True
+    ) -> None:
         super().__init__()
         if dim % heads or heads % kv_heads:
             raise ValueError(
                 f"width {dim}, {heads} heads, {kv_heads} key/value heads: the width must divide "
                 "into the heads and the heads into the key/value heads"
             )
-        self.heads, self.kv_heads, self.window = heads, kv_heads, window
+        self.heads, self.kv_heads, self.window, self.causal = heads, kv_heads, window, causal
         self.head_dim = dim // heads
         self.qkv = nn.Linear(dim, dim + 2 * kv_heads * self.head_dim)
         self.proj = nn.Linear(dim, dim)
@@ -78,7 +80,9 @@ class SelfAttention(nn.Module):
         else:
             # no dropout on the attention weights: on CPU it forces the slow unfused kernel (6x)
             gqa = kvh != self.heads
-            if start == 0 and not (self.window and self.window < t):
+            if not self.causal:  # every token sees every other (masked-code models)
+                y = F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)
+            elif start == 0 and not (self.window and self.window < t):
                 y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
             else:
                 mask = band_mask(t, self.window, start, device=x.device)
@@ -89,10 +93,18 @@ class SelfAttention(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block."""
 
-    def __init__(self, dim: int, heads: int, kv_heads: int, window: int, dropout: float) -> None:
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        kv_heads: int,
+        window: int,
+        dropout: float,
+        causal: bool = True,
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = SelfAttention(dim, heads, kv_heads, window)
+        self.attn = SelfAttention(dim, heads, kv_heads, window, causal)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
         self.drop = nn.Dropout(dropout)
@@ -115,15 +127,17 @@ class CodeTransformer(nn.Module):
         kv_heads: int = 1,
         window: int = 0,
         dropout: float = 0.1,
+        causal: bool = True,
     ) -> None:
         super().__init__()
         self.codebook_size = codebook_size
         self.length = length
-        self.tok = nn.Embedding(codebook_size + 1, dim)  # index K is the start token
+        # index K is the start token (the mask token of brainvq.nn.maskgit)
+        self.tok = nn.Embedding(codebook_size + 1, dim)
         self.pos = nn.Parameter(torch.zeros(1, length, dim))
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
-            Block(dim, heads, kv_heads, window, dropout) for _ in range(layers)
+            Block(dim, heads, kv_heads, window, dropout, causal) for _ in range(layers)
         )
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, codebook_size)

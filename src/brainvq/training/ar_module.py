@@ -1,8 +1,10 @@
-"""LightningModule for the autoregressive priors (pixelcnn, transformer): maximum likelihood.
+"""LightningModule for the priors trained by predicting codes: pixelcnn and transformer (maximum
+likelihood) and maskgit (hidden-code prediction).
 
-The loss is the mean negative log-likelihood per code (cross-entropy of each code given the codes
-before it). Logged: ``bpc`` (training bits per code) and ``val_bpc`` on the validation maps each
-epoch. With a few hundred training maps these priors overfit within minutes, so the module keeps
+The loss is the prior's ``loss(codes)``: for the autoregressive priors the mean negative
+log-likelihood per code (cross-entropy of each code given the codes before it), for maskgit the
+cross-entropy of the hidden codes of partly hidden maps. Logged: ``bpc`` (training bits per code)
+and ``val_bpc`` on the validation maps each epoch. With a few hundred training maps these priors overfit within minutes, so the module keeps
 a copy of the weights with the lowest ``val_bpc`` seen (carried in the checkpoint, so a resumed
 run keeps it too) and the stage saves those: early stopping without stopping.
 """
@@ -16,16 +18,16 @@ import lightning as L
 import torch
 
 from brainvq.config import Config
-from brainvq.priors import AutoregressivePrior, build_prior
+from brainvq.priors import Prior, build_prior
 
 
 class ARPriorModule(L.LightningModule):
-    """Trains a PixelCNNPrior or TransformerPrior by maximum likelihood on code maps."""
+    """Trains a PixelCNNPrior, TransformerPrior or MaskGITPrior on code maps."""
 
     def __init__(self, cfg: Config, codebook: torch.Tensor, code_size: int) -> None:
         super().__init__()
         self.cfg = cfg
-        self.prior: AutoregressivePrior = build_prior(cfg.prior, codebook, code_size)
+        self.prior: Prior = build_prior(cfg.prior, codebook, code_size)
         self.best_val = math.inf
         self.best_state: dict | None = None
 
@@ -61,7 +63,7 @@ class ARPriorModule(L.LightningModule):
                 k: v.detach().cpu().clone() for k, v in self.prior.state_dict().items()
             }
 
-    def best_prior(self) -> AutoregressivePrior:
+    def best_prior(self) -> Prior:
         """A copy of the prior holding the weights with the lowest validation bits/code."""
         prior = copy.deepcopy(self.prior).cpu()
         if self.best_state is not None:

@@ -1,0 +1,112 @@
+"""A masked-code transformer (MaskGIT, Chang et al., 2022) over code maps.
+
+A bidirectional transformer sees a code map in which some codes are hidden behind a mask token
+(index K) and predicts every code. Training hides a random share of each map, the share drawn from
+a cosine schedule, and is scored on the hidden codes only.
+
+Sampling is iterative parallel decoding: start from a map with every code hidden; at each of a few
+steps draw all hidden codes at once, keep the ones the model is most confident of and hide the rest
+again, so that the share still hidden follows the same cosine schedule down to none. Confidence is
+the drawn code's log-probability plus Gumbel noise whose scale falls linearly to zero over the
+steps (MaskGIT's "choice temperature"): early steps pick positions more freely. A map costs
+``steps`` full passes of the network, against one cached token step per code for the raster-order
+transformer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from brainvq.nn.transformer import CodeTransformer
+
+
+def hidden_share(progress: torch.Tensor | float) -> torch.Tensor:
+    """The cosine schedule: share of codes hidden at progress in [0, 1] (1 at 0, 0 at 1)."""
+    return torch.cos(torch.as_tensor(progress, dtype=torch.float32) * math.pi / 2)
+
+
+class MaskedCodeTransformer(CodeTransformer):
+    """Logits (B, K, h, w) of every code of a map whose hidden codes hold the mask token K."""
+
+    def __init__(
+        self,
+        codebook_size: int,
+        length: int,
+        dim: int = 128,
+        layers: int = 4,
+        heads: int = 4,
+        kv_heads: int = 1,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__(codebook_size, length, dim, layers, heads, kv_heads, 0, dropout, False)
+        self.mask_token = codebook_size
+
+    def _inputs(self, flat: torch.Tensor) -> torch.Tensor:
+        """The tokens themselves (no shift): ``forward`` maps tokens (B, h, w) in [0, K],
+        K = hidden, to logits (B, K, h, w) of every position given every visible code."""
+        return flat
+
+    def hide(
+        self, codes: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A training input: codes (B, h, w) with a scheduled random share of each map hidden.
+
+        Returns (tokens with the mask token where hidden, boolean hidden mask), both (B, h, w).
+        At least one code of each map is hidden. ``generator`` (CPU) makes it repeatable."""
+        b = codes.shape[0]
+        flat = codes.reshape(b, -1)
+        t = flat.shape[1]
+        r = torch.rand(b, 1, generator=generator)
+        n_hidden = (hidden_share(r) * t).ceil().clamp(1, t).to(flat.device)
+        rank = torch.rand(b, t, generator=generator).argsort(1).argsort(1).to(flat.device)
+        hidden = rank < n_hidden
+        return flat.masked_fill(hidden, self.mask_token).view_as(codes), hidden.view_as(codes)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        n: int,
+        size: tuple[int, int],
+        pick: Callable[[torch.Tensor], torch.Tensor],
+        steps: int,
+        noise: float,
+        generator: torch.Generator,
+        progress: Callable[[int], None] | None = None,
+    ) -> torch.Tensor:
+        """n code maps of ``size`` in ``steps`` parallel steps.
+
+        ``pick(logits (m, K)) -> codes (m,)`` draws the hidden codes; ``noise`` scales the Gumbel
+        noise on the confidences (0 = keep strictly the most confident); ``generator`` (CPU)
+        draws that noise."""
+        h, w = size
+        t = h * w
+        if t != self.length:
+            raise ValueError(f"code maps of {h}x{w}; this model takes {self.length} codes")
+        dev = self.pos.device
+        tokens = torch.full((n, t), self.mask_token, dtype=torch.long, device=dev)
+        n_hidden = t
+        for s in range(steps):
+            hidden = tokens == self.mask_token
+            logits = self._logits(tokens, 0, None)[hidden]  # (n * n_hidden, K)
+            drawn = pick(logits)
+            conf = torch.full((n, t), math.inf, device=dev)
+            conf[hidden] = logits.float().log_softmax(-1).gather(1, drawn[:, None]).squeeze(1)
+            tokens[hidden] = drawn
+            # every map has the same number hidden: each step reveals at least one code and the
+            # last step reveals all
+            keep = 0 if s == steps - 1 else int(math.floor(hidden_share((s + 1) / steps) * t))
+            keep = max(0, min(keep, n_hidden - 1))
+            if keep:
+                u = torch.rand(n, t, generator=generator).clamp_(1e-9, 1 - 1e-9).to(dev)
+                conf = conf + noise * (1 - (s + 1) / steps) * -torch.log(-torch.log(u))
+                rehide = conf.topk(keep, dim=1, largest=False).indices
+                tokens.scatter_(1, rehide, self.mask_token)
+            if progress is not None:
+                progress(n_hidden - keep)
+            n_hidden = keep
+            if not n_hidden:
+                break
+        return tokens.reshape(n, h, w)

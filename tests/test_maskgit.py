@@ -1,0 +1,102 @@
+"""The MaskGIT prior: hidden-code training, iterative parallel decoding, the run-folder round trip."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from brainvq.config import Config
+from brainvq.errors import ConfigError, RunError
+from brainvq.nn.maskgit import MaskedCodeTransformer, hidden_share
+from brainvq.priors import MaskGITPrior, categorical_picker, load_prior, load_prior_file
+from brainvq.runs import load_run
+from brainvq.training.prior_stage import train_prior
+
+from .test_priors import K, ar_prior, fitted_prior
+
+
+def tiny_net() -> MaskedCodeTransformer:
+    torch.manual_seed(0)
+    return MaskedCodeTransformer(K, 36, dim=32, layers=2, heads=4, kv_heads=2).eval()
+
+
+def test_hidden_share_is_the_cosine_schedule():
+    assert float(hidden_share(0.0)) == pytest.approx(1.0)
+    assert float(hidden_share(1.0)) == pytest.approx(0.0, abs=1e-6)
+    assert float(hidden_share(0.5)) == pytest.approx(2**-0.5)
+
+
+def test_hide_masks_a_scheduled_share_and_leaves_the_rest():
+    net = tiny_net()
+    codes = torch.randint(0, K, (400, 6, 6))
+    tokens, hidden = net.hide(codes, torch.Generator().manual_seed(0))
+    counts = hidden.flatten(1).sum(1)
+    assert counts.min() >= 1 and counts.max() <= 36
+    assert (tokens[hidden] == K).all() and torch.equal(tokens[~hidden], codes[~hidden])
+    # the share hidden has the mean of cos(pi r / 2) over r in [0, 1]: 2 / pi (ceil adds < 1 code)
+    assert (counts.float().mean() / 36).item() == pytest.approx(2 / torch.pi, abs=0.06)
+    again, _ = net.hide(codes, torch.Generator().manual_seed(0))
+    assert torch.equal(tokens, again)
+
+
+def test_every_position_sees_codes_on_both_sides():
+    net = tiny_net()
+    codes = torch.randint(0, K, (2, 6, 6))
+    base = net(codes).flatten(2)
+    changed = codes.clone()
+    changed[:, 5, 5] = (changed[:, 5, 5] + 1) % K  # the last code in raster order
+    after = net(changed).flatten(2)
+    assert not torch.allclose(base[..., 0], after[..., 0])  # the first position sees it
+
+
+def test_generate_fills_every_code_in_the_given_steps_and_repeats_under_a_seed():
+    net = tiny_net()
+    calls, done = [], []
+    net.blocks[0].register_forward_hook(lambda *a: calls.append(1))
+
+    def draw(seed):
+        g = torch.Generator().manual_seed(seed)
+        return net.generate(5, (6, 6), categorical_picker(1.0, 0, g), 4, 4.5, g, done.append)
+
+    a = draw(3)
+    assert a.shape == (5, 6, 6) and int(a.min()) >= 0 and int(a.max()) < K
+    assert len(calls) == 4 and sum(done) == 36  # 4 passes of the network; progress adds up
+    assert torch.equal(a, draw(3)) and not torch.equal(a, draw(4))
+
+
+def test_maskgit_learns_structured_maps_and_has_no_likelihood():
+    prior, train = fitted_prior("maskgit", 300, maskgit_steps=12)
+    assert isinstance(prior, MaskGITPrior)
+    assert prior.loss(train).item() == prior.loss(train).item()  # fixed hiding in eval mode
+    samples = prior.sample(32, seed=0)
+    # a structured map: each row one code, each row one more than the row above (mod K)
+    rows_constant = (samples == samples[:, :, :1]).float().mean()
+    steps_up = ((samples[:, 1:, 0] - samples[:, :-1, 0]) % K == 1).float().mean()
+    assert rows_constant > 0.9 and steps_up > 0.85  # random maps: 1/12 and 1/12
+    with pytest.raises(RunError, match="no likelihood"):
+        prior.bits_per_code(samples)
+
+
+def test_maskgit_through_the_run_folder(run_copy):
+    run_path, root = run_copy
+    cfg = ar_prior("maskgit", maskgit_steps=3)
+    out = train_prior(str(run_path), cfg, data=str(root), progress=False)
+    assert out["status"] == "trained" and out["kind"] == "maskgit"
+    assert 0 < out["best_val_bpc"] < 10
+    run = load_run(run_path)
+    prior = load_prior(run, "maskgit")
+    assert prior.steps == 3 and prior.sampling == (1.0, 0)
+    codes = prior.sample(3, seed=5, top_k=4)
+    assert codes.shape == (3, 8, 8) and int(codes.max()) < 32
+    assert run.vqvae.decode(codes).shape == (3, 1, 32, 32)
+    prior.save(run_path / "again.safetensors", cfg)
+    again = load_prior_file(run_path / "again.safetensors")
+    assert torch.equal(again.sample(3, seed=5, top_k=4), codes)
+
+
+@pytest.mark.parametrize(("key", "value"), [("maskgit_steps", 0), ("maskgit_noise", -1.0)])
+def test_maskgit_config_is_validated(key, value):
+    cfg = Config()
+    setattr(cfg.prior, key, value)
+    with pytest.raises(ConfigError, match=f"prior.{key}"):
+        cfg.validate()
