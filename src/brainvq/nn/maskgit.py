@@ -82,9 +82,8 @@ class MaskedCodeTransformer(CodeTransformer):
         noise on the confidences (0 = keep strictly the most confident); ``generator`` (CPU)
         draws that noise."""
         h, w = size
+        self._check_size(h, w)
         t = h * w
-        if t != self.length:
-            raise ValueError(f"code maps of {h}x{w}; this model takes {self.length} codes")
         dev = self.pos.device
         tokens = torch.full((n, t), self.mask_token, dtype=torch.long, device=dev)
         n_hidden = t

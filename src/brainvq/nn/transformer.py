@@ -155,6 +155,13 @@ class CodeTransformer(nn.Module):
             x = block(x, None if caches is None else caches[i])
         return self.head(self.norm(x))
 
+    def _check_size(self, h: int, w: int) -> None:
+        """A ValueError unless an h x w map has the length this model was built for."""
+        if h * w != self.length:
+            raise ValueError(
+                f"code maps of {h}x{w} = {h * w} codes; this model takes {self.length}"
+            )
+
     def _inputs(self, flat: torch.Tensor) -> torch.Tensor:
         """Codes (B, T) -> model inputs: the start token, then all codes but the last."""
         bos = torch.full_like(flat[:, :1], self.codebook_size)
@@ -163,10 +170,7 @@ class CodeTransformer(nn.Module):
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes (B, h, w) int64 -> logits (B, K, h, w); position t sees only codes < t."""
         b, h, w = codes.shape
-        if h * w != self.length:
-            raise ValueError(
-                f"code maps of {h}x{w} = {h * w} codes; this model takes {self.length}"
-            )
+        self._check_size(h, w)
         logits = self._logits(self._inputs(codes.reshape(b, -1)), 0, None)
         return logits.transpose(1, 2).reshape(b, self.codebook_size, h, w)
 
@@ -181,8 +185,7 @@ class CodeTransformer(nn.Module):
     ) -> torch.Tensor:
         """n code maps of ``size`` in raster order; ``pick(logits (n, K)) -> codes (n,)``."""
         h, w = size
-        if h * w != self.length:
-            raise ValueError(f"code maps of {h}x{w}; this model takes {self.length} codes")
+        self._check_size(h, w)
         dev = self.pos.device
         out = torch.full((n, self.length + 1), self.codebook_size, dtype=torch.long, device=dev)
         caches = None
