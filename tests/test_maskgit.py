@@ -85,7 +85,7 @@ def test_maskgit_through_the_run_folder(run_copy):
     assert 0 < out["best_val_bpc"] < 10
     run = load_run(run_path)
     prior = load_prior(run, "maskgit")
-    assert prior.steps == 3 and prior.sampling == (1.0, 0)
+    assert prior.steps == 3 and prior.sampling == (0.6, 0)  # maskgit's own temperature
     codes = prior.sample(3, seed=5, top_k=4)
     assert codes.shape == (3, 8, 8) and int(codes.max()) < 32
     assert run.vqvae.decode(codes).shape == (3, 1, 32, 32)

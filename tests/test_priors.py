@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from brainvq.cli import build_parser
 from brainvq.config import Config
 from brainvq.errors import ConfigError, RunError
 from brainvq.nn.pixelcnn import GatedPixelCNN
@@ -144,6 +145,21 @@ def test_likelihood_prefers_real_maps_after_a_short_fit(kind):
     assert (bits_real < bits_shuf).all()
 
 
+def test_default_temperature_is_the_kinds_own_unless_set(capsys):
+    pcfg = Config().prior
+    assert pcfg.temperature == 0
+    for kind, t in [("dcgan", 1.0), ("pixelcnn", 1.0), ("transformer", 0.6), ("maskgit", 0.6)]:
+        pcfg.kind = kind
+        assert pcfg.sampling_temperature() == t
+    pcfg.temperature = 0.9
+    assert pcfg.sampling_temperature() == 0.9
+    # on the command line a temperature must be > 0
+    for bad in ["0", "-1", "x"]:
+        with pytest.raises(SystemExit) as e:
+            build_parser().parse_args(["sample", "--run", "r", "--temperature", bad])
+        assert e.value.code == 2 and "must be a number > 0" in capsys.readouterr().err
+
+
 def test_dcgan_has_no_likelihood_but_takes_temperature():
     cfg = tiny_config()
     cfg.prior.latent_dim, cfg.prior.g_channels = 8, 16
@@ -165,7 +181,8 @@ def test_train_sample_and_reload_through_the_run_folder(run_copy, kind):
     run = load_run(run_path)
     assert trained_kinds(run.dir) == [kind]
     prior = load_prior(run, kind)
-    assert prior.kind == kind and prior.sampling == (1.0, 0)
+    # prior.temperature 0 (the default): the kind's own temperature
+    assert prior.kind == kind and prior.sampling == ({"pixelcnn": 1.0, "transformer": 0.6}[kind], 0)
     codes = prior.sample(3, seed=5)
     assert codes.shape == (3, 8, 8) and int(codes.max()) < 32
     assert torch.equal(codes, load_prior(run, kind).sample(3, seed=5))
@@ -211,7 +228,7 @@ def test_transformer_rejects_other_map_sizes():
         ("kind", "vae"),
         ("pixelcnn_kernel", 4),
         ("transformer_kv_heads", 3),
-        ("temperature", 0.0),
+        ("temperature", -0.5),
         ("top_k", -1),
         ("dropout", 1.0),
     ],

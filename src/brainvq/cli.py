@@ -13,7 +13,10 @@ from brainvq.errors import BrainVQError, ConfigError, Interrupted
 
 PRESETS = Path(__file__).parent / "configs"
 KIND_HELP = "which prior (default: the run's prior.kind, else the one the run holds)"
-TEMPERATURE_HELP = "sampling temperature (<1 sharper, >1 more varied; default prior.temperature)"
+TEMPERATURE_HELP = (
+    "sampling temperature, > 0 (<1 sharper, >1 more varied; default: the prior's "
+    "prior.temperature, or if 0 its kind's own: 0.6 for transformer and maskgit, 1.0 otherwise)"
+)
 TOP_K_HELP = "draw each code among the k likeliest only (0 = all; default prior.top_k)"
 
 OVERRIDE_HELP = (
@@ -72,6 +75,17 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _positive(text: str) -> float:
+    """argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a number > 0")
+    return value
+
+
 def _add_sampling_args(
     p: argparse.ArgumentParser,
     n: tuple[int | None, str],
@@ -82,7 +96,7 @@ def _add_sampling_args(
     p.add_argument("-n", type=int, default=n[0], help=n[1])
     p.add_argument("--seed", type=int, default=seed[0], help=seed[1])
     p.add_argument("--kind", choices=PRIOR_KINDS, help=kind_help)
-    p.add_argument("--temperature", type=float, help=TEMPERATURE_HELP)
+    p.add_argument("--temperature", type=_positive, help=TEMPERATURE_HELP)
     p.add_argument("--top-k", type=int, help=TOP_K_HELP)
 
 

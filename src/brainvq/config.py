@@ -17,6 +17,11 @@ import tomllib
 from brainvq.errors import ConfigError
 
 PRIOR_KINDS = ("dcgan", "pixelcnn", "transformer", "maskgit")
+# each kind's sampling temperature when prior.temperature is 0: at 0.6 the transformer and maskgit
+# samples were closer to the training slices and nearer real slices in diversity than at 1.0,
+# where they were noisier and less alike than real slices (bench/results/priors.md); pixelcnn and
+# the DCGAN were not measured below 1.0
+KIND_TEMPERATURE = {"dcgan": 1.0, "pixelcnn": 1.0, "transformer": 0.6, "maskgit": 0.6}
 
 
 @dataclass
@@ -147,9 +152,15 @@ class PriorConfig:
     # confidences that choose which drawn codes to keep (falls to 0 over the steps; Chang 2022)
     maskgit_steps: int = 12
     maskgit_noise: float = 4.5
-    # sampling (autoregressive priors and the gumbel DCGAN): temperature and top-k (0 = all codes)
-    temperature: float = 1.0
+    # sampling (autoregressive priors and the gumbel DCGAN): temperature (0 = the kind's own,
+    # KIND_TEMPERATURE) and top-k (0 = all codes)
+    temperature: float = 0.0
     top_k: int = 0
+
+    def sampling_temperature(self) -> float:
+        """The temperature samples are drawn at by default: prior.temperature, or if that is 0
+        the kind's own (KIND_TEMPERATURE)."""
+        return self.temperature or KIND_TEMPERATURE[self.kind]
 
 
 @dataclass
@@ -252,10 +263,9 @@ class Config:
                 f"prior.transformer_dim/heads/kv_heads = {p.transformer_dim}/{heads}/{kv}: the "
                 "width must divide by the heads and the heads by the key/value heads"
             )
-        for name in ("lr", "temperature"):
-            if getattr(p, name) <= 0:
-                raise ConfigError(f"prior.{name} = {getattr(p, name)}: must be > 0")
-        for name in ("weight_decay", "warmup_steps", "top_k", "transformer_window"):
+        if p.lr <= 0:
+            raise ConfigError(f"prior.lr = {p.lr}: must be > 0")
+        for name in ("temperature", "weight_decay", "warmup_steps", "top_k", "transformer_window"):
             if getattr(p, name) < 0:
                 raise ConfigError(f"prior.{name} = {getattr(p, name)}: must be >= 0")
         if not 0.0 <= p.dropout < 1.0:

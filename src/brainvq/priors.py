@@ -405,7 +405,8 @@ def load_prior_file(path: str | Path) -> Prior:
             f"{path}: weights do not fit the config in its metadata ({bad[0]}); retrain with --fresh"
         )
     prior.load_state_dict(state)
-    prior.sampling = (cfg.prior.temperature, cfg.prior.top_k)  # defaults of sample_images
+    # defaults of sample_images
+    prior.sampling = (cfg.prior.sampling_temperature(), cfg.prior.top_k)
     return prior.eval()
 
 
