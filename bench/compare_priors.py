@@ -4,6 +4,8 @@ Usage: python bench/compare_priors.py [--vqvae-run runs/bench-vqvae] [--run runs
            [--data ../shared/data/brain-mri-128] [--minutes 12] [--kinds dcgan pixelcnn transformer maskgit]
            [--set [KIND:]prior.key=value ...] [--n 100]
        python bench/compare_priors.py --evaluate-only --kinds transformer --temperature 0.8
+       brainvq tune-decoder --run runs/priors-bench --max-minutes 8 &&
+         python bench/compare_priors.py --evaluate-only --kinds maskgit --temperature 0.6
 
 RUN gets a copy of the trained VQ-VAE of --vqvae-run (bench/vqvae_budget.py makes one), so every
 prior sees the same code maps. Each prior is trained from scratch for --minutes, then
@@ -12,7 +14,8 @@ the training split, realism ratio, diversity beside the real test slices', copie
 distance, bits per code on the test code maps (priors with a likelihood), and samples/second
 (sampling plus decoding, batch 100, this machine). The table, with the machine, is appended to
 bench/results/priors.md and docs/benchmarks.md. ``--evaluate-only`` skips training and scores
-the priors RUN already holds, e.g. under another ``--temperature`` / ``--top-k``.
+the priors RUN already holds, e.g. under another ``--temperature`` / ``--top-k``, or after
+``brainvq tune-decoder`` (such rows say "tuned decoder").
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ COLUMNS = (
 def row(kind: str, trained: dict | None, s: dict) -> str:
     bits = s.get("test_bits_per_code")
     sampling = f" T={s['temperature']:g}, top-k {s['top_k'] or 'all'}" if "temperature" in s else ""
+    if s.get("decoder") == "tuned":  # brainvq tune-decoder was run on this prior
+        sampling += ", tuned decoder"
     cells = (
         kind + sampling,
         f"{s['nn_ssim_mean']:.3f}",

@@ -123,6 +123,7 @@ def evaluate_samples(
     )
     scores["samples_per_second"] = drawn["samples_per_second"]
     scores["seed"] = seed
+    scores["decoder"] = drawn["decoder"]
     if kind != "dcgan" or getattr(prior, "design", "") == "gumbel":
         scores["temperature"], scores["top_k"] = drawn["temperature"], drawn["top_k"]
     if prior.has_likelihood:  # autoregressive: how well it predicts unseen real code maps
@@ -155,9 +156,12 @@ def evaluate_samples(
 
 
 def _sampling(s: dict) -> str:
-    if "temperature" not in s:
-        return ""
-    return f", temperature {s['temperature']:g}, top-k {s['top_k'] or 'all'}"
+    out = ""
+    if "temperature" in s:
+        out += f", temperature {s['temperature']:g}, top-k {s['top_k'] or 'all'}"
+    if s.get("decoder") == "tuned":
+        out += ", tuned decoder"
+    return out
 
 
 def format_sample_table(s: dict, kind: str) -> str:

@@ -26,15 +26,21 @@ def sample_images(
     progress: bool = False,
 ) -> dict:
     """n samples: code maps (n, h, w) int64, images (n, S, S) float in [0, 1], samples/second,
-    and the temperature / top_k used (by default those in the prior's own config).
+    the temperature / top_k used (by default those in the prior's own config), and which decoder
+    made the images: "tuned" where the run holds a decoder tuned to this prior
+    (brainvq.decoder_tuning), else "vqvae".
     """
+    from brainvq.decoder_tuning import tuned_vqvae
+
     t0 = time.perf_counter()
+    tuned = tuned_vqvae(run, prior.kind)
+    vq = run.vqvae if tuned is None else tuned
     t_default, k_default = getattr(prior, "sampling", (1.0, 0))
     temperature = t_default if temperature is None else temperature
     top_k = k_default if top_k is None else top_k
     codes = prior.sample(n, seed=seed, temperature=temperature, top_k=top_k, progress=progress)
     images = torch.cat(
-        [run.vqvae.decode(codes[i : i + batch_size])[:, 0] for i in range(0, n, batch_size)]
+        [vq.decode(codes[i : i + batch_size])[:, 0] for i in range(0, n, batch_size)]
     )
     seconds = time.perf_counter() - t0
     return {
@@ -44,6 +50,7 @@ def sample_images(
         "samples_per_second": n / max(seconds, 1e-9),
         "temperature": temperature,
         "top_k": top_k,
+        "decoder": "vqvae" if tuned is None else "tuned",
     }
 
 

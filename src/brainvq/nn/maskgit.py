@@ -66,6 +66,23 @@ class MaskedCodeTransformer(CodeTransformer):
         return flat.masked_fill(hidden, self.mask_token).view_as(codes), hidden.view_as(codes)
 
     @torch.no_grad()
+    def redraw(
+        self,
+        codes: torch.Tensor,
+        hidden: torch.Tensor,
+        pick: Callable[[torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        """codes (B, h, w) with the codes where ``hidden`` (B, h, w, bool) is set drawn anew, all
+        at once, given the visible rest: one network pass, the kind of local slip that parallel
+        decoding makes."""
+        flat = codes.reshape(len(codes), -1)
+        hid = hidden.reshape(flat.shape).to(flat.device)
+        tokens = flat.masked_fill(hid, self.mask_token)
+        out = flat.clone()
+        out[hid] = pick(self._logits(tokens, 0, None)[hid])
+        return out.view_as(codes)
+
+    @torch.no_grad()
     def generate(
         self,
         n: int,

@@ -1,0 +1,197 @@
+"""Tune a copy of the VQ-VAE decoder to the slips of a MaskGIT prior.
+
+A prior's samples differ from real code maps mostly by local slips: a code here and there that
+fits its neighbours less well than the real one would, which the decoder, trained on real maps
+only, turns into blotchy texture. This stage shows the decoder what such slips look like: each
+training map gets a random share of its codes (up to ``max_share``) redrawn by the prior given the
+rest (one pass of the MaskGIT network, ``MaskedCodeTransformer.redraw``), and a copy of the
+decoder learns to map the slipped map back to the real slice (mean squared error plus the SSIM
+term of VQ-VAE training), alongside the unslipped maps so that reconstructions stay as they were.
+The encoder and codebook are untouched, so the code maps, the priors and every reconstruction
+measure stay valid; the tuned decoder, RUN/decoder-<kind>.safetensors, is used only to decode
+that prior's samples, and only while the prior it was tuned on is the run's current one.
+
+API::
+
+    from brainvq.decoder_tuning import tune_decoder, tuned_vqvae
+    summary = tune_decoder("runs/oasis", "maskgit", minutes=8)
+    vq = tuned_vqvae(run, "maskgit") or run.vqvae   # what sample_images decodes with
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file
+from tqdm.auto import tqdm
+
+from brainvq.codes import code_maps
+from brainvq.data import load_splits
+from brainvq.errors import RunError
+from brainvq.evaluate import run_data_root
+from brainvq.metrics import ssim, ssim_reference
+from brainvq.nn.vqvae import VQVAE
+from brainvq.priors import categorical_picker, load_prior, prior_path
+from brainvq.runs import Run, RunDir, atomic_save_safetensors, load_run
+
+TUNABLE_KINDS = ("maskgit",)  # priors that can redraw codes given the rest of the map
+
+
+def decoder_path(run: RunDir, kind: str) -> Path:
+    """RUN/decoder-<kind>.safetensors: the decoder tuned to that prior's samples."""
+    return run.path / f"decoder-{kind}.safetensors"
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file: ties a tuned decoder to the prior weights it was tuned on."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@torch.no_grad()
+def slip_codes(
+    prior, codes: torch.Tensor, max_share: float, generator: torch.Generator, batch_size: int = 128
+) -> torch.Tensor:
+    """codes (N, h, w) with a random share in [0, max_share) of each map redrawn by the prior."""
+    pick = categorical_picker(1.0, 0, generator)
+    out = []
+    for i in range(0, len(codes), batch_size):
+        c = codes[i : i + batch_size]
+        share = torch.rand(len(c), 1, 1, generator=generator) * max_share
+        hidden = torch.rand(c.shape, generator=generator) < share
+        out.append(prior.net.redraw(c, hidden, pick))
+    return torch.cat(out)
+
+
+def _tune_loss(vq: VQVAE, codes: torch.Tensor, x: torch.Tensor, ssim_weight: float) -> torch.Tensor:
+    recon = vq.decode_latents(vq.quantizer.lookup(codes)).float()
+    return F.mse_loss(recon, x) + ssim_weight * (1 - ssim(recon, x).mean())
+
+
+def tune_decoder(
+    run_path: str,
+    kind: str = "maskgit",
+    minutes: float = 8.0,
+    max_share: float = 0.5,
+    variants: int = 3,
+    lr: float = 2e-4,
+    batch_size: int = 16,
+    seed: int = 0,
+    max_steps: int = 0,
+    data: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Tune a copy of the run's decoder to ``kind``'s slips; write RUN/decoder-<kind>.safetensors.
+
+    ``variants`` slipped copies of the training maps are drawn once; each step takes
+    ``batch_size`` (map, slice) pairs, a map being one of the copies or the real map. Stops after
+    ``minutes`` of tuning or ``max_steps`` steps (0 = no limit), whichever comes first. Returns
+    the steps, seconds, and test reconstruction SSIM of both decoders on the real test maps."""
+    if kind not in TUNABLE_KINDS:
+        raise RunError(
+            f"prior kind {kind!r}: decoder tuning needs a prior that redraws codes given the "
+            f"rest of the map ({', '.join(TUNABLE_KINDS)})"
+        )
+    if not 0 < max_share <= 1:
+        raise RunError(f"max_share = {max_share}: must be in (0, 1]")
+    if minutes <= 0 and max_steps <= 0:
+        raise RunError("give a time budget (minutes > 0) or a number of steps (max_steps > 0)")
+    run = load_run(run_path)
+    run.dir.ensure_writable()
+    prior = load_prior(run, kind)
+    root = run_data_root(run, data)
+    maps = code_maps(run, root)
+    arrays = load_splits(root, run.config.data, progress=False)
+    real = torch.from_numpy(np.asarray(maps["train"])).long()
+    images = torch.from_numpy(np.asarray(arrays["train"], dtype=np.float32) / 255.0)[:, None]
+    gen = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    pool = torch.stack([real] + [slip_codes(prior, real, max_share, gen) for _ in range(variants)])
+    slip_seconds = time.perf_counter() - t0
+    vq = copy.deepcopy(run.vqvae).float()
+    vq.requires_grad_(False)
+    vq.decoder.requires_grad_(True).train()
+    opt = torch.optim.Adam(vq.decoder.parameters(), lr=lr)
+    ssim_weight = run.config.train.ssim_loss_weight
+    steps, t1 = 0, time.perf_counter()
+    bar = tqdm(total=max_steps or None, desc=f"tuning decoder to {kind}", disable=not progress)
+    while (not max_steps or steps < max_steps) and (
+        minutes <= 0 or time.perf_counter() - t1 < minutes * 60
+    ):
+        idx = torch.randint(len(real), (batch_size,), generator=gen)
+        which = torch.randint(len(pool), (batch_size,), generator=gen)
+        loss = _tune_loss(vq, pool[which, idx], images[idx], ssim_weight)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite decoder tuning loss at step {steps}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        steps += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+    bar.close()
+    vq.eval()
+    meta = {
+        "kind": f"decoder-{kind}",
+        "prior_sha256": file_digest(prior_path(run.dir, kind)),
+        "steps": str(steps),
+        "max_share": str(max_share),
+    }
+    atomic_save_safetensors(vq.decoder.state_dict(), decoder_path(run.dir, kind), meta)
+    test = np.asarray(arrays["test"], dtype=np.float32) / 255.0
+    test_maps = torch.from_numpy(np.asarray(maps["test"])).long()
+    return {
+        "kind": kind,
+        "steps": steps,
+        "slip_seconds": slip_seconds,
+        "tune_seconds": time.perf_counter() - t1,
+        "slipped_share": float((pool[1:] != real).float().mean()) if variants else 0.0,
+        "test_ssim_vqvae": _recon_ssim(run.vqvae, test_maps, test),
+        "test_ssim_tuned": _recon_ssim(vq, test_maps, test),
+        "path": str(decoder_path(run.dir, kind)),
+    }
+
+
+@torch.no_grad()
+def _recon_ssim(vq: VQVAE, maps: torch.Tensor, images: np.ndarray, batch_size: int = 64) -> float:
+    parts = [vq.decode(maps[i : i + batch_size]) for i in range(0, len(maps), batch_size)]
+    recons = torch.cat(parts)[:, 0].numpy()
+    return float(np.mean([ssim_reference(images[i], recons[i]) for i in range(len(images))]))
+
+
+def tuned_vqvae(run: Run, kind: str) -> VQVAE | None:
+    """The run's VQ-VAE with the decoder tuned to ``kind``, or None if there is none.
+
+    A tuned decoder whose prior has since been retrained is ignored, with a warning."""
+    path = decoder_path(run.dir, kind)
+    if not path.exists():
+        return None
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    prior_file = prior_path(run.dir, kind)
+    if not prior_file.exists() or meta.get("prior_sha256") != file_digest(prior_file):
+        warnings.warn(
+            f"{path}: tuned to another {kind} prior than {prior_file}; decoding with the "
+            "VQ-VAE's own decoder (rerun `brainvq tune-decoder`)",
+            stacklevel=2,
+        )
+        return None
+    vq = copy.deepcopy(run.vqvae)
+    try:
+        vq.decoder.load_state_dict(load_file(str(path)))
+    except RuntimeError:
+        raise RunError(
+            f"{path}: does not fit the run's decoder; rerun `brainvq tune-decoder`"
+        ) from None
+    return vq.eval()

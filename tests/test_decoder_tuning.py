@@ -1,0 +1,106 @@
+"""Decoder tuning: MaskGIT's redraw, the tuned decoder file, and who decodes samples with it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from brainvq.data import load_splits
+from brainvq.decoder_tuning import _tune_loss, slip_codes, tune_decoder, tuned_vqvae
+from brainvq.errors import RunError
+from brainvq.nn.maskgit import MaskedCodeTransformer
+from brainvq.priors import load_prior, prior_path
+from brainvq.runs import load_run
+from brainvq.sampling import sample_images
+from brainvq.training.prior_stage import train_prior
+
+from .conftest import brainvq
+from .test_priors import K, ar_prior
+
+
+def test_redraw_draws_the_hidden_codes_and_keeps_the_rest():
+    torch.manual_seed(0)
+    net = MaskedCodeTransformer(K, 36, dim=32, layers=2, heads=4, kv_heads=2).eval()
+    codes = torch.randint(0, K - 1, (3, 6, 6))  # never K - 1
+    hidden = torch.rand(3, 6, 6) < 0.4
+    orig = codes.clone()
+    seen = []
+
+    def pick(logits):
+        seen.append(logits.shape)
+        return torch.full((len(logits),), K - 1)
+
+    out = net.redraw(codes, hidden, pick)
+    assert seen == [(int(hidden.sum()), K)]  # one pass, one draw per hidden code
+    assert torch.equal(out[~hidden], codes[~hidden])
+    assert (out[hidden] == K - 1).all()
+    assert torch.equal(codes, orig)  # the input is untouched
+
+
+def _maskgit_run(run_copy):
+    run_path, root = run_copy
+    train_prior(str(run_path), ar_prior("maskgit", maskgit_steps=3), data=str(root), progress=False)
+    return run_path, root
+
+
+def test_tuned_decoder_learns_the_slips_and_decodes_that_priors_samples(run_copy):
+    run_path, root = _maskgit_run(run_copy)
+    run = load_run(run_path)
+    prior = load_prior(run, "maskgit")
+    before = sample_images(run, prior, 4, seed=3)
+    assert before["decoder"] == "vqvae" and tuned_vqvae(run, "maskgit") is None
+
+    res = tune_decoder(
+        str(run_path), "maskgit", minutes=0, max_steps=60, lr=3e-3, seed=0, progress=False
+    )
+    assert res["steps"] == 60 and 0 < res["slipped_share"] < 0.5
+    assert 0 < res["test_ssim_tuned"] <= 1 and 0 < res["test_ssim_vqvae"] <= 1
+    tuned = tuned_vqvae(run, "maskgit")
+    assert tuned is not None
+    # only the decoder changed: the encoder and codebook, so every code map, stay as they were
+    for name, v in run.vqvae.state_dict().items():
+        same = torch.equal(v, tuned.state_dict()[name])
+        assert same != name.startswith("decoder."), name
+
+    # on slips it has not seen (another seed), the tuned decoder is closer to the real slices
+    from brainvq.codes import code_maps
+
+    real = torch.from_numpy(np.asarray(code_maps(run, str(root))["train"])).long()
+    x = load_splits(root, run.config.data, progress=False)["train"]
+    x = torch.from_numpy(np.asarray(x, dtype=np.float32) / 255.0)[:, None]
+    slipped = slip_codes(prior, real, 0.5, torch.Generator().manual_seed(99))
+    w = run.config.train.ssim_loss_weight
+    with torch.no_grad():
+        assert _tune_loss(tuned, slipped, x, w) < _tune_loss(run.vqvae, slipped, x, w)
+
+    # samples of that prior are decoded with it (same codes as before: sampling is unchanged)
+    after = sample_images(run, prior, 4, seed=3)
+    assert after["decoder"] == "tuned" and torch.equal(after["codes"], before["codes"])
+    np.testing.assert_allclose(after["images"], tuned.decode(after["codes"])[:, 0].numpy())
+    assert not np.allclose(after["images"], before["images"])
+
+    # a retrained prior makes the tuned decoder stale: ignored, with a warning
+    prior.net.pos.data += 0.1
+    prior.save(prior_path(run.dir, "maskgit"), ar_prior("maskgit", maskgit_steps=3))
+    with pytest.warns(UserWarning, match="tuned to another maskgit prior"):
+        assert tuned_vqvae(run, "maskgit") is None
+
+
+def test_decoder_tuning_refuses_priors_that_cannot_redraw(run_copy):
+    run_path, _ = run_copy
+    with pytest.raises(RunError, match="redraws codes"):
+        tune_decoder(str(run_path), "transformer", max_steps=1, progress=False)
+    with pytest.raises(RunError, match="max_share"):
+        tune_decoder(str(run_path), "maskgit", max_share=0, max_steps=1, progress=False)
+
+
+def test_cli_tune_decoder_then_sample(run_copy, tmp_path):
+    run_path, _ = _maskgit_run(run_copy)
+    r = brainvq("tune-decoder", "--run", str(run_path), "--max-minutes", "0.05", "--quiet")
+    assert "decoder tuned to the maskgit prior" in r.stdout
+    assert (run_path / "decoder-maskgit.safetensors").exists()
+    r = brainvq(
+        "sample", "--run", str(run_path), "-n", "2", "--out", str(tmp_path / "s"), "--quiet"
+    )
+    assert "tuned decoder" in r.stdout and (tmp_path / "s" / "grid.png").exists()
