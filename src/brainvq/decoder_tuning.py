@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
@@ -37,8 +36,8 @@ from brainvq.codes import code_maps
 from brainvq.data import load_splits
 from brainvq.errors import RunError
 from brainvq.evaluate import run_data_root
-from brainvq.metrics import ssim, ssim_reference
-from brainvq.nn.vqvae import VQVAE
+from brainvq.metrics import ssim_reference
+from brainvq.nn.vqvae import VQVAE, image_loss
 from brainvq.priors import categorical_picker, load_prior, prior_path
 from brainvq.runs import Run, RunDir, atomic_save_safetensors, load_run
 
@@ -75,8 +74,8 @@ def slip_codes(
 
 
 def _tune_loss(vq: VQVAE, codes: torch.Tensor, x: torch.Tensor, ssim_weight: float) -> torch.Tensor:
-    recon = vq.decode_latents(vq.quantizer.lookup(codes)).float()
-    return F.mse_loss(recon, x) + ssim_weight * (1 - ssim(recon, x).mean())
+    """The VQ-VAE's image loss of decoding code maps (B, h, w) against slices x (B, 1, H, W)."""
+    return image_loss(vq.decode_latents(vq.quantizer.lookup(codes)), x, ssim_weight)[0]
 
 
 def tune_decoder(

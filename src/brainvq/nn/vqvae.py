@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from brainvq.config import VQVAEConfig
+from brainvq.metrics import ssim
 from brainvq.nn.quantizer import VectorQuantizer
 
 
@@ -150,3 +151,13 @@ class VQVAE(nn.Module):
 def recon_loss(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Mean squared error in float32."""
     return F.mse_loss(recon.float(), x.float())
+
+
+def image_loss(
+    recon: torch.Tensor, x: torch.Tensor, ssim_weight: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The image term of VQ-VAE training, MSE + ssim_weight * (1 - SSIM), and the MSE alone."""
+    mse = recon_loss(recon, x)
+    if ssim_weight <= 0:
+        return mse, mse
+    return mse + ssim_weight * (1 - ssim(recon.float(), x.float()).mean()), mse

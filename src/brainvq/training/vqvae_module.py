@@ -7,7 +7,7 @@ import torch
 
 from brainvq.config import Config
 from brainvq.metrics import ssim
-from brainvq.nn.vqvae import VQVAE, recon_loss
+from brainvq.nn.vqvae import VQVAE, image_loss, recon_loss
 
 
 class VQVAEModule(L.LightningModule):
@@ -28,11 +28,8 @@ class VQVAEModule(L.LightningModule):
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         x = self._prep(batch)
         out = self.model(x)
-        mse = recon_loss(out.recon, x)
-        loss = mse + out.vq_loss
-        w = self.cfg.train.ssim_loss_weight
-        if w > 0:
-            loss = loss + w * (1 - ssim(out.recon.float(), x.float()).mean())
+        image, mse = image_loss(out.recon, x, self.cfg.train.ssim_loss_weight)
+        loss = image + out.vq_loss
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite training loss at step {self.global_step}")
         self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
