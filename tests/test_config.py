@@ -60,3 +60,13 @@ def test_bad_toml_and_missing_file(tmp_path):
         Config.load(p)
     with pytest.raises(ConfigError, match="not found"):
         Config.load(tmp_path / "missing.toml")
+
+
+def test_line_endings_are_read_as_toml_defines_them(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_bytes(b"[vqvae]\r\ncodebook_size = 12\r\n")  # CRLF is valid TOML
+    assert Config.load(p).vqvae.codebook_size == 12
+    for text in (b"\r", b"[vqvae]\rcodebook_size = 12\n"):  # a lone CR is not
+        p.write_bytes(text)
+        with pytest.raises(ConfigError, match="not valid TOML"):
+            Config.load(p)

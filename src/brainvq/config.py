@@ -311,7 +311,9 @@ class Config:
         """Read a TOML file; raise ConfigError for a missing file, bad TOML or unknown keys."""
         path = Path(path)
         try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+            # bytes, not read_text: newline translation would turn a lone CR (invalid TOML) into
+            # a line break and accept a file that TOML itself refuses
+            raw = tomllib.loads(path.read_bytes().decode("utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
