@@ -9,9 +9,10 @@ import torch
 
 from brainvq.config import Config
 from brainvq.errors import ConfigError, RunError
-from brainvq.nn.dcgan import Discriminator, Generator, snap
+from brainvq.nn.dcgan import Discriminator, Generator, random_translate, snap
 from brainvq.priors import DCGANPrior, load_prior, load_prior_file, prior_path
 from brainvq.runs import load_run
+from brainvq.training.dcgan_module import DCGANModule
 from brainvq.training.prior_stage import train_prior
 
 from .conftest import tiny_config
@@ -67,10 +68,12 @@ def test_samples_are_valid_and_seeded(design):
     assert torch.equal(prior.sample(6, seed=0, batch_size=4), a)  # batching does not change them
 
 
-@pytest.mark.parametrize("design", ["snap", "gumbel"])
-def test_train_prior_end_to_end(run_copy, design):
+@pytest.mark.parametrize(
+    "design,d_input", [("snap", "codes"), ("gumbel", "codes"), ("gumbel", "both")]
+)
+def test_train_prior_end_to_end(run_copy, design, d_input):
     run_path, root = run_copy
-    cfg = tiny_prior(tiny_config(), design=design)
+    cfg = tiny_prior(tiny_config(), design=design, d_input=d_input)
     out = train_prior(str(run_path), cfg, data=str(root), progress=False)
     assert out["status"] == "trained" and out["epochs"] == 1
     weights = run_path / "prior-dcgan.safetensors"
@@ -119,8 +122,57 @@ def test_load_prior_refuses_missing_or_foreign(run_copy, tmp_path):
         load_prior(run)
 
 
+def test_random_translate_moves_whole_pixels():
+    torch.manual_seed(0)
+    x = torch.rand(64, 1, 16, 16) + 1  # every pixel > 0, so the zero fill is told apart
+    x.requires_grad_(True)
+    y = random_translate(x, max_frac=0.25)
+    moved = 0
+    for xi, yi in zip(x.detach(), y.detach(), strict=True):
+        kept = yi[yi != 0]
+        # a pure shift: every non-zero output pixel is an input pixel, unblurred
+        assert torch.isin(kept, xi).all()
+        assert kept.numel() >= (16 - 4) ** 2  # at most 4 = 0.25 * 16 pixels off each axis
+        moved += int(kept.numel() < 256)
+    assert moved > 32  # most images were shifted, by their own offsets
+    y.sum().backward()  # differentiable: the generator learns through it
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert torch.equal(random_translate(x.detach(), max_frac=0.0), x.detach())
+
+
+@pytest.mark.parametrize("d_input", ["image", "both"])
+def test_image_discriminator_teaches_generator_through_frozen_decoder(run_copy, d_input):
+    run_path, _ = run_copy
+    run = load_run(run_path)
+    cfg = tiny_prior(tiny_config(), d_input=d_input)
+    codebook = run.vqvae.quantizer.embedding.detach().float()
+    with pytest.raises(ValueError, match="decoder"):
+        DCGANModule(cfg, codebook, 8)
+    module = DCGANModule(cfg, codebook, 8, decoder=run.vqvae.decoder)
+    assert len(module.discriminators()) == (2 if d_input == "both" else 1)
+    module.train()
+    assert not module.decoder.training  # frozen: stays in eval mode
+    fake, _, _ = module.prior(torch.randn(4, cfg.prior.latent_dim))
+    judged = module._inputs(None, fake)
+    image_disc, _, image = judged[-1]
+    assert image_disc is module.disc_image and image.shape == (4, 1, 32, 32)
+    image_disc(image).mean().backward()
+    grads = [w.grad for w in module.prior.generator.parameters()]
+    assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
+    assert all(w.grad is None for w in module.decoder.parameters())
+    # the decoder copy is the run's decoder, not a new one
+    ref = dict(run.vqvae.decoder.named_parameters())
+    for name, w in module.decoder.named_parameters():
+        assert torch.equal(w, ref[name])
+
+
 def test_prior_config_is_validated():
-    for key, value in (("design", "round"), ("loss", "wgan"), ("ema_decay", 1.0)):
+    for key, value in (
+        ("design", "round"),
+        ("loss", "wgan"),
+        ("ema_decay", 1.0),
+        ("d_input", "pixels"),
+    ):
         cfg = Config()
         setattr(cfg.prior, key, value)
         with pytest.raises(ConfigError, match=f"prior.{key}"):

@@ -148,7 +148,7 @@ def test_likelihood_prefers_real_maps_after_a_short_fit(kind):
 def test_default_temperature_is_the_kinds_own_unless_set(capsys):
     pcfg = Config().prior
     assert pcfg.temperature == 0
-    for kind, t in [("dcgan", 1.0), ("pixelcnn", 1.0), ("transformer", 0.6), ("maskgit", 0.6)]:
+    for kind, t in [("dcgan", 0.8), ("pixelcnn", 1.0), ("transformer", 0.6), ("maskgit", 0.6)]:
         pcfg.kind = kind
         assert pcfg.sampling_temperature() == t
     pcfg.temperature = 0.9

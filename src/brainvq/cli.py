@@ -15,7 +15,8 @@ PRESETS = Path(__file__).parent / "configs"
 KIND_HELP = "which prior (default: the run's prior.kind, else the one the run holds)"
 TEMPERATURE_HELP = (
     "sampling temperature, > 0 (<1 sharper, >1 more varied; default: the prior's "
-    "prior.temperature, or if 0 its kind's own: 0.6 for transformer and maskgit, 1.0 otherwise)"
+    "prior.temperature, or if 0 its kind's own: 0.6 for transformer and maskgit, 0.8 for "
+    "dcgan, 1.0 for pixelcnn)"
 )
 TOP_K_HELP = "draw each code among the k likeliest only (0 = all; default prior.top_k)"
 

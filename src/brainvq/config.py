@@ -19,9 +19,10 @@ from brainvq.errors import ConfigError
 PRIOR_KINDS = ("dcgan", "pixelcnn", "transformer", "maskgit")
 # each kind's sampling temperature when prior.temperature is 0: at 0.6 the transformer and maskgit
 # samples were closer to the training slices and nearer real slices in diversity than at 1.0,
-# where they were noisier and less alike than real slices (bench/results/priors.md); pixelcnn and
-# the DCGAN were not measured below 1.0
-KIND_TEMPERATURE = {"dcgan": 1.0, "pixelcnn": 1.0, "transformer": 0.6, "maskgit": 0.6}
+# where they were noisier and less alike than real slices (bench/results/priors.md); the gumbel
+# DCGAN's samples at 0.8 were closer to the training slices with diversity still within 0.03 of
+# real slices' (0.7 reached 0.05; bench/results/prior_dcgan.md); pixelcnn was not measured below 1
+KIND_TEMPERATURE = {"dcgan": 0.8, "pixelcnn": 1.0, "transformer": 0.6, "maskgit": 0.6}
 
 
 @dataclass
@@ -118,9 +119,18 @@ class PriorConfig:
     loss: str = "hinge"  # hinge (Lim & Ye 2017) | bce (the non-saturating loss of Goodfellow 2014)
     spectral_norm: bool = True  # spectral norm in D instead of BatchNorm (Miyato et al. 2018)
     r1_gamma: float = 0.0  # R1 gradient penalty on real inputs (Mescheder et al. 2018); 0 = off
-    # minibatch standard deviation as an extra D feature against mode collapse (Karras et al. 2018);
-    # off by default: not yet measured here
-    minibatch_std: bool = False
+    # minibatch standard deviation as an extra D feature against mode collapse (Karras et al. 2018)
+    minibatch_std: bool = True
+    # what the DCGAN discriminator judges: "codes" (embedded code maps), "image" (the maps decoded
+    # by the run's frozen VQ-VAE decoder, so G learns from how its codes look as a slice) or "both"
+    # (one discriminator each, losses summed). Measured on an H100 (bench/results/prior_dcgan.md):
+    # "both" gave the most realistic samples, and either image variant ended the mode collapse
+    # that "codes" alone showed (diversity within 0.01 of real slices' against 0.10 above)
+    d_input: str = "both"
+    # random whole-pixel shifts (up to 1/8 of the side) of real and generated images before the
+    # image discriminator, differentiable (DiffAugment, Zhao et al. 2020), so D cannot memorise a
+    # few hundred slices
+    d_augment: bool = True
     ema_decay: float = 0.999  # EMA of generator weights used for sampling (Karras 2018); 0 = off
     # "snap": weight of |z - sg(snap(z))|^2 pulling G's output to its code (like VQ-VAE's beta)
     commit_weight: float = 0.1
@@ -231,6 +241,8 @@ class Config:
             raise ConfigError(f"prior.max_minutes = {p.max_minutes}: must be >= 0 (0 = no budget)")
         if p.design not in ("snap", "gumbel"):
             raise ConfigError(f"prior.design = {p.design!r}: use snap or gumbel")
+        if p.d_input not in ("codes", "image", "both"):
+            raise ConfigError(f"prior.d_input = {p.d_input!r}: use codes, image or both")
         if p.loss not in ("hinge", "bce"):
             raise ConfigError(f"prior.loss = {p.loss!r}: use hinge or bce")
         if not 0.0 <= p.ema_decay < 1.0:

@@ -178,3 +178,23 @@ def _append_minibatch_std(f: torch.Tensor, group: int = 4) -> torch.Tensor:
     y = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # (b // g,)
     y = y.view(1, b // g, 1, 1, 1).expand(g, -1, 1, h, w).reshape(b, 1, h, w)
     return torch.cat([f, y.to(f.dtype)], dim=1)
+
+
+def random_translate(x: torch.Tensor, max_frac: float = 0.125) -> torch.Tensor:
+    """Shift each image of x (B, C, H, W) by its own random whole-pixel offset of up to max_frac of
+    the side, filling with zeros (the background of a skull-stripped slice); differentiable in x.
+
+    Applied to real and generated images alike before the discriminator (DiffAugment, Zhao et al.,
+    2020), it keeps D from memorising a small training set while G still learns undistorted maps.
+    """
+    b, _, h, w = x.shape
+    ph, pw = int(max_frac * h), int(max_frac * w)
+    if ph == 0 and pw == 0:
+        return x
+    padded = F.pad(x, (pw, pw, ph, ph)).permute(0, 2, 3, 1)  # (B, H + 2ph, W + 2pw, C)
+    dy = torch.randint(-ph, ph + 1, (b, 1), device=x.device)
+    dx = torch.randint(-pw, pw + 1, (b, 1), device=x.device)
+    rows = torch.arange(h, device=x.device)[None] + ph - dy  # (B, H): source row of each row
+    cols = torch.arange(w, device=x.device)[None] + pw - dx
+    batch = torch.arange(b, device=x.device)[:, None, None]
+    return padded[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)

@@ -10,8 +10,13 @@ Stabilisers, each a `prior.*` setting:
 - ``loss = "hinge"`` (Lim & Ye, 2017; as in SAGAN/BigGAN) or ``"bce"`` (non-saturating, Goodfellow
   et al., 2014, the DCGAN paper's loss).
 - ``spectral_norm`` in D (Miyato et al., 2018) in place of its BatchNorm.
-- ``minibatch_std`` in D (Karras et al., 2018) against mode collapse (off: not yet measured).
-- ``r1_gamma``: R1 penalty, gamma/2 * E|grad D(real)|^2 (Mescheder et al., 2018).
+- ``minibatch_std`` in D (Karras et al., 2018) against mode collapse.
+- ``d_input``: D judges embedded code maps ("codes"), the slices the run's frozen VQ-VAE decoder
+  makes of them ("image": real maps decoded too, so both sides carry the decoder's own blur), or
+  both with one discriminator each. G's gradient reaches its one-hot codes through the decoder.
+- ``d_augment``: random whole-pixel shifts of real and generated images before the image D.
+- ``r1_gamma``: R1 penalty, gamma/2 * E|grad D(real)|^2 (Mescheder et al., 2018), on every real
+  input D sees.
 - ``ema_decay``: sampling uses an exponential moving average of G's weights (Karras et al., 2018;
   Yazici et al., 2019), which smooths the step-to-step oscillation of GAN training.
 - ``commit_weight`` (design "snap"): a commitment term |z - sg(snap(z))|^2 keeps G's continuous
@@ -27,14 +32,22 @@ import torch
 import torch.nn.functional as F
 
 from brainvq.config import Config
-from brainvq.nn.dcgan import Discriminator, embed_codes
+from brainvq.nn.dcgan import Discriminator, embed_codes, random_translate
 from brainvq.priors import DCGANPrior
 
 
 class DCGANModule(L.LightningModule):
     """Trains a DCGANPrior (generator) against a Discriminator over embedded code maps."""
 
-    def __init__(self, cfg: Config, codebook: torch.Tensor, code_size: int) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        codebook: torch.Tensor,
+        code_size: int,
+        decoder: torch.nn.Module | None = None,
+    ) -> None:
+        """decoder: the run's VQ-VAE decoder (embedded map -> image), needed unless d_input is
+        "codes"; a frozen copy is kept."""
         super().__init__()
         self.automatic_optimization = False
         self.cfg = cfg
@@ -43,13 +56,38 @@ class DCGANModule(L.LightningModule):
         self.prior_ema = copy.deepcopy(self.prior) if p.ema_decay > 0 else None
         if self.prior_ema is not None:
             self.prior_ema.requires_grad_(False)
-        self.disc = Discriminator(
-            codebook.shape[1],
-            code_size,
-            p.d_channels,
-            spectral_norm=p.spectral_norm,
-            minibatch_std=p.minibatch_std,
-        )
+        self.disc = self.disc_image = self.decoder = None
+        if p.d_input in ("codes", "both"):
+            self.disc = Discriminator(
+                codebook.shape[1],
+                code_size,
+                p.d_channels,
+                spectral_norm=p.spectral_norm,
+                minibatch_std=p.minibatch_std,
+            )
+        if p.d_input in ("image", "both"):
+            if decoder is None:
+                raise ValueError(f"prior.d_input = {p.d_input!r} needs the VQ-VAE decoder")
+            self.decoder = copy.deepcopy(decoder).float().eval().requires_grad_(False)
+            with torch.no_grad():
+                side = self.decoder(torch.zeros(1, codebook.shape[1], code_size, code_size))
+            self.disc_image = Discriminator(
+                side.shape[1],
+                side.shape[-1],
+                p.d_channels,
+                spectral_norm=p.spectral_norm,
+                minibatch_std=p.minibatch_std,
+            )
+
+    def discriminators(self) -> list[torch.nn.Module]:
+        """The discriminators in use (one, or two with d_input "both")."""
+        return [d for d in (self.disc, self.disc_image) if d is not None]
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.decoder is not None:
+            self.decoder.eval()  # frozen: never in training mode
+        return self
 
     def sampler(self) -> DCGANPrior:
         """The generator to sample from: the EMA copy when there is one."""
@@ -58,7 +96,8 @@ class DCGANModule(L.LightningModule):
     def configure_optimizers(self):
         p = self.cfg.prior
         opt_g = torch.optim.Adam(self.prior.generator.parameters(), p.lr_g, betas=(p.beta1, 0.999))
-        opt_d = torch.optim.Adam(self.disc.parameters(), p.lr_d, betas=(p.beta1, 0.999))
+        params = [q for d in self.discriminators() for q in d.parameters()]
+        opt_d = torch.optim.Adam(params, p.lr_d, betas=(p.beta1, 0.999))
         return [opt_g, opt_d]
 
     def _d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -71,6 +110,21 @@ class DCGANModule(L.LightningModule):
             return -fake.mean()
         return F.softplus(-fake).mean()
 
+    def _inputs(self, real: torch.Tensor | None, fake: torch.Tensor):
+        """(discriminator, real input, fake input) for each discriminator in use; images are
+        the decoder's output, shifted at random with d_augment. real may be None (G step)."""
+        out = []
+        if self.disc is not None:
+            out.append((self.disc, real, fake))
+        if self.disc_image is not None:
+            shift = random_translate if self.cfg.prior.d_augment else (lambda x: x)
+            real_img = None
+            if real is not None:
+                with torch.no_grad():
+                    real_img = shift(self.decoder(real))
+            out.append((self.disc_image, real_img, shift(self.decoder(fake))))
+        return out
+
     def training_step(self, batch, batch_idx: int) -> None:
         p = self.cfg.prior
         real_codes = batch[0] if isinstance(batch, (list, tuple)) else batch
@@ -81,21 +135,25 @@ class DCGANModule(L.LightningModule):
         real = embed_codes(real_codes, self.prior.codebook)
         with torch.no_grad():
             fake, _, _ = self.prior(torch.randn(b, p.latent_dim, device=self.device))
-        if p.r1_gamma > 0:
-            real.requires_grad_(True)
-        d_real = self.disc(real)
-        d_fake = self.disc(fake)
-        d_loss = self._d_loss(d_real, d_fake)
-        if p.r1_gamma > 0:
-            (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
-            d_loss = d_loss + 0.5 * p.r1_gamma * grad.pow(2).sum(dim=(1, 2, 3)).mean()
+        d_loss = real.new_zeros(())
+        d_real_mean, d_fake_mean = [], []
+        for disc, real_in, fake_in in self._inputs(real, fake):
+            if p.r1_gamma > 0:
+                real_in.requires_grad_(True)
+            d_real, d_fake = disc(real_in), disc(fake_in)
+            d_loss = d_loss + self._d_loss(d_real, d_fake)
+            if p.r1_gamma > 0:
+                (grad,) = torch.autograd.grad(d_real.sum(), real_in, create_graph=True)
+                d_loss = d_loss + 0.5 * p.r1_gamma * grad.pow(2).sum(dim=(1, 2, 3)).mean()
+            d_real_mean.append(d_real.mean())
+            d_fake_mean.append(d_fake.mean())
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(d_loss)
         opt_d.step()
 
         # generator
         fake, codes, raw = self.prior(torch.randn(b, p.latent_dim, device=self.device))
-        g_loss = self._g_loss(self.disc(fake))
+        g_loss = sum(self._g_loss(disc(x)) for disc, _, x in self._inputs(None, fake))
         if p.design == "snap" and p.commit_weight > 0:
             g_loss = g_loss + p.commit_weight * F.mse_loss(raw, fake.detach())
         opt_g.zero_grad(set_to_none=True)
@@ -107,8 +165,8 @@ class DCGANModule(L.LightningModule):
 
         self.log("g_loss", g_loss, prog_bar=True, on_step=True, on_epoch=True)
         self.log("d_loss", d_loss, prog_bar=True, on_step=True, on_epoch=True)
-        self.log("d_real", d_real.mean(), on_step=True, on_epoch=True)
-        self.log("d_fake", d_fake.mean(), on_step=True, on_epoch=True)
+        self.log("d_real", torch.stack(d_real_mean).mean(), on_step=True, on_epoch=True)
+        self.log("d_fake", torch.stack(d_fake_mean).mean(), on_step=True, on_epoch=True)
         n_codes = torch.unique(codes).numel()
         self.log("fake_codes", float(n_codes), prog_bar=True, on_step=True, on_epoch=True)
 

@@ -98,7 +98,7 @@ def train_prior(
     ckpt = resume_path(run.dir, stage, fresh)
     started = time.time()
     if kind == "dcgan":
-        module = DCGANModule(pcfg, codebook, h)
+        module = DCGANModule(pcfg, codebook, h, decoder=run.vqvae.decoder)
         trainer = make_trainer(run.dir, stage, t, progress, unused_parameters=True)
         fit_stage(trainer, module, _dcgan_loader(codes, p, t.seed), None, ckpt, run.dir, stage)
         prior = copy.deepcopy(module.sampler()).float().cpu()

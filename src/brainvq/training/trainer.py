@@ -25,6 +25,8 @@ for _pattern in (
     ".*Checkpoint directory.*exists and is not empty.*",
     ".*LeafSpec.*",
     ".*treespec.*",
+    # the DCGAN stage's frozen VQ-VAE decoder stays in eval mode on purpose
+    ".*module\\(s\\) in eval mode at the start of training.*",
 ):
     warnings.filterwarnings("ignore", message=_pattern)
 

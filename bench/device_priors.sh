@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The prior variants of bench/results/prior_dcgan.md ("image discriminator" section), trained
+# concurrently on one lent GPU machine by bench/device_prior_variant.py.
+#
+# Prepare here (the device machine has torch and lightning but not tomli_w or nibabel, and sees
+# only the repository, so data, base run and wheels travel in the ignored .devdata/):
+#   mkdir -p .devdata/run/codes .devdata/whl
+#   cp -r ../shared/data/brain-mri-128 .devdata/
+#   cp runs/priors-bench/{vqvae.safetensors,config.toml} .devdata/run/
+#   cp runs/priors-bench/codes/*.npy .devdata/run/codes/
+#   echo '{"data": ".devdata/brain-mri-128", "sizes": {"train": 818, "validate": 47, "test": 95}}' \
+#     > .devdata/run/data.json
+#   pip download --no-deps --only-binary=:all: -d .devdata/whl tomli_w nibabel
+# Then with the device tool: run `bash bench/device_priors.sh [set]` carrying .devdata.
+# set "six" (default): four DCGAN discriminator variants and two MaskGIT sizes at once, 5 min;
+# set "alone": the chosen DCGAN (the defaults) alone on the GPU, 3.2 min.
+set -u
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
+  .devdata/whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name --format=csv,noheader
+run() { n=$1; shift; timeout 480 python3 bench/device_prior_variant.py "$n" "$@" >"/tmp/$n.log" 2>&1 & }
+old="prior.minibatch_std=true"  # stated in full: these were not yet the defaults then
+if [ "${1:-six}" = six ]; then
+  run p1 dcgan 5 $old prior.d_input=image prior.d_augment=true
+  run p2 dcgan 5 $old prior.d_input=both prior.d_augment=true
+  run p3 dcgan 5 $old prior.d_input=codes prior.d_augment=false
+  run p4 dcgan 5 $old prior.d_input=image prior.d_augment=true prior.batch_size=128
+  run m1 maskgit 5 prior.transformer_dim=256 prior.transformer_layers=6 prior.transformer_heads=8 \
+    prior.dropout=0.1 prior.batch_size=32 prior.lr=5e-4 prior.warmup_steps=200
+  run m2 maskgit 5 prior.dropout=0.1 prior.batch_size=32
+else
+  run p5 dcgan 3.2 $old prior.d_input=both prior.d_augment=true
+fi
+wait
+for f in /tmp/p?.log /tmp/m?.log; do
+  [ -e "$f" ] && { echo "== $f"; grep -v -i "warn\|^\s*$" "$f" | tail -4; }
+done
+ls -la "$OUT"
