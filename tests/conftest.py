@@ -144,6 +144,8 @@ TINY_OVERRIDES = [
     "2",
     "--eval.n_samples",
     "6",
+    "--prior.tune_decoder_minutes",
+    "0",
 ]
 
 

@@ -172,6 +172,7 @@ def test_prior_config_is_validated():
         ("loss", "wgan"),
         ("ema_decay", 1.0),
         ("d_input", "pixels"),
+        ("tune_decoder_minutes", -1.0),
     ):
         cfg = Config()
         setattr(cfg.prior, key, value)

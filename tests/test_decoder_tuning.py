@@ -15,7 +15,7 @@ from brainvq.runs import load_run
 from brainvq.sampling import sample_images
 from brainvq.training.prior_stage import train_prior
 
-from .conftest import brainvq
+from .conftest import brainvq, tiny
 from .test_priors import K, ar_prior
 
 
@@ -104,3 +104,19 @@ def test_cli_tune_decoder_then_sample(run_copy, tmp_path):
         "sample", "--run", str(run_path), "-n", "2", "--out", str(tmp_path / "s"), "--quiet"
     )
     assert "tuned decoder" in r.stdout and (tmp_path / "s" / "grid.png").exists()
+
+
+def test_run_tunes_the_decoder_when_asked_and_reuses_it(keras_root, tmp_path):
+    run = tmp_path / "run"
+    base = tiny("run", keras_root, run)
+    kind = ["--train.max_epochs", "1", "--kind", "maskgit", "--prior.maskgit_steps", "2"]
+    r = brainvq(*base, *kind, "--prior.tune_decoder_minutes", "0")
+    assert "decoder tuned" not in r.stdout and not (run / "decoder-maskgit.safetensors").exists()
+    # the same run with a tuning budget: the trained stages are reused, the decoder is tuned
+    # and then decodes the samples
+    r = brainvq(*base, *kind, "--prior.tune_decoder_minutes", "0.02")
+    assert "prior already trained" in r.stdout
+    assert "decoder tuned to the maskgit prior" in r.stdout and "tuned decoder" in r.stdout
+    assert (run / "decoder-maskgit.safetensors").exists()
+    r = brainvq(*base, *kind, "--prior.tune_decoder_minutes", "0.02")
+    assert "decoder already tuned to the maskgit prior" in r.stdout

@@ -141,8 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "run",
         help="the whole job: VQ-VAE, prior, samples, evaluation (the original driver.py)",
-        description="Train (or reuse) the VQ-VAE and the prior of RUN on DATA, sample, evaluate "
-        "and write every output, report.html last. Stages already in the run folder are reused unless --fresh.",
+        description="Train (or reuse) the VQ-VAE and the prior of RUN on DATA, tune a decoder to "
+        "a maskgit prior's samples for prior.tune_decoder_minutes (0 = skip; see tune-decoder), "
+        "sample, evaluate and write every output, report.html last. Stages already in the run "
+        "folder are reused unless --fresh.",
         epilog=OVERRIDE_HELP,
     )
     p.add_argument("--data", default="default", help="data folder or 'default' (embedded slices)")
@@ -429,12 +431,39 @@ def cmd_report(args, overrides) -> int:
     return 0
 
 
+def _tune_decoder_in_run(args, overrides) -> None:
+    """`run`'s decoder-tuning stage: for a maskgit prior, with prior.tune_decoder_minutes > 0,
+    unless the run already holds a decoder tuned to its current prior."""
+    from brainvq.decoder_tuning import TUNABLE_KINDS, decoder_path, tuned_decoder_is_current
+    from brainvq.runs import load_run
+
+    minutes = load_config(args, overrides).prior.tune_decoder_minutes
+    if args.kind not in TUNABLE_KINDS or minutes <= 0:
+        return
+    run_dir = load_run(args.run).dir
+    if tuned_decoder_is_current(run_dir, args.kind):
+        path = decoder_path(run_dir, args.kind)
+        print(f"decoder already tuned to the {args.kind} prior: {path} (use --fresh to redo)")
+        return
+    tune = argparse.Namespace(
+        run=args.run,
+        kind=args.kind,
+        max_minutes=minutes,
+        max_share=0.5,
+        seed=0,
+        data=args.data,
+        quiet=args.quiet,
+    )
+    cmd_tune_decoder(tune, [])
+
+
 def cmd_run(args, overrides) -> int:
     # under DDP every rank trains both stages (same processes, same process group); then only
     # rank 0 samples, evaluates and writes the report
     cmd_train_vqvae(args, overrides, last_stage=False)
     args.kind = args.kind or load_config(args, overrides).prior.kind
     cmd_train_prior(args, overrides)
+    _tune_decoder_in_run(args, overrides)
     cmd_sample(
         argparse.Namespace(
             run=args.run, n=64, seed=0, kind=args.kind, out=None, temperature=None, top_k=None

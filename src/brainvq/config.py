@@ -160,6 +160,9 @@ class PriorConfig:
     transformer_window: int = 0
     # maskgit: parallel decoding steps per map, and the scale of the Gumbel noise on the
     # confidences that choose which drawn codes to keep (falls to 0 over the steps; Chang 2022)
+    # `brainvq run` with a maskgit prior: minutes of tuning a decoder copy to the prior's samples
+    # (brainvq.decoder_tuning, as `brainvq tune-decoder`); 0 = skip
+    tune_decoder_minutes: float = 3.0
     maskgit_steps: int = 12
     maskgit_noise: float = 4.5
     # sampling (autoregressive priors and the gumbel DCGAN): temperature (0 = the kind's own,
@@ -265,6 +268,10 @@ class Config:
         ):
             if getattr(p, name) < 1:
                 raise ConfigError(f"prior.{name} = {getattr(p, name)}: must be >= 1")
+        if p.tune_decoder_minutes < 0:
+            raise ConfigError(
+                f"prior.tune_decoder_minutes = {p.tune_decoder_minutes}: must be >= 0 (0 = skip)"
+            )
         if p.maskgit_noise < 0:
             raise ConfigError(f"prior.maskgit_noise = {p.maskgit_noise}: must be >= 0")
         if p.pixelcnn_kernel < 3 or p.pixelcnn_kernel % 2 == 0:

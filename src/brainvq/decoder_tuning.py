@@ -169,6 +169,17 @@ def _recon_ssim(vq: VQVAE, maps: torch.Tensor, images: np.ndarray, batch_size: i
     return float(np.mean([ssim_reference(images[i], recons[i]) for i in range(len(images))]))
 
 
+def tuned_decoder_is_current(run: RunDir, kind: str) -> bool:
+    """True when RUN/decoder-<kind>.safetensors exists and was tuned on the run's current prior."""
+    path = decoder_path(run, kind)
+    if not path.exists():
+        return False
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    prior_file = prior_path(run, kind)
+    return prior_file.exists() and meta.get("prior_sha256") == file_digest(prior_file)
+
+
 def tuned_vqvae(run: Run, kind: str) -> VQVAE | None:
     """The run's VQ-VAE with the decoder tuned to ``kind``, or None if there is none.
 
@@ -176,10 +187,8 @@ def tuned_vqvae(run: Run, kind: str) -> VQVAE | None:
     path = decoder_path(run.dir, kind)
     if not path.exists():
         return None
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    prior_file = prior_path(run.dir, kind)
-    if not prior_file.exists() or meta.get("prior_sha256") != file_digest(prior_file):
+    if not tuned_decoder_is_current(run.dir, kind):
+        prior_file = prior_path(run.dir, kind)
         warnings.warn(
             f"{path}: tuned to another {kind} prior than {prior_file}; decoding with the "
             "VQ-VAE's own decoder (rerun `brainvq tune-decoder`)",
