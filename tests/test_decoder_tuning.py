@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 import torch
 
+from brainvq import decoder_tuning
 from brainvq.data import load_splits
-from brainvq.decoder_tuning import _tune_loss, slip_codes, tune_decoder, tuned_vqvae
+from brainvq.decoder_tuning import (
+    _tune_loss,
+    sample_alikeness,
+    slip_codes,
+    tune_decoder,
+    tuned_vqvae,
+)
 from brainvq.errors import RunError
 from brainvq.nn.maskgit import MaskedCodeTransformer
 from brainvq.priors import load_prior, prior_path
@@ -56,6 +63,7 @@ def test_tuned_decoder_learns_the_slips_and_decodes_that_priors_samples(run_copy
     )
     assert res["steps"] == 60 and 0 < res["slipped_share"] < 0.5
     assert 0 < res["test_ssim_tuned"] <= 1 and 0 < res["test_ssim_vqvae"] <= 1
+    assert res["kept"] and res["samples_alike_tuned"] <= res["samples_alike_vqvae"] + 0.05
     tuned = tuned_vqvae(run, "maskgit")
     assert tuned is not None
     # only the decoder changed: the encoder and codebook, so every code map, stay as they were
@@ -85,6 +93,45 @@ def test_tuned_decoder_learns_the_slips_and_decodes_that_priors_samples(run_copy
     prior.save(prior_path(run.dir, "maskgit"), ar_prior("maskgit", maskgit_steps=3))
     with pytest.warns(UserWarning, match="tuned to another maskgit prior"):
         assert tuned_vqvae(run, "maskgit") is None
+
+
+def test_sample_alikeness_tells_one_slice_for_every_map_from_varied_slices():
+    class Prior:
+        sampling = (1.0, 0)
+
+        def sample(self, n, seed, temperature, top_k):
+            return torch.randint(0, 8, (n, 4, 4), generator=torch.Generator().manual_seed(seed))
+
+    class ByCodes:  # each code a grey level on an 8x8 block: other maps, other slices
+        def decode(self, codes):
+            return (codes.float() / 7).repeat_interleave(8, 1).repeat_interleave(8, 2)[:, None]
+
+    class OneSlice:  # the same slice whatever the map
+        def decode(self, codes):
+            ramp = torch.linspace(0, 1, 32).expand(32, 32)
+            return ramp.expand(len(codes), 1, 32, 32)
+
+    varied, same = sample_alikeness(Prior(), [ByCodes(), OneSlice()], n=16, seed=0)
+    assert varied < 0.5 and same == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("alike,kept", [((0.60, 0.90), False), ((0.60, 0.64), True)])
+def test_decoder_is_kept_only_if_samples_stay_as_varied(run_copy, monkeypatch, alike, kept):
+    run_path, _ = _maskgit_run(run_copy)
+    run = load_run(run_path)
+    seen = []
+
+    def measured(prior, decoders, n, seed):  # the tuning's check, with the outcome fixed
+        seen.append(len(decoders))
+        return list(alike)
+
+    monkeypatch.setattr(decoder_tuning, "sample_alikeness", measured)
+    res = tune_decoder(str(run_path), "maskgit", minutes=0, max_steps=2, progress=False)
+    assert seen == [2] and res["kept"] is kept
+    assert (res["samples_alike_vqvae"], res["samples_alike_tuned"]) == alike
+    assert (run_path / "decoder-maskgit.safetensors").exists() is kept
+    decoder = sample_images(run, load_prior(run, "maskgit"), 2)["decoder"]
+    assert decoder == ("tuned" if kept else "vqvae")
 
 
 def test_decoder_tuning_refuses_priors_that_cannot_redraw(run_copy):

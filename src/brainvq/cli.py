@@ -385,12 +385,20 @@ def cmd_tune_decoder(args, overrides) -> int:
         data=args.data,
         progress=not args.quiet,
     )
-    print(
-        f"decoder tuned to the {res['kind']} prior: {res['steps']} steps in "
-        f"{res['tune_seconds']:.0f}s on maps with {res['slipped_share']:.1%} of codes redrawn; "
-        f"test reconstruction SSIM {res['test_ssim_tuned']:.4f} (VQ-VAE decoder "
-        f"{res['test_ssim_vqvae']:.4f}) -> {res['path']}"
+    done = (
+        f"{res['steps']} steps in {res['tune_seconds']:.0f}s on maps with "
+        f"{res['slipped_share']:.1%} of codes redrawn; test reconstruction SSIM "
+        f"{res['test_ssim_tuned']:.4f} (VQ-VAE decoder {res['test_ssim_vqvae']:.4f}); samples' "
+        f"mean pairwise SSIM {res['samples_alike_tuned']:.3f} "
+        f"(VQ-VAE decoder {res['samples_alike_vqvae']:.3f})"
     )
+    if res["kept"]:
+        print(f"decoder tuned to the {res['kind']} prior: {done} -> {res['path']}")
+    else:
+        print(
+            f"decoder tuning not kept: it made the {res['kind']} prior's samples more alike "
+            f"({done}); they stay decoded by the VQ-VAE's decoder"
+        )
     return 0
 
 
