@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -10,10 +12,12 @@ from brainvq import decoder_tuning
 from brainvq.data import load_splits
 from brainvq.decoder_tuning import (
     _tune_loss,
+    file_digest,
     sample_alikeness,
     slip_codes,
     tune_decoder,
     tuned_vqvae,
+    tuning_refused,
 )
 from brainvq.errors import RunError
 from brainvq.nn.maskgit import MaskedCodeTransformer
@@ -132,6 +136,13 @@ def test_decoder_is_kept_only_if_samples_stay_as_varied(run_copy, monkeypatch, a
     assert (run_path / "decoder-maskgit.safetensors").exists() is kept
     decoder = sample_images(run, load_prior(run, "maskgit"), 2)["decoder"]
     assert decoder == ("tuned" if kept else "vqvae")
+    # a refusal is recorded for this prior, so `brainvq run` does not spend its budget again
+    assert tuning_refused(run.dir, "maskgit") is (not kept)
+    if not kept:
+        monkeypatch.setattr(decoder_tuning, "sample_alikeness", lambda *a: [0.6, 0.6])
+        tune_decoder(str(run_path), "maskgit", minutes=0, max_steps=1, progress=False)
+        assert not tuning_refused(run.dir, "maskgit")  # kept now: the record is gone
+        assert (run_path / "decoder-maskgit.safetensors").exists()
 
 
 def test_decoder_tuning_refuses_priors_that_cannot_redraw(run_copy):
@@ -159,6 +170,12 @@ def test_run_tunes_the_decoder_when_asked_and_reuses_it(keras_root, tmp_path):
     kind = ["--train.max_epochs", "1", "--kind", "maskgit", "--prior.maskgit_steps", "2"]
     r = brainvq(*base, *kind, "--prior.tune_decoder_minutes", "0")
     assert "decoder tuned" not in r.stdout and not (run / "decoder-maskgit.safetensors").exists()
+    # a tuning to this prior that was not kept before is not tried again by `run`
+    refused = run / "decoder-maskgit.refused.json"
+    refused.write_text(json.dumps({"prior_sha256": file_digest(run / "prior-maskgit.safetensors")}))
+    r = brainvq(*base, *kind, "--prior.tune_decoder_minutes", "0.02")
+    assert "was not kept before" in r.stdout and not (run / "decoder-maskgit.safetensors").exists()
+    refused.unlink()
     # the same run with a tuning budget: the trained stages are reused, the decoder is tuned
     # and then decodes the samples
     r = brainvq(*base, *kind, "--prior.tune_decoder_minutes", "0.02")

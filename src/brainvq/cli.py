@@ -441,8 +441,15 @@ def cmd_report(args, overrides) -> int:
 
 def _tune_decoder_in_run(args, overrides) -> None:
     """`run`'s decoder-tuning stage: for a maskgit prior, with prior.tune_decoder_minutes > 0,
-    unless the run already holds a decoder tuned to its current prior."""
-    from brainvq.decoder_tuning import TUNABLE_KINDS, decoder_path, tuned_decoder_is_current
+    unless the run already holds a decoder tuned to its current prior or a tuning to it was not
+    kept (RUN/decoder-<kind>.refused.json)."""
+    from brainvq.decoder_tuning import (
+        TUNABLE_KINDS,
+        decoder_path,
+        refusal_path,
+        tuned_decoder_is_current,
+        tuning_refused,
+    )
     from brainvq.runs import load_run
 
     minutes = load_config(args, overrides).prior.tune_decoder_minutes
@@ -452,6 +459,13 @@ def _tune_decoder_in_run(args, overrides) -> None:
     if tuned_decoder_is_current(run_dir, args.kind):
         path = decoder_path(run_dir, args.kind)
         print(f"decoder already tuned to the {args.kind} prior: {path} (use --fresh to redo)")
+        return
+    if tuning_refused(run_dir, args.kind):
+        path = refusal_path(run_dir, args.kind)
+        print(
+            f"decoder tuning to this {args.kind} prior was not kept before ({path}); skipped "
+            "(`brainvq tune-decoder` tries again)"
+        )
         return
     tune = argparse.Namespace(
         run=args.run,

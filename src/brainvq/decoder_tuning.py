@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import time
 import warnings
 from pathlib import Path
@@ -39,7 +40,7 @@ from brainvq.evaluate import run_data_root
 from brainvq.metrics import ssim_reference
 from brainvq.nn.vqvae import VQVAE, image_loss
 from brainvq.priors import categorical_picker, load_prior, prior_path
-from brainvq.runs import Run, RunDir, atomic_save_safetensors, load_run
+from brainvq.runs import Run, RunDir, atomic_save_safetensors, atomic_write_text, load_run
 from brainvq.sample_metrics import mean_pairwise_ssim
 
 TUNABLE_KINDS = ("maskgit",)  # priors that can redraw codes given the rest of the map
@@ -54,6 +55,24 @@ MAX_DIVERSITY_RISE = 0.05
 def decoder_path(run: RunDir, kind: str) -> Path:
     """RUN/decoder-<kind>.safetensors: the decoder tuned to that prior's samples."""
     return run.path / f"decoder-{kind}.safetensors"
+
+
+def refusal_path(run: RunDir, kind: str) -> Path:
+    """RUN/decoder-<kind>.refused.json: a tuning that was not kept, and for which prior."""
+    return run.path / f"decoder-{kind}.refused.json"
+
+
+def tuning_refused(run: RunDir, kind: str) -> bool:
+    """True when a tuning to the run's current ``kind`` prior was tried and not kept, so that
+    `brainvq run` does not spend its budget again on the same prior."""
+    path, prior_file = refusal_path(run, kind), prior_path(run, kind)
+    if not path.exists() or not prior_file.exists():
+        return False
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return record.get("prior_sha256") == file_digest(prior_file)
 
 
 def file_digest(path: Path) -> str:
@@ -161,6 +180,11 @@ def tune_decoder(
     }
     if kept:
         atomic_save_safetensors(vq.decoder.state_dict(), decoder_path(run.dir, kind), meta)
+        refusal_path(run.dir, kind).unlink(missing_ok=True)
+    else:
+        record = {"prior_sha256": meta["prior_sha256"]}
+        record.update(samples_alike_vqvae=alike_vqvae, samples_alike_tuned=alike_tuned)
+        atomic_write_text(refusal_path(run.dir, kind), json.dumps(record))
     test = np.asarray(arrays["test"], dtype=np.float32) / 255.0
     test_maps = torch.from_numpy(np.asarray(maps["test"])).long()
     return {
