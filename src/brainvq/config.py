@@ -160,11 +160,11 @@ class PriorConfig:
     transformer_window: int = 0
     # maskgit: parallel decoding steps per map, and the scale of the Gumbel noise on the
     # confidences that choose which drawn codes to keep (falls to 0 over the steps; Chang 2022)
+    maskgit_steps: int = 12
+    maskgit_noise: float = 4.5
     # `brainvq run` with a maskgit prior: minutes of tuning a decoder copy to the prior's samples
     # (brainvq.decoder_tuning, as `brainvq tune-decoder`); 0 = skip
     tune_decoder_minutes: float = 3.0
-    maskgit_steps: int = 12
-    maskgit_noise: float = 4.5
     # sampling (autoregressive priors and the gumbel DCGAN): temperature (0 = the kind's own,
     # KIND_TEMPERATURE) and top-k (0 = all codes)
     temperature: float = 0.0

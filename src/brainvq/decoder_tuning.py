@@ -65,14 +65,20 @@ def refusal_path(run: RunDir, kind: str) -> Path:
 def tuning_refused(run: RunDir, kind: str) -> bool:
     """True when a tuning to the run's current ``kind`` prior was tried and not kept, so that
     `brainvq run` does not spend its budget again on the same prior."""
-    path, prior_file = refusal_path(run, kind), prior_path(run, kind)
-    if not path.exists() or not prior_file.exists():
+    path = refusal_path(run, kind)
+    if not path.exists():
         return False
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
         return False
-    return record.get("prior_sha256") == file_digest(prior_file)
+    return _is_current_prior(run, kind, record.get("prior_sha256"))
+
+
+def _is_current_prior(run: RunDir, kind: str, sha256: str | None) -> bool:
+    """True when sha256 is the digest of the run's current ``kind`` prior file."""
+    prior_file = prior_path(run, kind)
+    return prior_file.exists() and sha256 == file_digest(prior_file)
 
 
 def file_digest(path: Path) -> str:
@@ -225,8 +231,7 @@ def tuned_decoder_is_current(run: RunDir, kind: str) -> bool:
         return False
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
-    prior_file = prior_path(run, kind)
-    return prior_file.exists() and meta.get("prior_sha256") == file_digest(prior_file)
+    return _is_current_prior(run, kind, meta.get("prior_sha256"))
 
 
 def tuned_vqvae(run: Run, kind: str) -> VQVAE | None:
