@@ -173,8 +173,11 @@ def test_run_end_to_end_with_prior_and_repeatable_sampling(keras_root, tmp_path)
         "dcgan_samples.png",
         "dcgan_code_map.png",
         "prior_dcgan_curves.png",
+        "dcgan_nn_ssim.png",
+        "real_nearest_pairs.png",
     ):
         assert (run / "figures" / fig).exists(), fig
+    assert "share >= lowest real NN-SSIM" in r.stdout and 0 <= s["share_in_real_range"] <= 1
     assert len(list((run / "samples").glob("sample_*.png"))) == 64
     page = (run / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 7 and "realism_ratio" in page

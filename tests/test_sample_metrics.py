@@ -1,7 +1,13 @@
 import numpy as np
 import torch
 
-from brainvq.sample_metrics import histogram_distance, mean_pairwise_ssim, nn_ssim, score_samples
+from brainvq.sample_metrics import (
+    histogram_distance,
+    mean_pairwise_ssim,
+    nn_ssim,
+    reference_stats,
+    score_samples,
+)
 
 from .conftest import fake_slice
 
@@ -51,3 +57,20 @@ def test_shortlist_matches_exhaustive_search():
     assert torch.all(short <= full + 1e-6)
     # the L2 shortlist finds the same nearest slice for most queries, never a better one
     assert torch.isclose(full, short, atol=1e-6).float().mean() >= 0.5
+
+
+def test_share_in_real_range_counts_samples_as_close_as_the_least_close_real_slice():
+    train, test = _set(10, 11), _set(5, 12)
+    near = train[:3].astype(np.float32) / 255  # NN-SSIM 1: at least every real slice's
+    flat = np.full((2, 32, 32), 0.5, np.float32)  # no structure: far from every training slice
+    s, per = score_samples(np.concatenate([near, flat]), train, test, candidates=0)
+    real = per["real_nn_ssim"]
+    assert real.shape == (5,) and per["real_nearest"].shape == (5,)
+    assert abs(s["real_test_nn_ssim_min"] - float(real.min())) < 1e-7
+    assert abs(s["real_test_nn_ssim_mean"] - float(real.mean())) < 1e-6
+    assert float(per["nn_ssim"][3:].max()) < float(real.min())
+    assert abs(s["share_in_real_range"] - 3 / 5) < 1e-6
+    # a reference computed once (as benchmarks keep it) gives the same scores, no real arrays
+    ref = reference_stats(train, test, candidates=0)
+    s2, per2 = score_samples(np.concatenate([near, flat]), train, test, candidates=0, reference=ref)
+    assert s2["share_in_real_range"] == s["share_in_real_range"] and "real_nn_ssim" not in per2

@@ -126,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="score a run on the test split and write metrics.json and figures",
         description="Test reconstruction SSIM (skimage), PSNR and codebook usage of RUN's VQ-VAE; "
         "then, for each trained prior, N samples scored by NN-SSIM against the training split, "
-        "realism ratio, diversity, copies and code-histogram distance.",
+        "realism ratio, the share of samples at least as close to the training data as the least "
+        "close real test slice, diversity, copies and code-histogram distance; figures include "
+        "KIND_nn_ssim.png, the samples' NN-SSIM beside the real test slices'.",
     )
     _add_sampling_args(
         p,

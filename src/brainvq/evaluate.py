@@ -98,7 +98,12 @@ def evaluate_samples(
 
     temperature / top_k default to those in the prior's own config (see brainvq.priors)."""
     from brainvq.priors import load_prior
-    from brainvq.report import code_map_figure, image_grid, nearest_pair_figure
+    from brainvq.report import (
+        code_map_figure,
+        image_grid,
+        nearest_pair_figure,
+        nn_ssim_histogram_figure,
+    )
     from brainvq.sample_metrics import score_samples
     from brainvq.sampling import sample_images
 
@@ -142,6 +147,19 @@ def evaluate_samples(
     top = np.argsort(per["nn_ssim"])[::-1][:8]  # the 8 samples closest to a training slice
     pairs = np.concatenate([drawn["images"][top], train[per["nearest"][top]] / 255.0])
     image_grid(pairs, figs / f"{kind}_nearest_pairs.png", ncol=len(top))
+    nn_ssim_histogram_figure(
+        per["nn_ssim"],
+        per["real_nn_ssim"],
+        scores["copy_threshold"],
+        figs / f"{kind}_nn_ssim.png",
+        f"{kind}: realism ratio {scores['realism_ratio']:.3f}",
+    )
+    # what realism 1 means on this data: real test slices above their nearest training slices
+    real_pick = np.linspace(0, len(per["real_nn_ssim"]) - 1, min(8, len(per["real_nn_ssim"])))
+    real_pick = real_pick.round().astype(int)
+    test = np.asarray(arrays["test"])
+    real_pairs = np.concatenate([test[real_pick], train[per["real_nearest"][real_pick]]]) / 255.0
+    image_grid(real_pairs, figs / "real_nearest_pairs.png", ncol=len(real_pick))
     code_map_figure(
         drawn["codes"][best].numpy(),
         drawn["images"][best],
@@ -171,6 +189,15 @@ def format_sample_table(s: dict, kind: str) -> str:
         ("NN-SSIM mean / max", f"{s['nn_ssim_mean']:.4f} / {s['nn_ssim_max']:.4f}"),
         ("share NN-SSIM > 0.6", f"{s['share_over_0.6']:.0%}"),
         ("real test NN-SSIM", f"{s['real_test_nn_ssim_mean']:.4f}"),
+    ]
+    if "share_in_real_range" in s:
+        rows.append(
+            (
+                "share >= lowest real NN-SSIM",
+                f"{s['share_in_real_range']:.0%} (lowest {s['real_test_nn_ssim_min']:.4f})",
+            )
+        )
+    rows += [
         ("realism ratio", f"{s['realism_ratio']:.3f}"),
         (
             "diversity samples/real",

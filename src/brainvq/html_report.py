@@ -75,7 +75,20 @@ def _figures() -> list[tuple[str, str, str]]:
                 "Nearest-neighbour pairs",
                 f"{name} samples (top) above their nearest training slices (bottom)",
             ),
+            (
+                f"{kind}_nn_ssim.png",
+                "Nearest-neighbour pairs",
+                f"How close {name} samples and real test slices come to the training slices",
+            ),
         ]
+    figs.append(
+        (
+            "real_nearest_pairs.png",
+            "Nearest-neighbour pairs",
+            "Real test slices (top) above their nearest training slices (bottom): what a realism "
+            "ratio of 1 asks for",
+        )
+    )
     figs.append(
         ("codebook_usage.png", "Codebook usage", "How often each code is used on the test split")
     )

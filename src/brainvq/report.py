@@ -145,6 +145,33 @@ def nearest_pair_figure(
     return _save(fig, path)
 
 
+def nn_ssim_histogram_figure(
+    sample_nn: np.ndarray,
+    real_nn: np.ndarray,
+    copy_threshold: float,
+    path: Path,
+    title: str,
+) -> Path:
+    """How close samples come to the training slices beside how close real unseen slices come:
+    histograms of NN-SSIM, their means, and the copy line."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    lo = min(float(np.min(sample_nn)), float(np.min(real_nn)), copy_threshold) - 0.01
+    bins = np.linspace(lo, 1.0, 41)
+    for vals, label, colour in (
+        (sample_nn, f"samples (n={len(sample_nn)})", "tab:blue"),
+        (real_nn, f"real test slices (n={len(real_nn)})", "tab:orange"),
+    ):
+        ax.hist(vals, bins=bins, density=True, alpha=0.5, color=colour, label=label)
+        ax.axvline(float(np.mean(vals)), color=colour, linestyle="--", linewidth=1)
+    ax.axvline(copy_threshold, color="tab:red", linewidth=1, label="copy line")
+    ax.set_xlabel("NN-SSIM (highest SSIM against the training split); dashed: means")
+    ax.set_ylabel("density")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)
+
+
 def code_map_figure(codes: np.ndarray, image: np.ndarray, path: Path, codebook_size: int) -> Path:
     """A sampled code map (indices as colours) beside the slice the decoder makes of it."""
     plt = _plt()

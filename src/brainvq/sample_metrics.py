@@ -4,6 +4,8 @@
 - realism ratio: mean NN-SSIM of samples / mean NN-SSIM of real test slices.
 - diversity: mean pairwise SSIM among samples, beside the same among real test slices.
 - copies: samples whose NN-SSIM exceeds the highest NN-SSIM any real test slice reaches.
+- share in the real range: samples whose NN-SSIM is at least the lowest NN-SSIM a real test slice
+  has, i.e. that are as close to some training slice as every real unseen slice is.
 - code-histogram distance: total variation between the code frequencies of sampled and real maps.
 """
 
@@ -50,14 +52,22 @@ def histogram_distance(codes_a, codes_b, codebook_size: int) -> float:
     return float(0.5 * (a / a.sum() - b / b.sum()).abs().sum())
 
 
-def reference_stats(train, test, candidates: int = 128) -> dict:
-    """The real side of the sample measures: test slices' NN-SSIM, diversity and copy line."""
-    t_nn, _ = nn_ssim(test, train, candidates)
-    return {
+def real_reference(train, test, candidates: int = 128) -> tuple[dict, dict]:
+    """The real side of the sample measures: test slices' NN-SSIM, diversity and copy line, and
+    per test slice its NN-SSIM and nearest training slice (`nn_ssim`, `nearest`)."""
+    t_nn, t_idx = nn_ssim(test, train, candidates)
+    stats = {
         "real_test_nn_ssim_mean": float(t_nn.mean()),
+        "real_test_nn_ssim_min": float(t_nn.min()),
         "diversity_real_test": mean_pairwise_ssim(test),
         "copy_threshold": float(t_nn.max()),
     }
+    return stats, {"nn_ssim": t_nn.numpy(), "nearest": t_idx.numpy()}
+
+
+def reference_stats(train, test, candidates: int = 128) -> dict:
+    """real_reference's summary alone (kept by benchmarks that score many sample sets)."""
+    return real_reference(train, test, candidates)[0]
 
 
 def score_samples(
@@ -70,11 +80,17 @@ def score_samples(
     candidates=128,
     reference: dict | None = None,
 ):
-    """Every sample measure at once; returns a dict of floats plus per-sample arrays.
+    """Every sample measure at once; returns a dict of floats plus per-sample arrays
+    (`nn_ssim`, `nearest`; and `real_nn_ssim`, `real_nearest` for the test slices unless
+    `reference` is given).
 
     `reference` (from reference_stats) skips recomputing the real side when scoring many sets.
     """
-    ref = reference or reference_stats(train, test, candidates)
+    real_per = {}
+    if reference is None:
+        ref, real_per = real_reference(train, test, candidates)
+    else:
+        ref = reference
     s_nn, s_idx = nn_ssim(samples, train, candidates)
     out = {
         "n_samples": int(s_nn.numel()),
@@ -88,8 +104,11 @@ def score_samples(
         "copies": int((s_nn > ref["copy_threshold"]).sum()),
     }
     out["diversity_gap"] = out["diversity_samples"] - out["diversity_real_test"]
+    if "real_test_nn_ssim_min" in ref:  # (absent from references cached by older versions)
+        out["share_in_real_range"] = float((s_nn >= ref["real_test_nn_ssim_min"]).float().mean())
     if sample_codes is not None and real_codes is not None and codebook_size:
         out["code_hist_distance"] = histogram_distance(sample_codes, real_codes, codebook_size)
         out["sample_codes_used"] = int(np.unique(np.asarray(sample_codes)).size)
     per_sample = {"nn_ssim": s_nn.numpy(), "nearest": s_idx.numpy()}
+    per_sample.update({f"real_{k}": v for k, v in real_per.items()})
     return out, per_sample
