@@ -13,8 +13,13 @@
 #   pip download --no-deps --only-binary=:all: -d .devdata/whl tomli_w nibabel
 # Then with the device tool: run `bash bench/device_priors.sh [set]` carrying .devdata.
 # set "six" (default): four DCGAN discriminator variants and two MaskGIT sizes at once, 5 min;
-# set "alone [MINUTES]": the chosen DCGAN (the defaults) alone on the GPU, 3.2 min unless given
-# (it was still improving at 3.2: 0.763 realism after 1874 iterations, 0.808 after 3813).
+# set "alone [MINUTES]": the chosen DCGAN (the defaults) alone on the GPU for 7.5 min unless given
+# (it was still improving at 3.2: 0.763 realism after 1874 iterations, 0.808 after 3813), with
+# samples and weights kept at 3.2, 5 and 6.5 minutes on the way (--snapshots). The whole call must
+# end inside the device's 600 s per command: 7.5 min of training plus three resumes (each rebuilds
+# the trainer and reloads the checkpoint) and the sampling; not yet timed on a GPU, so pass a
+# timeout_s of 600 and read the wall times it prints. Score what comes back with
+#   python bench/score_device_samples.py OUT/p5.tar --results bench/results/prior_dcgan.md
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
   .devdata/whl/*.whl || exit 1
@@ -31,7 +36,7 @@ if [ "${1:-six}" = six ]; then
     prior.dropout=0.1 prior.batch_size=32 prior.lr=5e-4 prior.warmup_steps=200
   run m2 maskgit 5 prior.dropout=0.1 prior.batch_size=32
 else
-  run p5 dcgan "${2:-3.2}" $old prior.d_input=both prior.d_augment=true
+  run p5 dcgan "${2:-7.5}" $old prior.d_input=both prior.d_augment=true --snapshots 3.2,5,6.5
 fi
 wait
 for f in /tmp/p?.log /tmp/m?.log; do
