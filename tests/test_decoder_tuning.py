@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
 
 from brainvq import decoder_tuning
 from brainvq.data import load_splits
@@ -145,6 +148,72 @@ def test_decoder_is_kept_only_if_samples_stay_as_varied(run_copy, monkeypatch, a
         assert (run_path / "decoder-maskgit.safetensors").exists()
 
 
+def _stop_at_call(monkeypatch, n, exc):
+    """Make the n-th tuning step raise exc (a crash or Ctrl-C) before it changes anything."""
+    calls = []
+
+    def loss(*a):
+        calls.append(1)
+        if len(calls) == n:
+            raise exc
+        return _tune_loss(*a)
+
+    monkeypatch.setattr(decoder_tuning, "_tune_loss", loss)
+
+
+def test_interrupted_tuning_resumes_where_it_stopped(run_copy, tmp_path, monkeypatch):
+    run_path, _ = _maskgit_run(run_copy)
+    twin = tmp_path / "twin"
+    shutil.copytree(run_path, twin)
+    monkeypatch.setattr(decoder_tuning, "sample_alikeness", lambda *a: [0.6, 0.6])
+    kw = dict(minutes=0, max_steps=6, lr=3e-3, progress=False)
+    whole = tune_decoder(str(twin), "maskgit", checkpoint_seconds=1e9, **kw)
+    assert whole["resumed_at"] == 0 and whole["steps"] == 6
+
+    state = decoder_tuning.tuning_state_path(load_run(run_path).dir, "maskgit")
+    _stop_at_call(monkeypatch, 4, RuntimeError("crash"))
+    with pytest.raises(RuntimeError, match="crash"):
+        tune_decoder(str(run_path), "maskgit", checkpoint_seconds=0, **kw)
+    assert state.exists() and not (run_path / "decoder-maskgit.safetensors").exists()
+    monkeypatch.setattr(decoder_tuning, "_tune_loss", _tune_loss)
+    slips = []
+    monkeypatch.setattr(
+        decoder_tuning, "slip_codes", lambda *a, **k: slips.append(1) or slip_codes(*a, **k)
+    )
+    res = tune_decoder(str(run_path), "maskgit", checkpoint_seconds=0, **kw)
+    # it went on after the 3 saved steps, with the saved slipped maps, to the same decoder
+    assert res["resumed_at"] == 3 and res["steps"] == 6 and slips == []
+    assert res["slipped_share"] == whole["slipped_share"]
+    a = load_file(str(twin / "decoder-maskgit.safetensors"))
+    b = load_file(str(run_path / "decoder-maskgit.safetensors"))
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert not state.exists() and not state.with_name("slipped.safetensors").exists()
+
+
+def test_ctrl_c_saves_the_tuning_and_fresh_or_other_settings_start_over(run_copy, monkeypatch):
+    run_path, _ = _maskgit_run(run_copy)
+    monkeypatch.setattr(decoder_tuning, "sample_alikeness", lambda *a: [0.6, 0.6])
+    state = decoder_tuning.tuning_state_path(load_run(run_path).dir, "maskgit")
+    kw = dict(minutes=0, max_steps=4, progress=False, checkpoint_seconds=1e9)
+    _stop_at_call(monkeypatch, 3, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        tune_decoder(str(run_path), "maskgit", **kw)
+    with safe_open(str(state), framework="pt") as f:
+        assert f.metadata()["steps"] == "2"  # saved on the interrupt, not by the clock
+    monkeypatch.setattr(decoder_tuning, "_tune_loss", _tune_loss)
+    other_seed = tune_decoder(str(run_path), "maskgit", seed=1, **kw)
+    assert other_seed["resumed_at"] == 0 and not state.exists()
+    _stop_at_call(monkeypatch, 3, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        tune_decoder(str(run_path), "maskgit", **kw)
+    monkeypatch.setattr(decoder_tuning, "_tune_loss", _tune_loss)
+    assert tune_decoder(str(run_path), "maskgit", fresh=True, **kw)["resumed_at"] == 0
+    state.write_bytes(b"not safetensors")
+    state.with_name("slipped.safetensors").write_bytes(b"nor this")
+    with pytest.warns(UserWarning, match="starts over"):
+        assert tune_decoder(str(run_path), "maskgit", **kw)["resumed_at"] == 0
+
+
 def test_decoder_tuning_refuses_priors_that_cannot_redraw(run_copy):
     run_path, _ = run_copy
     with pytest.raises(RunError, match="redraws codes"):
@@ -153,9 +222,13 @@ def test_decoder_tuning_refuses_priors_that_cannot_redraw(run_copy):
         tune_decoder(str(run_path), "maskgit", max_share=0, max_steps=1, progress=False)
 
 
-def test_cli_tune_decoder_then_sample(run_copy, tmp_path):
+def test_cli_tune_decoder_then_sample(run_copy, tmp_path, monkeypatch):
     run_path, _ = _maskgit_run(run_copy)
+    _stop_at_call(monkeypatch, 3, KeyboardInterrupt())  # an earlier tuning, interrupted
+    with pytest.raises(KeyboardInterrupt):
+        tune_decoder(str(run_path), "maskgit", minutes=0, max_steps=9, progress=False)
     r = brainvq("tune-decoder", "--run", str(run_path), "--max-minutes", "0.05", "--quiet")
+    assert "resumed an unfinished tuning at step 2" in r.stdout
     assert "decoder tuned to the maskgit prior" in r.stdout
     assert (run_path / "decoder-maskgit.safetensors").exists()
     r = brainvq(

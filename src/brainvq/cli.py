@@ -187,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
         "prior, given the rest, and tune a copy of the VQ-VAE decoder to turn such maps back into "
         "the real slices, beside the unchanged maps. Writes RUN/decoder-KIND.safetensors, which "
         "`sample`, `evaluate` and `run` then use to decode that prior's samples (and only while "
-        "that prior is not retrained); reconstructions keep the VQ-VAE's own decoder.",
+        "that prior is not retrained); reconstructions keep the VQ-VAE's own decoder. An "
+        "interrupted tuning (saved every 30 s and on Ctrl-C in RUN/state/decoder-KIND/) resumes "
+        "within the same budget unless --fresh.",
     )
     p.add_argument("--run", required=True, help="run folder with a trained maskgit prior")
     p.add_argument("--kind", choices=("maskgit",), default="maskgit", help="which prior (maskgit)")
@@ -197,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--data", help="data folder (default: the one the run was trained on)")
+    p.add_argument(
+        "--fresh", action="store_true", help="start over instead of resuming an unfinished tuning"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser(
@@ -386,7 +391,10 @@ def cmd_tune_decoder(args, overrides) -> int:
         seed=args.seed,
         data=args.data,
         progress=not args.quiet,
+        fresh=args.fresh,
     )
+    if res["resumed_at"]:
+        print(f"resumed an unfinished tuning at step {res['resumed_at']}")
     done = (
         f"{res['steps']} steps in {res['tune_seconds']:.0f}s on maps with "
         f"{res['slipped_share']:.1%} of codes redrawn; test reconstruction SSIM "
@@ -476,6 +484,7 @@ def _tune_decoder_in_run(args, overrides) -> None:
         max_share=0.5,
         seed=0,
         data=args.data,
+        fresh=args.fresh,
         quiet=args.quiet,
     )
     cmd_tune_decoder(tune, [])

@@ -11,6 +11,12 @@ The encoder and codebook are untouched, so the code maps, the priors and every r
 measure stay valid; the tuned decoder, RUN/decoder-<kind>.safetensors, is used only to decode
 that prior's samples, and only while the prior it was tuned on is the run's current one.
 
+Tuning is resumable: the slipped maps go to RUN/state/decoder-<kind>/slipped.safetensors once
+drawn, and the decoder, Adam's moments, the random state, the steps and seconds so far to
+tuning.safetensors beside it every ``checkpoint_seconds`` (and on Ctrl-C); a later call with the
+same prior and settings goes on from there within the same budget, and a finished tuning removes
+both.
+
 API::
 
     from brainvq.decoder_tuning import tune_decoder, tuned_vqvae
@@ -50,6 +56,7 @@ TUNABLE_KINDS = ("maskgit",)  # priors that can redraw codes given the rest of t
 # while every sample is the same (seen on the quick demo: diversity 0.60 -> 0.996). 0.05 is the
 # diversity tolerance the sample measures use.
 MAX_DIVERSITY_RISE = 0.05
+CHECKPOINT_SECONDS = 30.0  # how often an unfinished tuning is saved for resuming
 
 
 def decoder_path(run: RunDir, kind: str) -> Path:
@@ -60,6 +67,81 @@ def decoder_path(run: RunDir, kind: str) -> Path:
 def refusal_path(run: RunDir, kind: str) -> Path:
     """RUN/decoder-<kind>.refused.json: a tuning that was not kept, and for which prior."""
     return run.path / f"decoder-{kind}.refused.json"
+
+
+def tuning_state_path(run: RunDir, kind: str) -> Path:
+    """RUN/state/decoder-<kind>/tuning.safetensors: an unfinished tuning, to resume from (the
+    slipped maps it tunes on lie beside it in slipped.safetensors)."""
+    return run.stage_state(f"decoder-{kind}") / "tuning.safetensors"
+
+
+def _slipped_path(state_path: Path) -> Path:
+    return state_path.with_name("slipped.safetensors")
+
+
+def _new_tuner(run: Run, lr: float, seed: int):
+    """A trainable copy of the run's decoder (inside a VQ-VAE copy), its Adam, and the generator."""
+    vq = copy.deepcopy(run.vqvae).float()
+    vq.requires_grad_(False)
+    vq.decoder.requires_grad_(True).train()
+    return vq, torch.optim.Adam(vq.decoder.parameters(), lr=lr), torch.Generator().manual_seed(seed)
+
+
+def _save_slipped(state_path: Path, settings: dict, pool: torch.Tensor) -> None:
+    small = pool.max() < 2**15  # int16 holds any codebook up to 32768 codes
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"settings": json.dumps(settings, sort_keys=True)}
+    tensors = {"pool": pool.to(torch.int16 if small else torch.int32)}
+    atomic_save_safetensors(tensors, _slipped_path(state_path), meta)
+
+
+def _save_tuning(state_path: Path, settings: dict, vq: VQVAE, opt, gen, steps, seconds) -> None:
+    tensors = {f"decoder.{k}": v for k, v in vq.decoder.state_dict().items()}
+    for i, slots in opt.state_dict()["state"].items():
+        tensors.update({f"opt.{i}.{name}": v for name, v in slots.items()})
+    tensors["generator"] = gen.get_state()
+    meta = {"settings": json.dumps(settings, sort_keys=True), "steps": steps, "seconds": seconds}
+    atomic_save_safetensors(tensors, state_path, meta)
+
+
+def _load_tuning(state_path: Path, settings: dict, vq: VQVAE, opt, gen) -> tuple | None:
+    """Restore an unfinished tuning into vq's decoder, opt and gen: (pool, steps, seconds), or
+    None when there is none for these settings (another prior, share, seed ...) or it cannot be
+    read, and then vq, opt and gen may be half restored: build new ones."""
+    files = (state_path, _slipped_path(state_path))
+    if not all(f.exists() for f in files):
+        return None
+    want = json.dumps(settings, sort_keys=True)
+    try:
+        metas = []
+        for f in files:
+            with safe_open(str(f), framework="pt") as h:
+                metas.append(h.metadata() or {})
+        if any(m.get("settings") != want for m in metas):
+            return None
+        state = load_file(str(state_path))
+        vq.decoder.load_state_dict(
+            {k[len("decoder.") :]: v for k, v in state.items() if k.startswith("decoder.")}
+        )
+        opt_state = opt.state_dict()
+        slots: dict[int, dict] = {}
+        for k, v in state.items():
+            if k.startswith("opt."):
+                _, i, name = k.split(".", 2)
+                slots.setdefault(int(i), {})[name] = v
+        opt_state["state"] = slots
+        opt.load_state_dict(opt_state)
+        gen.set_state(state["generator"])
+        pool = load_file(str(files[1]))["pool"].long()
+        return pool, int(metas[0]["steps"]), float(metas[0]["seconds"])
+    except Exception as e:  # any unreadable state (safetensors has its own error type)
+        warnings.warn(f"{state_path}: unreadable ({e}); decoder tuning starts over", stacklevel=2)
+        return None
+
+
+def _clear_tuning(state_path: Path) -> None:
+    for f in (state_path, _slipped_path(state_path)):
+        f.unlink(missing_ok=True)
 
 
 def tuning_refused(run: RunDir, kind: str) -> bool:
@@ -123,6 +205,8 @@ def tune_decoder(
     data: str | None = None,
     progress: bool = True,
     check_samples: int = 16,
+    fresh: bool = False,
+    checkpoint_seconds: float = CHECKPOINT_SECONDS,
 ) -> dict:
     """Tune a copy of the run's decoder to ``kind``'s slips; write RUN/decoder-<kind>.safetensors.
 
@@ -131,7 +215,11 @@ def tune_decoder(
     ``minutes`` of tuning or ``max_steps`` steps (0 = no limit), whichever comes first. Returns
     the steps, seconds, and test reconstruction SSIM of both decoders on the real test maps, and
     the mean pairwise SSIM of ``check_samples`` prior samples decoded by each; the tuned decoder
-    is written only if that rises by at most MAX_DIVERSITY_RISE (``kept``)."""
+    is written only if that rises by at most MAX_DIVERSITY_RISE (``kept``).
+
+    An unfinished tuning of the same prior with the same settings is resumed (``resumed_at``:
+    its steps; 0 = started afresh) unless ``fresh``; ``minutes`` and ``max_steps`` count what it
+    had done."""
     if kind not in TUNABLE_KINDS:
         raise RunError(
             f"prior kind {kind!r}: decoder tuning needs a prior that redraws codes given the "
@@ -149,38 +237,76 @@ def tune_decoder(
     arrays = load_splits(root, run.config.data, progress=False)
     real = torch.from_numpy(np.asarray(maps["train"])).long()
     images = torch.from_numpy(np.asarray(arrays["train"], dtype=np.float32) / 255.0)[:, None]
-    gen = torch.Generator().manual_seed(seed)
+    settings = {
+        "prior_sha256": file_digest(prior_path(run.dir, kind)),
+        "maps": len(real),
+        "max_share": max_share,
+        "variants": variants,
+        "lr": lr,
+        "batch_size": batch_size,
+        "seed": seed,
+    }
+    state_path = tuning_state_path(run.dir, kind)
+    if fresh:
+        _clear_tuning(state_path)
     t0 = time.perf_counter()
-    pool = torch.stack([real] + [slip_codes(prior, real, max_share, gen) for _ in range(variants)])
+    vq, opt, gen = _new_tuner(run, lr, seed)
+    restored = _load_tuning(state_path, settings, vq, opt, gen)
+    if restored:
+        pool, steps, spent = restored
+    else:
+        vq, opt, gen = _new_tuner(run, lr, seed)
+        pool = torch.stack(
+            [real] + [slip_codes(prior, real, max_share, gen) for _ in range(variants)]
+        )
+        steps, spent = 0, 0.0
+    resumed_at = steps
     slip_seconds = time.perf_counter() - t0
-    vq = copy.deepcopy(run.vqvae).float()
-    vq.requires_grad_(False)
-    vq.decoder.requires_grad_(True).train()
-    opt = torch.optim.Adam(vq.decoder.parameters(), lr=lr)
+
+    def save() -> None:
+        seconds = spent + time.perf_counter() - t1
+        _save_tuning(state_path, settings, vq, opt, gen, steps, seconds)
+
     ssim_weight = run.config.train.ssim_loss_weight
-    steps, t1 = 0, time.perf_counter()
-    bar = tqdm(total=max_steps or None, desc=f"tuning decoder to {kind}", disable=not progress)
-    while (not max_steps or steps < max_steps) and (
-        minutes <= 0 or time.perf_counter() - t1 < minutes * 60
-    ):
-        idx = torch.randint(len(real), (batch_size,), generator=gen)
-        which = torch.randint(len(pool), (batch_size,), generator=gen)
-        loss = _tune_loss(vq, pool[which, idx], images[idx], ssim_weight)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite decoder tuning loss at step {steps}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        steps += 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+    t1 = last_save = time.perf_counter()
+    if not restored:  # the slipped maps cost minutes on a large prior: keep them at once
+        _save_slipped(state_path, settings, pool)
+        save()
+    bar = tqdm(
+        total=max_steps or None,
+        initial=steps,
+        desc=f"tuning decoder to {kind}",
+        disable=not progress,
+    )
+    try:
+        while (not max_steps or steps < max_steps) and (
+            minutes <= 0 or spent + time.perf_counter() - t1 < minutes * 60
+        ):
+            idx = torch.randint(len(real), (batch_size,), generator=gen)
+            which = torch.randint(len(pool), (batch_size,), generator=gen)
+            loss = _tune_loss(vq, pool[which, idx], images[idx], ssim_weight)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite decoder tuning loss at step {steps}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            steps += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+            if time.perf_counter() - last_save >= checkpoint_seconds:
+                save()
+                last_save = time.perf_counter()
+    except KeyboardInterrupt:
+        save()
+        raise
     bar.close()
+    tune_seconds = spent + time.perf_counter() - t1
     vq.eval()
     alike_vqvae, alike_tuned = sample_alikeness(prior, [run.vqvae, vq], check_samples, seed)
     kept = alike_tuned - alike_vqvae <= MAX_DIVERSITY_RISE
     meta = {
         "kind": f"decoder-{kind}",
-        "prior_sha256": file_digest(prior_path(run.dir, kind)),
+        "prior_sha256": settings["prior_sha256"],
         "steps": str(steps),
         "max_share": str(max_share),
     }
@@ -191,13 +317,15 @@ def tune_decoder(
         record = {"prior_sha256": meta["prior_sha256"]}
         record.update(samples_alike_vqvae=alike_vqvae, samples_alike_tuned=alike_tuned)
         atomic_write_text(refusal_path(run.dir, kind), json.dumps(record))
+    _clear_tuning(state_path)
     test = np.asarray(arrays["test"], dtype=np.float32) / 255.0
     test_maps = torch.from_numpy(np.asarray(maps["test"])).long()
     return {
         "kind": kind,
         "steps": steps,
+        "resumed_at": resumed_at,
         "slip_seconds": slip_seconds,
-        "tune_seconds": time.perf_counter() - t1,
+        "tune_seconds": tune_seconds,
         "slipped_share": float((pool[1:] != real).float().mean()) if variants else 0.0,
         "test_ssim_vqvae": _recon_ssim(run.vqvae, test_maps, test),
         "test_ssim_tuned": _recon_ssim(vq, test_maps, test),
