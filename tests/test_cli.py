@@ -12,7 +12,6 @@ from .conftest import CLI_ENV, TINY_OVERRIDES, brainvq, cli_args, tiny, write_sl
 
 def test_train_evaluate_end_to_end(keras_root, tmp_path):
     run = tmp_path / "run"
-    t0 = time.time()
     r = brainvq(
         *tiny("train-vqvae", keras_root, run),
         "--train.max_epochs",
@@ -20,10 +19,10 @@ def test_train_evaluate_end_to_end(keras_root, tmp_path):
     )
     assert "VQ-VAE trained" in r.stdout
     r = brainvq("evaluate", "--run", str(run))
-    assert "SSIM mean" in r.stdout
-    assert time.time() - t0 < 60
+    assert "SSIM mean" in r.stdout and "realism of recons" in r.stdout
     m = json.loads((run / "metrics.json").read_text())["vqvae"]
     assert m["n_test"] == 6 and 0 < m["ssim"]["mean"] <= 1 and m["codes_used"] >= 1
+    assert 0 < m["recon_realism_ratio"] < 2
     for fig in ("reconstructions.png", "vqvae_curves.png", "codebook_usage.png"):
         assert (run / "figures" / fig).stat().st_size > 1000
     assert (run / "vqvae.safetensors").exists() and (run / "config.toml").exists()

@@ -1,10 +1,12 @@
 import numpy as np
+import pytest
 import torch
 
 from brainvq.sample_metrics import (
     histogram_distance,
     mean_pairwise_ssim,
     nn_ssim,
+    realism_ratio,
     reference_stats,
     score_samples,
 )
@@ -74,3 +76,11 @@ def test_share_in_real_range_counts_samples_as_close_as_the_least_close_real_sli
     ref = reference_stats(train, test, candidates=0)
     s2, per2 = score_samples(np.concatenate([near, flat]), train, test, candidates=0, reference=ref)
     assert s2["share_in_real_range"] == s["share_in_real_range"] and "real_nn_ssim" not in per2
+
+
+def test_realism_ratio_of_real_slices_is_one_and_of_copies_above():
+    train, test = _set(10, 13), _set(4, 14)
+    assert realism_ratio(test, test, train, candidates=0) == pytest.approx(1.0, abs=1e-6)
+    assert realism_ratio(train[:4], test, train, candidates=0) > 1.0  # copies: NN-SSIM 1
+    flat = np.full((4, 32, 32), 0.5, np.float32)
+    assert realism_ratio(flat, test, train, candidates=0) < 1.0

@@ -55,6 +55,11 @@ def evaluate_vqvae(run_path: str, data: str | None = None) -> dict:
         "psnr": summarize(p),
         **book,
     }
+    train = np.asarray(arrays["train"])
+    if len(train):
+        from brainvq.sample_metrics import realism_ratio
+
+        result["recon_realism_ratio"] = realism_ratio(recons, test, train, cfg.eval.nn_candidates)
     figs = run.dir.figures
     recon_figure(x, recons, scores, figs / "reconstructions.png")
     log = read_csv_log(run.dir.logs / "vqvae" / "metrics.csv")
@@ -82,6 +87,9 @@ def format_table(result: dict) -> str:
         ("codes used", f"{result['codes_used']} ({result['codebook_usage']:.1%})"),
         ("perplexity", f"{result['perplexity']:.1f}"),
     ]
+    if "recon_realism_ratio" in result:
+        ratio = result["recon_realism_ratio"]
+        rows.append(("realism of recons", f"{ratio:.3f} (samples as good as real code maps)"))
     return _table(rows)
 
 

@@ -52,6 +52,15 @@ def histogram_distance(codes_a, codes_b, codebook_size: int) -> float:
     return float(0.5 * (a / a.sum() - b / b.sum()).abs().sum())
 
 
+def realism_ratio(images, test, train, candidates: int = 128) -> float:
+    """Mean NN-SSIM of images / mean NN-SSIM of the real test slices (1: as close to the
+    training slices as unseen real ones). Of a VQ-VAE's test reconstructions, it is what samples
+    as good as real code maps would score through that decoder."""
+    return float(
+        nn_ssim(images, train, candidates)[0].mean() / nn_ssim(test, train, candidates)[0].mean()
+    )
+
+
 def real_reference(train, test, candidates: int = 128) -> tuple[dict, dict]:
     """The real side of the sample measures: test slices' NN-SSIM, diversity and copy line, and
     per test slice its NN-SSIM and nearest training slice (`nn_ssim`, `nearest`)."""
