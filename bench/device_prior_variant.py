@@ -12,7 +12,8 @@ prior-KIND.safetensors and the training logs; a tar over 15 MiB is split into NA
 device tool returns files of up to 16 MiB; join with cat). With --snapshots the training stops at
 each of those minutes (counted over the whole training, as a resumed stage counts them), draws the
 same maps there (codes_mM_tTT in samples.npz) and keeps those weights (prior-KIND-mM.safetensors),
-then resumes up to MINUTES: one run gives the curve of sample quality against training time.
+then resumes up to MINUTES: one run gives the curve of sample quality against training time. The
+tar is rewritten after every snapshot, so a call cut off at its time limit still returns those.
 Score it back here with `python bench/score_device_samples.py OUT/NAME.tar` (or copy the weights
 into a run folder with the same VQ-VAE and run `brainvq evaluate --run RUN --kind KIND`).
 """
@@ -37,6 +38,40 @@ from brainvq.runs import load_run
 from brainvq.training.prior_stage import train_prior
 
 PART = 15 * 2**20
+
+
+def pack(args, run_dir: Path, summaries, codes, weights, wall: float, sample_s: float) -> float:
+    """OUT/NAME.tar (or its parts) with samples.npz, the weights files and the logs so far;
+    replaces an earlier pack. Returns its size in MiB."""
+    out = Path(args.out)
+    for old in [*out.glob(f"{args.name}.tar"), *out.glob(f"{args.name}.tar.part*")]:
+        old.unlink()
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        summary=json.dumps(summaries[-1]),
+        wall=wall,
+        sample_s=sample_s,
+        overrides=json.dumps(args.overrides),
+        snapshots=json.dumps(summaries),
+        **codes,
+    )
+    tar_path = Path("/tmp") / f"{args.name}.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        info = tarfile.TarInfo("samples.npz")
+        info.size = buf.tell()
+        buf.seek(0)
+        tar.addfile(info, buf)
+        for f in weights:
+            tar.add(f, f.name)
+        tar.add(run_dir / "logs", "logs")
+    data = tar_path.read_bytes()
+    if len(data) <= PART:
+        (out / f"{args.name}.tar").write_bytes(data)
+    else:
+        for i in range(0, len(data), PART):
+            (out / f"{args.name}.tar.part{i // PART}").write_bytes(data[i : i + PART])
+    return len(data) / 2**20
 
 
 def main() -> None:
@@ -92,37 +127,11 @@ def main() -> None:
             snap = run_dir / f"prior-{args.kind}-m{minutes:g}.safetensors"
             shutil.copyfile(weights, snap)
             kept.append(snap)
-    wall = time.time() - t0
-    summary = summaries[-1]
-    buf = io.BytesIO()
-    np.savez(
-        buf,
-        summary=json.dumps(summary),
-        wall=wall,
-        sample_s=sample_s,
-        overrides=json.dumps(args.overrides),
-        snapshots=json.dumps(summaries),
-        **codes,
-    )
-    tar_path = Path("/tmp") / f"{args.name}.tar"
-    with tarfile.open(tar_path, "w") as tar:
-        info = tarfile.TarInfo("samples.npz")
-        info.size = buf.tell()
-        buf.seek(0)
-        tar.addfile(info, buf)
-        for f in [*kept, run_dir / f"prior-{args.kind}.safetensors"]:
-            tar.add(f, f.name)
-        tar.add(run_dir / "logs", "logs")
-    data = tar_path.read_bytes()
-    if len(data) <= PART:
-        (out / f"{args.name}.tar").write_bytes(data)
-    else:
-        for i in range(0, len(data), PART):
-            (out / f"{args.name}.tar.part{i // PART}").write_bytes(data[i : i + PART])
-    print(
-        args.name,
-        f"sampled {len(codes)}x100 in {sample_s:.1f} s; packed {len(data) / 2**20:.1f} MiB",
-    )
+        else:
+            kept.append(weights)
+        # packed after every snapshot: a call cut off at its time limit still returns the rest
+        size = pack(args, run_dir, summaries, codes, kept, time.time() - t0, sample_s)
+        print(args.name, f"sampled {len(codes)}x100 in {sample_s:.1f} s; packed {size:.1f} MiB")
 
 
 if __name__ == "__main__":
