@@ -84,3 +84,28 @@ def test_realism_ratio_of_real_slices_is_one_and_of_copies_above():
     assert realism_ratio(train[:4], test, train, candidates=0) > 1.0  # copies: NN-SSIM 1
     flat = np.full((4, 32, 32), 0.5, np.float32)
     assert realism_ratio(flat, test, train, candidates=0) < 1.0
+
+
+def test_real_side_is_searched_once_for_the_same_slices(monkeypatch):
+    from brainvq import sample_metrics
+
+    train, test = _set(10, 15), _set(4, 16)
+    samples = _set(3, 17).astype(np.float32) / 255
+    queries = []
+
+    def counting(q, t, candidates=0):
+        queries.append(len(q))
+        return nn_ssim(q, t, candidates)
+
+    monkeypatch.setattr(sample_metrics, "nn_ssim", counting)
+    s1, per1 = score_samples(samples, train, test, candidates=0)
+    per1["real_nn_ssim"][:] = 0  # the caller's copy: the cached answer stays as it was
+    s2, per2 = score_samples(samples, train, test, candidates=0)
+    ratio = realism_ratio(samples, test, train, candidates=0)
+    assert queries == [4, 3, 3, 3]  # the 4 test slices searched once, the samples each time
+    assert s1 == s2 and per2["real_nn_ssim"].min() > 0
+    assert ratio == pytest.approx(s1["realism_ratio"], abs=1e-9)
+    changed = test.copy()
+    changed[0, 0, 0] ^= 1
+    score_samples(samples, train, changed, candidates=0)
+    assert queries[-2:] == [4, 3]  # other slices: searched again
