@@ -90,7 +90,7 @@ def main() -> int:
             np.savez(args.codes_out, codes=codes.numpy(), summary=json.dumps(summary), wall=wall)
             print(json.dumps(summary), f"wall {wall:.0f} s", f"codes {codes.unique().numel()}")
             return 0
-    images = torch.cat([run.vqvae.decode(codes[i : i + 50]) for i in range(0, len(codes), 50)])
+    images = run.vqvae.decode(codes, 50)
     arrays = load_splits(args.data, cfg.data, progress=False)
     test_codes = code_maps(run, args.data)["test"]
     t1 = time.time()

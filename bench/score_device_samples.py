@@ -83,11 +83,7 @@ def main() -> None:
             info = snaps.get(tag, final)
             minutes = tag[1:-1] if tag else "end"
             codes = torch.from_numpy(d[key]).long()
-            with torch.no_grad():
-                images = torch.cat(
-                    [run.vqvae.decode(codes[i : i + 50]) for i in range(0, len(codes), 50)]
-                )
-            images = images[:, 0].numpy()
+            images = run.vqvae.decode(codes, 50)[:, 0].numpy()
             s = {}
             for split, ref in refs.items():
                 s[split], _ = score_samples(

@@ -121,3 +121,13 @@ def test_lookup_rejects_out_of_range_codes():
     q = VectorQuantizer(8, 4)
     with pytest.raises(ValueError):
         q.lookup(torch.full((1, 2, 2), 8))
+
+
+def test_decode_in_batches_gives_the_same_images():
+    torch.manual_seed(0)
+    model = VQVAE(VQVAEConfig(**TINY)).eval()
+    codes = torch.randint(0, 32, (7, 4, 4))
+    whole = model.decode(codes)
+    assert whole.shape == (7, 1, 16, 16)
+    for b in (1, 3, 7, 50):
+        assert torch.allclose(model.decode(codes, b), whole, atol=1e-6), b

@@ -347,8 +347,7 @@ def sample_alikeness(prior, decoders: list[VQVAE], n: int = 16, seed: int = 0) -
 
 @torch.no_grad()
 def _recon_ssim(vq: VQVAE, maps: torch.Tensor, images: np.ndarray, batch_size: int = 64) -> float:
-    parts = [vq.decode(maps[i : i + batch_size]) for i in range(0, len(maps), batch_size)]
-    recons = torch.cat(parts)[:, 0].numpy()
+    recons = vq.decode(maps, batch_size)[:, 0].numpy()
     return float(np.mean([ssim_reference(images[i], recons[i]) for i in range(len(images))]))
 
 

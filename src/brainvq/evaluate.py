@@ -31,10 +31,7 @@ def run_data_root(run: Run, data: str | None) -> str:
 def reconstruct_all(run: Run, images: np.ndarray, batch_size: int = 64):
     """Codes (N, h, w) and reconstructions (N, S, S) float32 of uint8 slices."""
     codes = torch.from_numpy(encode_images(run, images, batch_size))
-    recons = [
-        run.vqvae.decode(codes[i : i + batch_size])[:, 0] for i in range(0, len(codes), batch_size)
-    ]
-    return codes, torch.cat(recons).numpy()
+    return codes, run.vqvae.decode(codes, batch_size)[:, 0].numpy()
 
 
 def evaluate_vqvae(run_path: str, data: str | None = None) -> dict:

@@ -39,9 +39,7 @@ def sample_images(
     temperature = t_default if temperature is None else temperature
     top_k = k_default if top_k is None else top_k
     codes = prior.sample(n, seed=seed, temperature=temperature, top_k=top_k, progress=progress)
-    images = torch.cat(
-        [vq.decode(codes[i : i + batch_size])[:, 0] for i in range(0, n, batch_size)]
-    )
+    images = vq.decode(codes, batch_size)[:, 0]
     seconds = time.perf_counter() - t0
     return {
         "codes": codes,

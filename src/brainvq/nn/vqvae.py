@@ -130,9 +130,14 @@ class VQVAE(nn.Module):
         return self.quantizer.nearest(z.permute(0, 2, 3, 1).reshape(-1, d)).view(b, h, w)
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Code maps (B, h, w) int64 -> images (B, 1, H, W) clamped to [0, 1]."""
-        return self.decode_latents(self.quantizer.lookup(codes)).clamp(0, 1)
+    def decode(self, codes: torch.Tensor, batch_size: int = 0) -> torch.Tensor:
+        """Code maps (B, h, w) int64 -> images (B, 1, H, W) clamped to [0, 1], ``batch_size``
+        maps at a time (0 = all at once)."""
+        if not batch_size or len(codes) <= batch_size:
+            return self.decode_latents(self.quantizer.lookup(codes)).clamp(0, 1)
+        return torch.cat(
+            [self.decode(codes[i : i + batch_size]) for i in range(0, len(codes), batch_size)]
+        )
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Embedded code maps (B, D, h, w) -> raw decoder output (differentiable)."""
