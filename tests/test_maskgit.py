@@ -100,3 +100,74 @@ def test_maskgit_config_is_validated(key, value):
     setattr(cfg.prior, key, value)
     with pytest.raises(ConfigError, match=f"prior.{key}"):
         cfg.validate()
+
+
+def test_hide_with_a_share_hides_exactly_that_many_codes():
+    net = tiny_net()
+    codes = torch.randint(0, K, (50, 6, 6))
+    tokens, hidden = net.hide(codes, torch.Generator().manual_seed(1), share=0.25)
+    assert (hidden.flatten(1).sum(1) == 9).all()  # round(0.25 * 36), in every map
+    assert (tokens[hidden] == K).all() and torch.equal(tokens[~hidden], codes[~hidden])
+    _, tiny_share = net.hide(codes, torch.Generator().manual_seed(1), share=0.001)
+    assert (tiny_share.flatten(1).sum(1) == 1).all()  # never none
+
+
+def test_generate_from_a_start_keeps_its_codes_and_joins_the_schedule_late():
+    net = tiny_net()
+    calls = []
+    net.blocks[0].register_forward_hook(lambda *a: calls.append(1))
+    codes = torch.randint(0, K, (4, 6, 6))
+    g = torch.Generator().manual_seed(0)
+    start, hidden = net.hide(codes, g, share=0.25)
+    out = net.generate(4, (6, 6), categorical_picker(1.0, 0, g), 8, 4.5, g, None, start)
+    assert torch.equal(out[~hidden], codes[~hidden]) and int(out.max()) < K
+    # a quarter hidden is where the cosine schedule stands after 6.7 of 8 steps: 2 passes, not 8
+    assert len(calls) == 2
+    uneven = start.clone()
+    uneven[0, 0, 0] = K if uneven[0, 0, 0] != K else 0
+    with pytest.raises(ValueError, match="same number"):
+        net.generate(4, (6, 6), categorical_picker(1.0, 0, g), 8, 4.5, g, None, uneven)
+
+
+def test_vary_redraws_the_share_given_the_rest_and_repeats_under_a_seed():
+    prior, train = fitted_prior("maskgit", 300, maskgit_steps=12)
+    anchors = train[:32]
+    out = prior.vary(anchors, 0.3, seed=2)
+    assert out.shape == anchors.shape and out.dtype == torch.int64
+    changed = (out != anchors).flatten(1).float().mean(1)
+    assert changed.max() <= 11 / 36  # only the hidden share (round(0.3 * 36) = 11) can change
+    # the fitted prior fills the hidden codes in keeping with the rest: rows stay one code
+    assert (out == out[:, :, :1]).float().mean() > 0.95
+    assert torch.equal(out, prior.vary(anchors, 0.3, seed=2))
+    assert not torch.equal(prior.vary(anchors, 1.0, seed=3), anchors)  # share 1: new maps
+    with pytest.raises(ValueError, match="share"):
+        prior.vary(anchors, 0.0)
+    with pytest.raises(ValueError, match="shape"):
+        prior.vary(anchors[:, :5], 0.5)
+
+
+def test_only_maskgit_can_vary():
+    prior, train = fitted_prior("transformer", 1)
+    with pytest.raises(RunError, match="maskgit"):
+        prior.vary(train[:2], 0.5)
+
+
+def test_sample_like_writes_variations_of_given_slices(run_copy, tmp_path, capsys):
+    from brainvq.cli import main
+
+    run_path, root = run_copy
+    train_prior(str(run_path), ar_prior("maskgit", maskgit_steps=3), data=str(root), progress=False)
+    slices = sorted((root / "keras_png_slices_test").glob("*.png"))[:2]
+    out = tmp_path / "var"
+    args = ["sample", "--run", str(run_path), "--kind", "maskgit", "-n", "3", "--quiet"]
+    rc = main([*args, "--like", *map(str, slices), "--redraw", "0.5", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.glob("variation_*.png")) == [
+        f"variation_000{i}.png" for i in range(3)
+    ]
+    assert (out / "like_pairs.png").exists() and (out / "grid.png").exists()
+    assert "3 variations of 2 slice(s)" in capsys.readouterr().out
+    assert main([*args, "--redraw", "0.5"]) == 2  # --redraw without --like
+    assert "--like" in capsys.readouterr().err
+    assert main([*args, "--like", str(tmp_path / "none.png")]) == 2
+    assert "no such file" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import warnings
@@ -84,6 +85,17 @@ def _positive(text: str) -> float:
         value = float("nan")
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r}: must be a number > 0")
+    return value
+
+
+def _share(text: str) -> float:
+    """argparse type: a share in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a share in (0, 1], e.g. 0.5")
     return value
 
 
@@ -171,11 +183,26 @@ def build_parser() -> argparse.ArgumentParser:
         "sample",
         help="draw new slices from a run's prior: PNGs and a grid",
         description="Sample N code maps from the prior, decode them and write RUN/samples/ "
-        "(or --out): sample_0000.png ... and grid.png. The same --seed gives the same slices.",
+        "(or --out): sample_0000.png ... and grid.png. The same --seed gives the same slices. "
+        "With --like, draw variations of given slices instead (maskgit prior): each slice is "
+        "encoded, --redraw of its codes are hidden at random and drawn anew given the rest, and "
+        "like_pairs.png shows each slice above its variation. A variation is an edit of that "
+        "slice, not a new brain: at --redraw 0.5 its nearest training slice is the slice itself.",
     )
     p.add_argument("--run", required=True, help="run folder")
     _add_sampling_args(
         p, n=(64, "how many slices (default 64)"), seed=(0, "random seed (default 0)")
+    )
+    p.add_argument(
+        "--like",
+        nargs="+",
+        metavar="IMAGE",
+        help="PNG/JPEG slices or folders of them to draw variations of (taken in turn)",
+    )
+    p.add_argument(
+        "--redraw",
+        type=_share,
+        help="with --like: share of each slice's codes drawn anew, in (0, 1] (default 0.5)",
     )
     p.add_argument("--out", help="output folder (default RUN/samples)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -359,23 +386,73 @@ def cmd_sample(args, overrides) -> int:
 
     if args.n < 1:
         raise RunError(f"-n {args.n}: ask for at least one sample")
+    if args.redraw is not None and not args.like:
+        raise RunError("--redraw: only with --like IMAGE... (the slices to draw variations of)")
     run = load_run(args.run)
     kind = _pick_kind(run, args.kind)
+    prior = load_prior(run, kind)
+    out = Path(args.out) if args.out else run.dir.path / "samples"
+    if args.like:
+        return _sample_variations(args, run, prior, out)
     drawn = sample_images(
         run,
-        load_prior(run, kind),
+        prior,
         args.n,
         args.seed,
         temperature=args.temperature,
         top_k=args.top_k,
         progress=not getattr(args, "quiet", False),
     )
-    out = Path(args.out) if args.out else run.dir.path / "samples"
     grid = write_samples(drawn["images"], out)
     print(
         f"{args.n} {kind} samples in {drawn['seconds']:.2f}s "
         f"({drawn['samples_per_second']:.1f}/s{', tuned decoder' * (drawn['decoder'] == 'tuned')})"
         f" -> {out}/sample_*.png, grid {grid}"
+    )
+    return 0
+
+
+def _sample_variations(args, run, prior, out: Path) -> int:
+    """`sample --like`: variations of the named slices, with the slice-above-variation figure."""
+    import numpy as np
+    import torch
+
+    from brainvq.codes import encode_images
+    from brainvq.data import read_named_slices
+    from brainvq.errors import RunError
+    from brainvq.report import image_grid
+    from brainvq.sampling import vary_images, write_samples
+
+    if not prior.can_vary:
+        raise RunError(
+            f"--like: the {prior.kind} prior cannot redraw part of a slice; "
+            "train a maskgit prior (`brainvq train-prior --kind maskgit`) and pass --kind maskgit"
+        )
+    share = 0.5 if args.redraw is None else args.redraw
+    files, images = read_named_slices(args.like, run.config.data.image_size)
+    codes = torch.from_numpy(encode_images(run, images, run.config.eval.batch_size))
+    drawn = vary_images(
+        run,
+        prior,
+        codes,
+        args.n,
+        share,
+        args.seed,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        progress=not args.quiet,
+    )
+    grid = write_samples(drawn["images"], out, prefix="variation")
+    shown = min(8, args.n)
+    originals = images[drawn["anchor"][:shown]] / 255.0
+    pairs = image_grid(
+        np.concatenate([originals, drawn["images"][:shown]]), out / "like_pairs.png", ncol=shown
+    )
+    changed = (drawn["codes"] != codes[drawn["anchor"]]).float().mean().item()
+    print(
+        f"{args.n} variations of {len(files)} slice(s) by the {prior.kind} prior, {share:.0%} of "
+        f"codes redrawn ({changed:.1%} changed), in {drawn['seconds']:.2f}s -> "
+        f"{out}/variation_*.png, grid {grid}, slices above variations {pairs}"
     )
     return 0
 

@@ -203,6 +203,30 @@ def decode_slice(path: Path) -> tuple[np.ndarray, str | None]:
         ) from None
 
 
+def named_slice_files(paths: list[str]) -> list[Path]:
+    """The image files named, and those inside the folders named, in order."""
+    files: list[Path] = []
+    for name in paths:
+        p = Path(name)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DataError(f"{p}: no PNG/JPEG slices in this folder")
+            files.extend(found)
+        elif p.exists():
+            files.append(p)
+        else:
+            raise DataError(f"{p}: no such file or folder")
+    return files
+
+
+def read_named_slices(paths: list[str], size: int) -> tuple[list[Path], np.ndarray]:
+    """The slices named on a command line (files or folders of them): their paths and the
+    images (N, size, size) uint8, each centre-padded to a square and resized."""
+    files = named_slice_files(paths)
+    return files, np.stack([to_square(decode_slice(f)[0], size) for f in files])
+
+
 def cache_root(cfg: DataConfig) -> Path:
     """Folder of the decoded uint8 caches."""
     if cfg.cache_dir:

@@ -8,6 +8,8 @@ Every prior is a ``Prior``:
 - ``log_likelihood(codes) -> (B,)`` natural-log likelihood of each code map, and
   ``bits_per_code(codes)``, the same as -log2 p / (h * w). Only the autoregressive priors have
   one (``has_likelihood``); the DCGAN and MaskGIT define none and raise a RunError there.
+- ``vary(codes, share, seed) -> LongTensor``: variations of given code maps, ``share`` of each
+  one's codes drawn anew given the rest; only where ``can_vary`` (maskgit), else a RunError.
 - ``save(path, cfg)``; ``load_prior(run, kind)`` loads ``RUN/prior-<kind>.safetensors`` (weights,
   the codebook it was trained on, the config TOML in the file's metadata: loading runs no code).
 - Fitting is ``brainvq.training.prior_stage.train_prior`` (``brainvq train-prior --kind KIND``).
@@ -88,6 +90,7 @@ class Prior(nn.Module):
 
     kind = "prior"
     has_likelihood = False  # True where log_likelihood is exact (the autoregressive priors)
+    can_vary = False  # True where vary() can redraw part of a given map (maskgit)
 
     def __init__(self, codebook: torch.Tensor, code_size: int) -> None:
         super().__init__()
@@ -104,6 +107,39 @@ class Prior(nn.Module):
         seeded) for any other randomness; ``progress(k)``: k more codes of each map drawn."""
         raise NotImplementedError
 
+    def _vary(self, codes: torch.Tensor, share: float, pick, generator: torch.Generator, progress):
+        """Code maps (B, h, w) with ``share`` of each one's codes hidden and drawn anew given the
+        rest (priors with ``can_vary``: those that fill in codes given both sides)."""
+        raise NotImplementedError
+
+    def _batched(
+        self,
+        n: int,
+        seed: int,
+        temperature: float,
+        top_k: int,
+        batch_size: int,
+        progress: bool,
+        draw,
+        per_map: int = 0,
+    ) -> torch.LongTensor:
+        """``draw(start, count, pick, generator, bar_update)`` over batches, in eval mode, with one
+        seeded CPU generator, a categorical picker and one progress bar counting the codes drawn
+        (``per_map`` of each map; 0 = all)."""
+        was_training = self.training
+        self.eval()
+        gen = torch.Generator().manual_seed(int(seed))
+        pick = categorical_picker(temperature, top_k, gen)
+        total = n * (per_map or self.code_size * self.code_size)
+        bar = tqdm(total=total, desc=f"{self.kind} sampling", unit="code", disable=not progress)
+        out = []
+        for s in range(0, n, batch_size):
+            b = min(batch_size, n - s)
+            out.append(draw(s, b, pick, gen, lambda k, b=b: bar.update(k * b)).cpu())
+        bar.close()
+        self.train(was_training)
+        return torch.cat(out).long()
+
     @torch.no_grad()
     def sample(
         self,
@@ -117,19 +153,55 @@ class Prior(nn.Module):
         """n new code maps (n, h, w) int64 in [0, K); the same seed gives the same maps."""
         if n < 1:
             raise ValueError(f"n = {n}: ask for at least one sample")
-        was_training = self.training
-        self.eval()
-        gen = torch.Generator().manual_seed(int(seed))
-        pick = categorical_picker(temperature, top_k, gen)
-        total = n * self.code_size * self.code_size
-        bar = tqdm(total=total, desc=f"{self.kind} sampling", unit="code", disable=not progress)
-        out = []
-        for s in range(0, n, batch_size):
-            b = min(batch_size, n - s)
-            out.append(self._draw(b, pick, gen, lambda k, b=b: bar.update(k * b)).cpu())
-        bar.close()
-        self.train(was_training)
-        return torch.cat(out).long()
+        return self._batched(
+            n,
+            seed,
+            temperature,
+            top_k,
+            batch_size,
+            progress,
+            lambda s, b, pick, gen, done: self._draw(b, pick, gen, done),
+        )
+
+    @torch.no_grad()
+    def vary(
+        self,
+        codes: torch.Tensor,
+        share: float,
+        seed: int = 0,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        batch_size: int = 100,
+        progress: bool = False,
+    ) -> torch.LongTensor:
+        """Variations of given code maps (B, h, w): in each, ``share`` of the codes (at random
+        positions, rounded, at least one) hidden and drawn anew by the prior given the rest;
+        the other codes stay. share 1 draws whole new maps. The same seed gives the same maps.
+
+        Each variation stays near its map: how near is set by ``share`` (see
+        bench/anchored_realism.py). It is an edit of that slice, not a new brain."""
+        if not self.can_vary:
+            raise RunError(
+                f"prior kind {self.kind!r} cannot redraw part of a given map; "
+                "variations need a maskgit prior"
+            )
+        if not 0 < share <= 1:
+            raise ValueError(f"share {share}: must be in (0, 1]")
+        if codes.ndim != 3 or codes.shape[1:] != (self.code_size, self.code_size):
+            raise ValueError(
+                f"code maps of shape {tuple(codes.shape)}: this prior takes "
+                f"(B, {self.code_size}, {self.code_size})"
+            )
+        codes = codes.long()
+
+        def draw(s, b, pick, gen, done):
+            return self._vary(codes[s : s + b], share, pick, gen, done)
+
+        t = self.code_size * self.code_size
+        per_map = min(t, max(1, round(share * t)))  # as MaskedCodeTransformer.hide rounds
+        return self._batched(
+            len(codes), seed, temperature, top_k, batch_size, progress, draw, per_map
+        )
 
     def log_likelihood(self, codes: torch.Tensor) -> torch.Tensor:
         """ln p(code map) of each map in codes (B, h, w) -> (B,)."""
@@ -342,6 +414,7 @@ class MaskGITPrior(Prior):
     *hidden* code of maps with a scheduled share hidden, not -log2 p(map)."""
 
     kind = "maskgit"
+    can_vary = True
 
     def __init__(self, pcfg: PriorConfig, codebook: torch.Tensor, code_size: int) -> None:
         super().__init__(codebook, code_size)
@@ -366,6 +439,13 @@ class MaskGITPrior(Prior):
     def _draw(self, n: int, pick, generator, progress) -> torch.Tensor:
         size = (self.code_size, self.code_size)
         return self.net.generate(n, size, pick, self.steps, self.noise, generator, progress)
+
+    def _vary(self, codes: torch.Tensor, share: float, pick, generator, progress) -> torch.Tensor:
+        size = (self.code_size, self.code_size)
+        tokens, _ = self.net.hide(codes.to(self.codebook.device), generator, share)
+        return self.net.generate(
+            len(tokens), size, pick, self.steps, self.noise, generator, progress, tokens
+        )
 
 
 PRIOR_CLASSES: dict[str, type[Prior]] = {

@@ -14,6 +14,31 @@ from brainvq.report import image_grid
 from brainvq.runs import Run, atomic_write_bytes
 
 
+def _drawn(run: Run, prior, draw, n: int, batch_size: int, temperature, top_k) -> dict:
+    """Code maps from ``draw(temperature, top_k)`` decoded to images, timed: the dict that
+    sample_images and vary_images return."""
+    from brainvq.decoder_tuning import tuned_vqvae
+
+    t0 = time.perf_counter()
+    tuned = tuned_vqvae(run, prior.kind)
+    vq = run.vqvae if tuned is None else tuned
+    t_default, k_default = getattr(prior, "sampling", (1.0, 0))
+    temperature = t_default if temperature is None else temperature
+    top_k = k_default if top_k is None else top_k
+    codes = draw(temperature, top_k)
+    images = vq.decode(codes, batch_size)[:, 0]
+    seconds = time.perf_counter() - t0
+    return {
+        "codes": codes,
+        "images": images.numpy(),
+        "seconds": seconds,
+        "samples_per_second": n / max(seconds, 1e-9),
+        "temperature": temperature,
+        "top_k": top_k,
+        "decoder": "vqvae" if tuned is None else "tuned",
+    }
+
+
 @torch.no_grad()
 def sample_images(
     run: Run,
@@ -30,26 +55,37 @@ def sample_images(
     made the images: "tuned" where the run holds a decoder tuned to this prior
     (brainvq.decoder_tuning), else "vqvae".
     """
-    from brainvq.decoder_tuning import tuned_vqvae
 
-    t0 = time.perf_counter()
-    tuned = tuned_vqvae(run, prior.kind)
-    vq = run.vqvae if tuned is None else tuned
-    t_default, k_default = getattr(prior, "sampling", (1.0, 0))
-    temperature = t_default if temperature is None else temperature
-    top_k = k_default if top_k is None else top_k
-    codes = prior.sample(n, seed=seed, temperature=temperature, top_k=top_k, progress=progress)
-    images = vq.decode(codes, batch_size)[:, 0]
-    seconds = time.perf_counter() - t0
-    return {
-        "codes": codes,
-        "images": images.numpy(),
-        "seconds": seconds,
-        "samples_per_second": n / max(seconds, 1e-9),
-        "temperature": temperature,
-        "top_k": top_k,
-        "decoder": "vqvae" if tuned is None else "tuned",
-    }
+    def draw(t, k):
+        return prior.sample(n, seed=seed, temperature=t, top_k=k, progress=progress)
+
+    return _drawn(run, prior, draw, n, batch_size, temperature, top_k)
+
+
+@torch.no_grad()
+def vary_images(
+    run: Run,
+    prior,
+    codes: torch.Tensor,
+    n: int,
+    share: float,
+    seed: int = 0,
+    batch_size: int = 64,
+    temperature: float | None = None,
+    top_k: int | None = None,
+    progress: bool = False,
+) -> dict:
+    """n variations of the given code maps (B, h, w), taken in turn (variation i is of map
+    i mod B), with ``share`` of each one's codes redrawn by the prior (Prior.vary): the same
+    dict as sample_images plus "anchor" (n,), the index of each variation's map."""
+    anchor = torch.arange(n) % len(codes)
+
+    def draw(t, k):
+        return prior.vary(codes[anchor], share, seed, t, k, progress=progress)
+
+    out = _drawn(run, prior, draw, n, batch_size, temperature, top_k)
+    out["anchor"] = anchor.numpy()
+    return out
 
 
 def write_samples(images: np.ndarray, folder: Path, prefix: str = "sample") -> Path:

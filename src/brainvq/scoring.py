@@ -10,34 +10,15 @@ real test slices: a slice above their 99th percentile is marked unusual.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from brainvq.codes import code_maps, encode_images
-from brainvq.data import IMAGE_SUFFIXES, decode_slice, to_square
+from brainvq.data import read_named_slices
 from brainvq.errors import DataError, RunError
 from brainvq.evaluate import run_data_root
 from brainvq.priors import load_prior
 from brainvq.runs import Run
-
-
-def slice_files(paths: list[str]) -> list[Path]:
-    """The image files named, and those inside the folders named, in order."""
-    files: list[Path] = []
-    for name in paths:
-        p = Path(name)
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise DataError(f"{p}: no PNG/JPEG slices in this folder")
-            files.extend(found)
-        elif p.exists():
-            files.append(p)
-        else:
-            raise DataError(f"{p}: no such file or folder")
-    return files
 
 
 def test_reference(run: Run, prior, data: str | None) -> np.ndarray | None:
@@ -55,9 +36,7 @@ def test_reference(run: Run, prior, data: str | None) -> np.ndarray | None:
 def score_files(run: Run, paths: list[str], kind: str, data: str | None = None) -> dict:
     """Bits per code of each slice file under the run's `kind` prior, with the test reference."""
     prior = load_prior(run, kind)
-    files = slice_files(paths)
-    size = run.config.data.image_size
-    images = np.stack([to_square(decode_slice(f)[0], size) for f in files])
+    files, images = read_named_slices(paths, run.config.data.image_size)
     codes = torch.from_numpy(encode_images(run, images, run.config.eval.batch_size))
     bits = prior.bits_per_code(codes).numpy()
     ref = test_reference(run, prior, data)

@@ -50,17 +50,24 @@ class MaskedCodeTransformer(CodeTransformer):
         return flat
 
     def hide(
-        self, codes: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        codes: torch.Tensor,
+        generator: torch.Generator | None = None,
+        share: float | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """A training input: codes (B, h, w) with a scheduled random share of each map hidden.
+        """codes (B, h, w) with some of each map's codes hidden, at random positions.
 
-        Returns (tokens with the mask token where hidden, boolean hidden mask), both (B, h, w).
-        At least one code of each map is hidden. ``generator`` (CPU) makes it repeatable."""
+        ``share`` None (training): each map hides a share drawn from the cosine schedule; a float
+        in (0, 1]: every map hides that share, rounded to whole codes. Returns (tokens with the
+        mask token where hidden, boolean hidden mask), both (B, h, w). At least one code of each
+        map is hidden. ``generator`` (CPU) makes it repeatable."""
         b = codes.shape[0]
         flat = codes.reshape(b, -1)
         t = flat.shape[1]
-        r = torch.rand(b, 1, generator=generator)
-        n_hidden = (hidden_share(r) * t).ceil().clamp(1, t).to(flat.device)
+        r = torch.rand(b, 1, generator=generator) if share is None else None
+        wanted = hidden_share(r) * t if share is None else torch.full((b, 1), float(share) * t)
+        rounding = torch.ceil if share is None else torch.round
+        n_hidden = rounding(wanted).clamp(1, t).to(flat.device)
         rank = torch.rand(b, t, generator=generator).argsort(1).argsort(1).to(flat.device)
         hidden = rank < n_hidden
         return flat.masked_fill(hidden, self.mask_token).view_as(codes), hidden.view_as(codes)
@@ -92,19 +99,30 @@ class MaskedCodeTransformer(CodeTransformer):
         noise: float,
         generator: torch.Generator,
         progress: Callable[[int], None] | None = None,
+        start: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """n code maps of ``size`` in ``steps`` parallel steps.
 
         ``pick(logits (m, K)) -> codes (m,)`` draws the hidden codes; ``noise`` scales the Gumbel
         noise on the confidences (0 = keep strictly the most confident); ``generator`` (CPU)
-        draws that noise."""
+        draws that noise. ``start`` (n, h, w): tokens to finish instead of all-hidden maps, the
+        same number hidden (the mask token) in each; decoding joins the schedule at the step
+        where that share is still hidden, and visible codes are never changed."""
         h, w = size
         self._check_size(h, w)
         t = h * w
         dev = self.pos.device
-        tokens = torch.full((n, t), self.mask_token, dtype=torch.long, device=dev)
-        n_hidden = t
-        for s in range(steps):
+        if start is None:
+            tokens = torch.full((n, t), self.mask_token, dtype=torch.long, device=dev)
+        else:
+            tokens = start.reshape(n, t).to(dev).clone()
+        counts = (tokens == self.mask_token).sum(1)
+        n_hidden = int(counts[0]) if n else 0
+        if not (counts == n_hidden).all():
+            raise ValueError("start maps must each hide the same number of codes")
+        # progress r at which the cosine schedule has n_hidden / t still hidden
+        first = int(math.floor(steps * 2 / math.pi * math.acos(min(1.0, n_hidden / t))))
+        for s in range(min(first, steps - 1) if n_hidden else steps, steps):
             hidden = tokens == self.mask_token
             logits = self._logits(tokens, 0, None)[hidden]  # (n * n_hidden, K)
             drawn = pick(logits)
