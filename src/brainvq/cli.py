@@ -576,7 +576,15 @@ def cmd_run(args, overrides) -> int:
     _tune_decoder_in_run(args, overrides)
     cmd_sample(
         argparse.Namespace(
-            run=args.run, n=64, seed=0, kind=args.kind, out=None, temperature=None, top_k=None
+            run=args.run,
+            n=64,
+            seed=0,
+            kind=args.kind,
+            out=None,
+            temperature=None,
+            top_k=None,
+            like=None,
+            redraw=None,
         ),
         [],
     )
