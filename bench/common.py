@@ -47,9 +47,14 @@ def result_block(
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     block = f"\n## {heading}, {when}\n\nMachine: {where or machine()}\n{text}\n"
     if columns:
-        block += f"\n| {' | '.join(columns)} |\n|{'---|' * len(columns)}\n"
-        block += "".join(f"| {' | '.join(map(str, r))} |\n" for r in rows)
+        block += "\n" + markdown_table(columns, rows)
     return block
+
+
+def markdown_table(columns: list[str], rows) -> str:
+    """A markdown table: header, rule, one line per row."""
+    head = f"| {' | '.join(columns)} |\n|{'---|' * len(columns)}\n"
+    return head + "".join(f"| {' | '.join(map(str, r))} |\n" for r in rows)
 
 
 def append_result(path: Path, title: str, block: str) -> None:

@@ -173,6 +173,7 @@ def test_run_end_to_end_with_prior_and_repeatable_sampling(keras_root, tmp_path)
         "dcgan_code_map.png",
         "prior_dcgan_curves.png",
         "dcgan_nn_ssim.png",
+        "dcgan_neighbour_profile.png",
         "real_nearest_pairs.png",
     ):
         assert (run / "figures" / fig).exists(), fig

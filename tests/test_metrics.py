@@ -1,7 +1,14 @@
 import numpy as np
 import torch
 
-from brainvq.metrics import codebook_stats, max_ssim_against, psnr, ssim, ssim_reference
+from brainvq.metrics import (
+    codebook_stats,
+    max_ssim_against,
+    psnr,
+    ssim,
+    ssim_reference,
+    top_ssim_against,
+)
 
 
 def test_torch_ssim_matches_skimage():
@@ -28,6 +35,22 @@ def test_max_ssim_against_finds_the_copy():
     assert best[1] < 0.5
     best_self, where_self = max_ssim_against(refs, refs, exclude_self=True)
     assert torch.all(where_self != torch.arange(10)) and best_self.max() < 0.5
+
+
+def test_top_ssim_against_ranks_every_ref_like_a_full_sort():
+    g = torch.Generator().manual_seed(1)
+    refs = torch.rand(12, 1, 24, 24, generator=g)
+    refs[5] = (refs[2] + 0.05 * torch.randn(1, 24, 24, generator=g)).clamp(0, 1)  # near refs[2]
+    queries = torch.stack([refs[2], torch.rand(1, 24, 24, generator=g)])
+    best, where = top_ssim_against(queries, refs, 4, chunk=5)
+    full = torch.stack([ssim(q[None].expand(12, -1, -1, -1), refs) for q in queries])
+    assert torch.allclose(best, full.sort(1, descending=True).values[:, :4], atol=1e-6)
+    assert where[0, :2].tolist() == [2, 5] and best[0, 0] > 0.999  # itself, then its near-twin
+    assert torch.all(best[:, :-1] >= best[:, 1:])
+    one, at = max_ssim_against(queries, refs, chunk=5)
+    assert torch.equal(one, best[:, 0]) and torch.equal(at, where[:, 0])
+    short, _ = top_ssim_against(queries, refs, 2, candidates=3)  # shortlist of the 3 nearest
+    assert torch.allclose(short[0], best[0, :2])
 
 
 def test_psnr_and_codebook_stats():

@@ -5,6 +5,8 @@ import torch
 from brainvq.sample_metrics import (
     histogram_distance,
     mean_pairwise_ssim,
+    near_twins,
+    neighbours,
     nn_ssim,
     realism_ratio,
     reference_stats,
@@ -95,9 +97,16 @@ def test_real_side_is_searched_once_for_the_same_slices(monkeypatch):
 
     def counting(q, t, candidates=0):
         queries.append(len(q))
-        return nn_ssim(q, t, candidates)
+        return searches(q, t, candidates)
 
-    monkeypatch.setattr(sample_metrics, "nn_ssim", counting)
+    searches = sample_metrics.neighbours
+    monkeypatch.setattr(sample_metrics, "neighbours", counting)
+
+    def nearest(q, t, candidates=0):
+        top, where = counting(q, t, candidates)
+        return top[:, 0], where[:, 0]
+
+    monkeypatch.setattr(sample_metrics, "nn_ssim", nearest)
     s1, per1 = score_samples(samples, train, test, candidates=0)
     per1["real_nn_ssim"][:] = 0  # the caller's copy: the cached answer stays as it was
     s2, per2 = score_samples(samples, train, test, candidates=0)
@@ -109,3 +118,39 @@ def test_real_side_is_searched_once_for_the_same_slices(monkeypatch):
     changed[0, 0, 0] ^= 1
     score_samples(samples, train, changed, candidates=0)
     assert queries[-2:] == [4, 3]  # other slices: searched again
+
+
+def _brains(n_brains: int, per_brain: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random 48x48 "brains" (N, 1, 48, 48) and per_brain noisy "slices" of each, brain-major."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(n_brains, 1, 48, 48, generator=g)
+    noise = 0.08 * torch.randn(n_brains, per_brain, 48, 48, generator=g)
+    slices = (base + noise).clamp(0, 1).reshape(-1, 1, 48, 48)
+    return base, slices
+
+
+def test_near_twins_tell_a_seen_brain_from_a_new_one():
+    bases, train = _brains(20, 3, seed=0)  # 60 training slices, 3 of each brain
+    g = torch.Generator().manual_seed(1)
+    seen = (bases[:5] + 0.08 * torch.randn(5, 1, 48, 48, generator=g)).clamp(0, 1)
+    new = _brains(5, 1, seed=2)[1]  # slices of brains the training split lacks
+    count, past = near_twins(neighbours(seen, train)[0])
+    assert count.tolist() == [3] * 5  # each has its brain's 3 training slices as near-twins
+    top_new = neighbours(new, train)[0]
+    new_count, new_past = near_twins(top_new)
+    assert new_count.tolist() == [0] * 5 and torch.equal(new_past, top_new[:, 0])
+    assert past.max() < 0.5 < neighbours(seen, train)[0][:, 0].min()
+    out, per = score_samples(new, train, seen)
+    assert out["real_test_near_twin_share"] == 1.0 and out["near_twin_share"] == 0.0
+    assert per["real_near_twins"].tolist() == [3] * 5
+    # against slices of seen brains, new ones look unrealistic; past the near-twins they do not
+    assert out["realism_ratio"] < 0.3 and 0.7 < out["realism_ratio_past_twins"] < 1.3
+    # a copied training slice has near-twins (itself and its brain's other slices)
+    assert near_twins(neighbours(train[:1], train)[0])[0].item() == 3
+
+
+def test_near_twins_need_a_training_set_deep_enough_for_a_plateau():
+    _, train = _brains(10, 3, seed=0)  # 30 slices: fewer than the 40 kept per slice
+    assert near_twins(neighbours(train[:2], train)[0]) is None
+    out, _ = score_samples(train[:2], train, train[2:4])
+    assert "realism_ratio_past_twins" not in out and "real_test_near_twin_share" not in out

@@ -107,6 +107,7 @@ def evaluate_samples(
         code_map_figure,
         image_grid,
         nearest_pair_figure,
+        neighbour_profile_figure,
         nn_ssim_histogram_figure,
     )
     from brainvq.sample_metrics import score_samples
@@ -159,6 +160,11 @@ def evaluate_samples(
         figs / f"{kind}_nn_ssim.png",
         f"{kind}: realism ratio {scores['realism_ratio']:.3f}",
     )
+    neighbour_profile_figure(
+        {f"{kind} samples": per["neighbours"], "real test slices": per["real_neighbours"]},
+        figs / f"{kind}_neighbour_profile.png",
+        f"{kind}: nearest training slices, samples vs real",
+    )
     # what realism 1 means on this data: real test slices above their nearest training slices
     real_pick = np.linspace(0, len(per["real_nn_ssim"]) - 1, min(8, len(per["real_nn_ssim"])))
     real_pick = real_pick.round().astype(int)
@@ -202,8 +208,21 @@ def format_sample_table(s: dict, kind: str) -> str:
                 f"{s['share_in_real_range']:.0%} (lowest {s['real_test_nn_ssim_min']:.4f})",
             )
         )
+    rows.append(("realism ratio", f"{s['realism_ratio']:.3f}"))
+    if "realism_ratio_past_twins" in s:
+        rows += [
+            (
+                "real test slices with near-twins",
+                f"{s['real_test_near_twin_share']:.0%} (NN-SSIM past them "
+                f"{s['real_test_nn_ssim_past_twins']:.4f})",
+            ),
+            (
+                "realism past near-twins",
+                f"{s['realism_ratio_past_twins']:.3f} (samples with near-twins "
+                f"{s['near_twin_share']:.0%})",
+            ),
+        ]
     rows += [
-        ("realism ratio", f"{s['realism_ratio']:.3f}"),
         (
             "diversity samples/real",
             f"{s['diversity_samples']:.4f} / {s['diversity_real_test']:.4f}",

@@ -80,6 +80,13 @@ def _figures() -> list[tuple[str, str, str]]:
                 "Nearest-neighbour pairs",
                 f"How close {name} samples and real test slices come to the training slices",
             ),
+            (
+                f"{kind}_neighbour_profile.png",
+                "Nearest-neighbour pairs",
+                f"Mean SSIM of {name} samples and real test slices to their k-th nearest "
+                "training slice: real slices whose brain the training split holds start high "
+                "(near-twins) and fall",
+            ),
         ]
     figs.append(
         (

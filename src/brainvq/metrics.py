@@ -55,34 +55,38 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def max_ssim_against(
+def top_ssim_against(
     queries: torch.Tensor,
     refs: torch.Tensor,
+    k: int = 1,
     chunk: int = 256,
     exclude_self: bool = False,
     candidates: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each query image, its highest SSIM against any ref and that ref's index.
+    """For each query image, its k highest SSIMs against the refs, highest first, and those refs'
+    indices: both (M, k).
 
-    queries (M, 1, H, W) and refs (N, 1, H, W) in [0, 1]. With exclude_self, query i is not
-    compared with ref i (for scoring a set against itself). With candidates=k > 0, SSIM is computed
-    exactly against the k refs nearest to each query in L2 distance only (a shortlist that makes
-    large training sets affordable); 0 searches all refs.
+    queries (M, 1, H, W) and refs (N, 1, H, W) in [0, 1]; k <= N. With exclude_self, query i is
+    not compared with ref i (for scoring a set against itself). With candidates=c > 0, SSIM is
+    computed exactly against the c refs nearest to each query in L2 distance only (a shortlist
+    that makes large training sets affordable); 0 searches all refs.
     """
     refs = refs.float()
     queries = queries.float()
     n = refs.shape[0]
+    if not 1 <= k <= n:
+        raise ValueError(f"k = {k}: must be between 1 and the {n} refs")
     shortlist = None
     if 0 < candidates < n:
         q_flat, r_flat = queries.flatten(1), refs.flatten(1)
         d2 = (q_flat.pow(2).sum(1, keepdim=True) - 2 * q_flat @ r_flat.t()) + r_flat.pow(2).sum(1)
         if exclude_self:
             d2[torch.arange(len(queries)), torch.arange(len(queries))] = float("inf")
-        shortlist = d2.topk(candidates, dim=1, largest=False).indices
+        shortlist = d2.topk(max(candidates, k), dim=1, largest=False).indices
     else:
         r_mu, r_sq = _stats(refs)
-    best = torch.full((queries.shape[0],), -2.0)
-    where = torch.zeros(queries.shape[0], dtype=torch.long)
+    best = torch.full((queries.shape[0], k), -2.0)
+    where = torch.zeros(queries.shape[0], k, dtype=torch.long)
     for i in range(queries.shape[0]):
         q = queries[i : i + 1]
         q_mu, q_sq = _stats(q)
@@ -97,10 +101,23 @@ def max_ssim_against(
             vals = _ssim_from(q_mu, q_sq, mu, sq, _box(q * r))
             if exclude_self:
                 vals[sel == i] = -2.0
-            v, j = vals.max(0)
-            if v > best[i]:
-                best[i], where[i] = v, sel[j]
+            v, j = torch.cat([best[i], vals]).topk(k)
+            where[i] = torch.cat([where[i], sel])[j]
+            best[i] = v
     return best, where
+
+
+def max_ssim_against(
+    queries: torch.Tensor,
+    refs: torch.Tensor,
+    chunk: int = 256,
+    exclude_self: bool = False,
+    candidates: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each query image, its highest SSIM against any ref and that ref's index (M,) each;
+    see top_ssim_against."""
+    best, where = top_ssim_against(queries, refs, 1, chunk, exclude_self, candidates)
+    return best[:, 0], where[:, 0]
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

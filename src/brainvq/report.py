@@ -172,6 +172,23 @@ def nn_ssim_histogram_figure(
     return _save(fig, path)
 
 
+def neighbour_profile_figure(profiles: dict[str, np.ndarray], path: Path, title: str) -> Path:
+    """For each named set, the mean SSIM to its k-th nearest training slice against k (log
+    axis): real slices of brains the training split holds start high and fall after their
+    near-twins; samples of new brains stay flat."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for name, top in profiles.items():
+        mean = np.asarray(top).mean(0)
+        ax.plot(np.arange(1, len(mean) + 1), mean, marker="o", ms=3, label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("rank k of the training slice (1 = nearest)")
+    ax.set_ylabel("mean SSIM to the k-th nearest")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def code_map_figure(codes: np.ndarray, image: np.ndarray, path: Path, codebook_size: int) -> Path:
     """A sampled code map (indices as colours) beside the slice the decoder makes of it."""
     plt = _plt()

@@ -7,6 +7,13 @@
 - share in the real range: samples whose NN-SSIM is at least the lowest NN-SSIM a real test slice
   has, i.e. that are as close to some training slice as every real unseen slice is.
 - code-histogram distance: total variation between the code frequencies of sampled and real maps.
+- near-twins of a slice: training slices whose SSIM to it exceeds its own plateau (the median of
+  its 10th to 40th highest SSIMs against the training split) by more than TWIN_MARGIN; a slice
+  of a brain whose neighbouring slices are in the training split has them, a new brain's slice
+  does not. NN-SSIM past near-twins: SSIM to the nearest training slice that is not one.
+  realism past near-twins: the realism ratio with both sides measured past their near-twins (a
+  diagnostic beside the realism ratio, for splits that share brains; DESIGN.md's measure is the
+  realism ratio).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import hashlib
 import numpy as np
 import torch
 
-from brainvq.metrics import code_histogram, max_ssim_against, ssim
+from brainvq.metrics import code_histogram, max_ssim_against, ssim, top_ssim_against
 
 
 def as_images(x: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -32,6 +39,32 @@ def as_images(x: np.ndarray | torch.Tensor) -> torch.Tensor:
 def nn_ssim(queries, train, candidates: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Each query's highest SSIM against the training images, and which training image."""
     return max_ssim_against(as_images(queries), as_images(train), candidates=candidates)
+
+
+NEIGHBOUR_DEPTH = 40  # highest SSIMs kept per slice for the near-twin test
+TWIN_MARGIN = 0.1  # how far above its plateau a training slice is a slice's near-twin
+
+
+def neighbours(queries, train, candidates: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each query's NEIGHBOUR_DEPTH highest SSIMs against the training images (fewer if the
+    training set is smaller), highest first, and which training images: both (M, k)."""
+    train = as_images(train)
+    k = min(NEIGHBOUR_DEPTH, len(train))
+    return top_ssim_against(as_images(queries), train, k, candidates=candidates)
+
+
+def near_twins(
+    top: torch.Tensor, margin: float = TWIN_MARGIN
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """From neighbours' SSIMs (M, NEIGHBOUR_DEPTH): each slice's number of near-twins (more than
+    ``margin`` above its plateau) and its SSIM to the nearest training slice past them; None when
+    fewer were kept (a training set too small to show a plateau)."""
+    if top.shape[1] < NEIGHBOUR_DEPTH:
+        return None
+    plateau = top[:, 9:].median(1).values
+    count = (top > plateau[:, None] + margin).sum(1)
+    past = top.gather(1, count.clamp_max(top.shape[1] - 1)[:, None])[:, 0]
+    return count, past
 
 
 @torch.no_grad()
@@ -83,14 +116,20 @@ def real_reference(train, test, candidates: int = 128) -> tuple[dict, dict]:
     if key in _REAL_CACHE:
         stats, per = _REAL_CACHE[key]
         return dict(stats), {k: v.copy() for k, v in per.items()}
-    t_nn, t_idx = nn_ssim(test, train, candidates)
+    top, where = neighbours(test, train, candidates)
+    t_nn, t_idx = top[:, 0], where[:, 0]
     stats = {
         "real_test_nn_ssim_mean": float(t_nn.mean()),
         "real_test_nn_ssim_min": float(t_nn.min()),
         "diversity_real_test": mean_pairwise_ssim(test),
         "copy_threshold": float(t_nn.max()),
     }
-    per = {"nn_ssim": t_nn.numpy(), "nearest": t_idx.numpy()}
+    per = {"nn_ssim": t_nn.numpy(), "nearest": t_idx.numpy(), "neighbours": top.numpy()}
+    twins = near_twins(top)
+    if twins is not None:
+        stats["real_test_near_twin_share"] = float((twins[0] > 0).float().mean())
+        stats["real_test_nn_ssim_past_twins"] = float(twins[1].mean())
+        per["near_twins"] = twins[0].numpy()
     _REAL_CACHE.clear()  # one entry: the data `evaluate` is scoring
     _REAL_CACHE[key] = (stats, per)
     return dict(stats), {k: v.copy() for k, v in per.items()}
@@ -112,8 +151,8 @@ def score_samples(
     reference: dict | None = None,
 ):
     """Every sample measure at once; returns a dict of floats plus per-sample arrays
-    (`nn_ssim`, `nearest`; and `real_nn_ssim`, `real_nearest` for the test slices unless
-    `reference` is given).
+    (`nn_ssim`, `nearest`, `neighbours`: the highest SSIMs, see neighbours(); and the same with
+    `real_` for the test slices, with `real_near_twins`, unless `reference` is given).
 
     `reference` (from reference_stats) skips recomputing the real side when scoring many sets.
     """
@@ -122,7 +161,8 @@ def score_samples(
         ref, real_per = real_reference(train, test, candidates)
     else:
         ref = reference
-    s_nn, s_idx = nn_ssim(samples, train, candidates)
+    top, where = neighbours(samples, train, candidates)
+    s_nn, s_idx = top[:, 0], where[:, 0]
     out = {
         "n_samples": int(s_nn.numel()),
         "nn_ssim_mean": float(s_nn.mean()),
@@ -137,9 +177,16 @@ def score_samples(
     out["diversity_gap"] = out["diversity_samples"] - out["diversity_real_test"]
     if "real_test_nn_ssim_min" in ref:  # (absent from references cached by older versions)
         out["share_in_real_range"] = float((s_nn >= ref["real_test_nn_ssim_min"]).float().mean())
+    twins = near_twins(top)
+    if twins is not None and "real_test_nn_ssim_past_twins" in ref:
+        out["near_twin_share"] = float((twins[0] > 0).float().mean())
+        out["nn_ssim_past_twins_mean"] = float(twins[1].mean())
+        out["realism_ratio_past_twins"] = (
+            out["nn_ssim_past_twins_mean"] / ref["real_test_nn_ssim_past_twins"]
+        )
     if sample_codes is not None and real_codes is not None and codebook_size:
         out["code_hist_distance"] = histogram_distance(sample_codes, real_codes, codebook_size)
         out["sample_codes_used"] = int(np.unique(np.asarray(sample_codes)).size)
-    per_sample = {"nn_ssim": s_nn.numpy(), "nearest": s_idx.numpy()}
+    per_sample = {"nn_ssim": s_nn.numpy(), "nearest": s_idx.numpy(), "neighbours": top.numpy()}
     per_sample.update({f"real_{k}": v for k, v in real_per.items()})
     return out, per_sample
