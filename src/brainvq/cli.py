@@ -139,8 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Test reconstruction SSIM (skimage), PSNR and codebook usage of RUN's VQ-VAE; "
         "then, for each trained prior, N samples scored by NN-SSIM against the training split, "
         "realism ratio, the share of samples at least as close to the training data as the least "
-        "close real test slice, diversity, copies and code-histogram distance; figures include "
-        "KIND_nn_ssim.png, the samples' NN-SSIM beside the real test slices'.",
+        "close real test slice, diversity, copies and code-histogram distance; and the share of "
+        "real test slices with near-twins in the training split (neighbouring slices of the same "
+        "brain: a split that shares brains) with the realism ratio past them, a diagnostic. "
+        "Figures include KIND_nn_ssim.png, the samples' NN-SSIM beside the real test slices', and "
+        "KIND_neighbour_profile.png, their mean SSIM to the k-th nearest training slice.",
     )
     _add_sampling_args(
         p,
