@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -154,3 +156,22 @@ def test_near_twins_need_a_training_set_deep_enough_for_a_plateau():
     assert near_twins(neighbours(train[:2], train)[0]) is None
     out, _ = score_samples(train[:2], train, train[2:4])
     assert "realism_ratio_past_twins" not in out and "real_test_near_twin_share" not in out
+
+
+def test_evaluate_table_shows_near_twins_only_where_measured():
+    from brainvq.evaluate import format_sample_table
+
+    bases, train = _brains(20, 3, seed=0)
+    seen = (bases[:4] + 0.05).clamp(0, 1)
+    new = _brains(4, 1, seed=2)[1]
+    deep, _ = score_samples(new, train, seen)
+    shallow, _ = score_samples(new, train[:30], seen)
+    for s in (deep, shallow):
+        s.update(samples_per_second=1.0, seed=0)
+    rows = dict(
+        re.split(r"\s{2,}", line.strip(), maxsplit=1)
+        for line in format_sample_table(deep, "maskgit").splitlines()
+    )
+    assert rows["real test slices with near-twins"].startswith("100% (NN-SSIM past them")
+    assert rows["realism past near-twins"].startswith(f"{deep['realism_ratio_past_twins']:.3f}")
+    assert "near-twins" not in format_sample_table(shallow, "maskgit")
