@@ -182,6 +182,7 @@ def test_run_end_to_end_with_prior_and_repeatable_sampling(keras_root, tmp_path)
     page = (run / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 7 and "realism_ratio" in page
     assert (run / "codes" / "train.npy").exists()
+    assert len(list((run / "state" / "evaluate").glob("real-*.npz"))) == 1  # for later evaluates
     # every stage is reused on a second run
     r = brainvq(
         "run", "--data", str(keras_root), "--run", str(run), "--quiet", *TINY_OVERRIDES,

@@ -175,3 +175,31 @@ def test_evaluate_table_shows_near_twins_only_where_measured():
     assert rows["real test slices with near-twins"].startswith("100% (NN-SSIM past them")
     assert rows["realism past near-twins"].startswith(f"{deep['realism_ratio_past_twins']:.3f}")
     assert "near-twins" not in format_sample_table(shallow, "maskgit")
+
+
+def test_real_side_is_kept_on_disk_for_later_processes(monkeypatch, tmp_path):
+    from brainvq import sample_metrics
+
+    train, test = _brains(20, 3, seed=0)[1], _brains(4, 1, seed=3)[1]
+    samples = _brains(3, 1, seed=4)[1]
+    cache = tmp_path / "state" / "evaluate"
+    first, per1 = score_samples(samples, train, test, cache_dir=cache)
+    (saved,) = cache.glob("real-*.npz")
+    searches = []
+    search = sample_metrics.neighbours
+    monkeypatch.setattr(
+        sample_metrics, "neighbours", lambda q, t, c=0: searches.append(len(q)) or search(q, t, c)
+    )
+    sample_metrics._REAL_CACHE.clear()  # as in a new process
+    again, per2 = score_samples(samples, train, test, cache_dir=cache)
+    assert searches == [3]  # the samples only: the 4 test slices came from the file
+    assert again == first and np.array_equal(per1["real_neighbours"], per2["real_neighbours"])
+    saved.write_bytes(b"torn")  # an unreadable file is searched again and replaced
+    sample_metrics._REAL_CACHE.clear()
+    assert score_samples(samples, train, test, cache_dir=cache)[0] == first
+    assert searches == [3, 4, 3] and list(cache.glob("real-*.npz")) == [saved]
+    other = test.clone()
+    other[0] = 1 - other[0]
+    score_samples(samples, train, other, cache_dir=cache)
+    assert searches[-2:] == [4, 3] and not saved.exists()  # other slices: one new file
+    assert len(list(cache.glob("real-*.npz"))) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,6 +35,11 @@ def reconstruct_all(run: Run, images: np.ndarray, batch_size: int = 64):
     return codes, run.vqvae.decode(codes, batch_size)[:, 0].numpy()
 
 
+def reference_cache(run: Run) -> Path:
+    """Where evaluate keeps the real test slices' nearest-neighbour search between runs of it."""
+    return run.dir.state / "evaluate"
+
+
 def evaluate_vqvae(run_path: str, data: str | None = None) -> dict:
     """Score the run's VQ-VAE on the test split, write figures and the `vqvae` metrics section."""
     run = load_run(run_path)
@@ -56,7 +62,9 @@ def evaluate_vqvae(run_path: str, data: str | None = None) -> dict:
     if len(train):
         from brainvq.sample_metrics import realism_ratio
 
-        result["recon_realism_ratio"] = realism_ratio(recons, test, train, cfg.eval.nn_candidates)
+        result["recon_realism_ratio"] = realism_ratio(
+            recons, test, train, cfg.eval.nn_candidates, reference_cache(run)
+        )
     figs = run.dir.figures
     recon_figure(x, recons, scores, figs / "reconstructions.png")
     log = read_csv_log(run.dir.logs / "vqvae" / "metrics.csv")
@@ -131,6 +139,7 @@ def evaluate_samples(
         real_codes,
         cfg.vqvae.codebook_size,
         candidates=cfg.eval.nn_candidates,
+        cache_dir=reference_cache(run),
     )
     scores["samples_per_second"] = drawn["samples_per_second"]
     scores["seed"] = seed

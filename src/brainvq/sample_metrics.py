@@ -19,6 +19,9 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -87,11 +90,11 @@ def histogram_distance(codes_a, codes_b, codebook_size: int) -> float:
     return float(0.5 * (a / a.sum() - b / b.sum()).abs().sum())
 
 
-def realism_ratio(images, test, train, candidates: int = 128) -> float:
+def realism_ratio(images, test, train, candidates: int = 128, cache_dir=None) -> float:
     """Mean NN-SSIM of images / mean NN-SSIM of the real test slices (1: as close to the
     training slices as unseen real ones). Of a VQ-VAE's test reconstructions, it is what samples
     as good as real code maps would score through that decoder."""
-    real = real_reference(train, test, candidates)[0]["real_test_nn_ssim_mean"]
+    real = real_reference(train, test, candidates, cache_dir)[0]["real_test_nn_ssim_mean"]
     return float(nn_ssim(images, train, candidates)[0].mean()) / real
 
 
@@ -104,17 +107,56 @@ def _fingerprint(x) -> str:
 
 
 # The real side costs a nearest-neighbour search of every test slice (minutes on full OASIS) and is
-# the same for the VQ-VAE's section and every prior `evaluate` scores: computed once per process.
-_REAL_CACHE: dict[tuple, tuple[dict, dict]] = {}
+# the same for the VQ-VAE's section and every prior `evaluate` scores: computed once per process,
+# and kept on disk where the caller names a folder (`evaluate`: RUN/state/evaluate/).
+_REAL_CACHE: dict[str, tuple[dict, dict]] = {}
+_REAL_VERSION = 2  # bump when what real_reference returns changes
 
 
-def real_reference(train, test, candidates: int = 128) -> tuple[dict, dict]:
+def _load_real(path: Path) -> tuple[dict, dict] | None:
+    """A real reference saved by _save_real, or None if unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            stats = json.loads(str(z["stats"]))
+            per = {k: z[k] for k in z.files if k != "stats"}
+    except (OSError, ValueError, KeyError):
+        return None
+    return stats, per
+
+
+def _save_real(path: Path, stats: dict, per: dict) -> None:
+    """Save a real reference (atomically), removing the folder's older ones."""
+    from brainvq.runs import atomic_write_bytes
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for old in path.parent.glob("real-*.npz"):
+        old.unlink(missing_ok=True)
+    buf = io.BytesIO()
+    np.savez(buf, stats=np.array(json.dumps(stats)), **per)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def real_reference(
+    train, test, candidates: int = 128, cache_dir: Path | str | None = None
+) -> tuple[dict, dict]:
     """The real side of the sample measures: test slices' NN-SSIM, diversity and copy line, and
     per test slice its NN-SSIM and nearest training slice (`nn_ssim`, `nearest`). The same sets
-    give the same answer without a second search (copies: the caller may change them)."""
-    key = (candidates, _fingerprint(train), _fingerprint(test))
+    give the same answer without a second search in this process, and in later ones where
+    ``cache_dir`` holds it (copies: the caller may change them)."""
+    parts = (_REAL_VERSION, candidates, NEIGHBOUR_DEPTH, TWIN_MARGIN)
+    key = hashlib.blake2b(
+        f"{parts}{_fingerprint(train)}{_fingerprint(test)}".encode(), digest_size=16
+    ).hexdigest()
+    path = Path(cache_dir) / f"real-{key}.npz" if cache_dir is not None else None
+    if key not in _REAL_CACHE and path is not None and path.exists():
+        loaded = _load_real(path)
+        if loaded is not None:
+            _REAL_CACHE.clear()
+            _REAL_CACHE[key] = loaded
     if key in _REAL_CACHE:
         stats, per = _REAL_CACHE[key]
+        if path is not None and not path.exists():
+            _save_real(path, stats, per)
         return dict(stats), {k: v.copy() for k, v in per.items()}
     top, where = neighbours(test, train, candidates)
     t_nn, t_idx = top[:, 0], where[:, 0]
@@ -132,6 +174,8 @@ def real_reference(train, test, candidates: int = 128) -> tuple[dict, dict]:
         per["near_twins"] = twins[0].numpy()
     _REAL_CACHE.clear()  # one entry: the data `evaluate` is scoring
     _REAL_CACHE[key] = (stats, per)
+    if path is not None:
+        _save_real(path, stats, per)
     return dict(stats), {k: v.copy() for k, v in per.items()}
 
 
@@ -149,16 +193,18 @@ def score_samples(
     codebook_size=0,
     candidates=128,
     reference: dict | None = None,
+    cache_dir=None,
 ):
     """Every sample measure at once; returns a dict of floats plus per-sample arrays
     (`nn_ssim`, `nearest`, `neighbours`: the highest SSIMs, see neighbours(); and the same with
     `real_` for the test slices, with `real_near_twins`, unless `reference` is given).
 
-    `reference` (from reference_stats) skips recomputing the real side when scoring many sets.
+    `reference` (from reference_stats) skips recomputing the real side when scoring many sets;
+    `cache_dir` keeps the real side on disk for later processes (see real_reference).
     """
     real_per = {}
     if reference is None:
-        ref, real_per = real_reference(train, test, candidates)
+        ref, real_per = real_reference(train, test, candidates, cache_dir)
     else:
         ref = reference
     top, where = neighbours(samples, train, candidates)
