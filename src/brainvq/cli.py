@@ -422,15 +422,9 @@ def _sample_variations(args, run, prior, out: Path) -> int:
 
     from brainvq.codes import encode_images
     from brainvq.data import read_named_slices
-    from brainvq.errors import RunError
     from brainvq.report import image_grid
     from brainvq.sampling import vary_images, write_samples
 
-    if not prior.can_vary:
-        raise RunError(
-            f"--like: the {prior.kind} prior cannot redraw part of a slice; "
-            "train a maskgit prior (`brainvq train-prior --kind maskgit`) and pass --kind maskgit"
-        )
     share = 0.5 if args.redraw is None else args.redraw
     files, images = read_named_slices(args.like, run.config.data.image_size)
     codes = torch.from_numpy(encode_images(run, images, run.config.eval.batch_size))

@@ -182,8 +182,8 @@ class Prior(nn.Module):
         bench/anchored_realism.py). It is an edit of that slice, not a new brain."""
         if not self.can_vary:
             raise RunError(
-                f"prior kind {self.kind!r} cannot redraw part of a given map; "
-                "variations need a maskgit prior"
+                f"the {self.kind} prior cannot redraw part of a given map: variations need a "
+                "maskgit prior (`brainvq train-prior --kind maskgit`, then --kind maskgit)"
             )
         if not 0 < share <= 1:
             raise ValueError(f"share {share}: must be in (0, 1]")
