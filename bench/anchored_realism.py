@@ -27,14 +27,12 @@ import torch
 
 from brainvq.codes import code_maps
 from brainvq.config import KIND_TEMPERATURE
-from brainvq.data import load_splits
 from brainvq.priors import load_prior
-from brainvq.runs import load_run
 from brainvq.sample_metrics import reference_stats, score_samples
 from brainvq.sampling import vary_images
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import DEFAULT_DATA, append_result, data_missing, result_block  # noqa: E402
+from common import add_run_args, append_result, load_run_splits, result_block  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "anchored_realism.md"
 COLUMNS = [
@@ -51,18 +49,17 @@ COLUMNS = [
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", default="runs/priors-bench")
-    ap.add_argument("--data", default=DEFAULT_DATA)
+    add_run_args(ap)
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--shares", nargs="+", type=float, default=[0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1])
     ap.add_argument("--temperature", type=float, default=None)
     ap.add_argument("--candidates", type=int, default=128, help="NN-SSIM shortlist (0: all)")
     args = ap.parse_args()
-    if data_missing(args.data):
+    loaded = load_run_splits(args)
+    if loaded is None:
         return
-    run = load_run(args.run)
+    run, arrays = loaded
     prior = load_prior(run, "maskgit")
-    arrays = load_splits(args.data, run.config.data, progress=False)
     train, test = np.asarray(arrays["train"]), np.asarray(arrays["test"])
     maps = code_maps(run, args.data)
     ref = reference_stats(train, test, args.candidates)

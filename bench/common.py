@@ -22,6 +22,25 @@ def data_missing(data: str) -> bool:
     return True
 
 
+def add_run_args(ap) -> None:
+    """--run (default runs/priors-bench) and --data (default the development slices): the run
+    whose priors a sample benchmark scores, and its data."""
+    ap.add_argument("--run", default="runs/priors-bench", help="run folder (runs/priors-bench)")
+    ap.add_argument("--data", default=DEFAULT_DATA, help=f"data folder ({DEFAULT_DATA})")
+
+
+def load_run_splits(args):
+    """(run, {split: uint8 slices}) for add_run_args' --run and --data; None (after saying so)
+    when the data is absent, so the benchmark skips cleanly."""
+    from brainvq.data import load_splits
+    from brainvq.runs import load_run
+
+    if data_missing(args.data):
+        return None
+    run = load_run(args.run)
+    return run, load_splits(args.data, run.config.data, progress=False)
+
+
 def machine() -> str:
     """One line describing the machine."""
     cpu = platform.processor() or "?"

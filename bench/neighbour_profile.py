@@ -25,19 +25,17 @@ import sys
 from pathlib import Path
 
 from brainvq.config import KIND_TEMPERATURE
-from brainvq.data import load_splits
 from brainvq.metrics import top_ssim_against
 from brainvq.priors import load_prior
 from brainvq.report import neighbour_profile_figure
-from brainvq.runs import load_run
 from brainvq.sample_metrics import NEIGHBOUR_DEPTH, as_images, near_twins
 from brainvq.sampling import sample_images
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (  # noqa: E402
-    DEFAULT_DATA,
+    add_run_args,
     append_result,
-    data_missing,
+    load_run_splits,
     markdown_table,
     result_block,
 )
@@ -49,15 +47,14 @@ RANKS = (1, 2, 3, 4, 5, 10, 20, 40)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", default="runs/priors-bench")
-    ap.add_argument("--data", default=DEFAULT_DATA)
+    add_run_args(ap)
     ap.add_argument("--kinds", nargs="+", default=["maskgit", "dcgan"])
     ap.add_argument("--n", type=int, default=100)
     args = ap.parse_args()
-    if data_missing(args.data):
+    loaded = load_run_splits(args)
+    if loaded is None:
         return
-    run = load_run(args.run)
-    arrays = load_splits(args.data, run.config.data, progress=False)
+    run, arrays = loaded
     train = as_images(arrays["train"])
     sets = {
         "real test": as_images(arrays["test"]),

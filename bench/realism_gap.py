@@ -27,14 +27,12 @@ import numpy as np
 import torch.nn.functional as F
 
 from brainvq.config import KIND_TEMPERATURE
-from brainvq.data import load_splits
 from brainvq.priors import load_prior
-from brainvq.runs import load_run
 from brainvq.sample_metrics import as_images, nn_ssim, score_samples
 from brainvq.sampling import sample_images
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import DEFAULT_DATA, append_result, data_missing, result_block  # noqa: E402
+from common import add_run_args, append_result, load_run_splits, result_block  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "realism_gap.md"
 COLUMNS = [
@@ -57,17 +55,16 @@ def pooled_mean_nn(images, train, factor: int, candidates: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", default="runs/priors-bench")
-    ap.add_argument("--data", default=DEFAULT_DATA)
+    add_run_args(ap)
     ap.add_argument("--kinds", nargs="+", default=["maskgit", "dcgan"])
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--temperature", type=float, default=None)
     ap.add_argument("--candidates", type=int, default=128, help="NN-SSIM shortlist (0: all)")
     args = ap.parse_args()
-    if data_missing(args.data):
+    loaded = load_run_splits(args)
+    if loaded is None:
         return
-    run = load_run(args.run)
-    arrays = load_splits(args.data, run.config.data, progress=False)
+    run, arrays = loaded
     train, test = np.asarray(arrays["train"]), np.asarray(arrays["test"])
     real_pooled = {f: pooled_mean_nn(test, train, f, args.candidates) for f in (2, 4)}
     rows, real = [], None
