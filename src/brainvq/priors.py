@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 from brainvq.config import PRIOR_KINDS, Config, PriorConfig
 from brainvq.errors import RunError
 from brainvq.nn.dcgan import Generator, embed_onehot, snap
-from brainvq.nn.maskgit import MaskedCodeTransformer
+from brainvq.nn.maskgit import MaskedCodeTransformer, hidden_count
 from brainvq.nn.pixelcnn import GatedPixelCNN
 from brainvq.nn.transformer import CodeTransformer
 from brainvq.runs import Run, RunDir, atomic_save_safetensors
@@ -197,8 +197,7 @@ class Prior(nn.Module):
         def draw(s, b, pick, gen, done):
             return self._vary(codes[s : s + b], share, pick, gen, done)
 
-        t = self.code_size * self.code_size
-        per_map = min(t, max(1, round(share * t)))  # as MaskedCodeTransformer.hide rounds
+        per_map = hidden_count(share, self.code_size * self.code_size)
         return self._batched(
             len(codes), seed, temperature, top_k, batch_size, progress, draw, per_map
         )

@@ -28,6 +28,11 @@ def hidden_share(progress: torch.Tensor | float) -> torch.Tensor:
     return torch.cos(torch.as_tensor(progress, dtype=torch.float32) * math.pi / 2)
 
 
+def hidden_count(share: float, total: int) -> int:
+    """How many of ``total`` codes a fixed ``share`` hides: rounded, at least one, at most all."""
+    return min(total, max(1, round(share * total)))
+
+
 class MaskedCodeTransformer(CodeTransformer):
     """Logits (B, K, h, w) of every code of a map whose hidden codes hold the mask token K."""
 
@@ -64,10 +69,12 @@ class MaskedCodeTransformer(CodeTransformer):
         b = codes.shape[0]
         flat = codes.reshape(b, -1)
         t = flat.shape[1]
-        r = torch.rand(b, 1, generator=generator) if share is None else None
-        wanted = hidden_share(r) * t if share is None else torch.full((b, 1), float(share) * t)
-        rounding = torch.ceil if share is None else torch.round
-        n_hidden = rounding(wanted).clamp(1, t).to(flat.device)
+        if share is None:
+            r = torch.rand(b, 1, generator=generator)
+            n_hidden = (hidden_share(r) * t).ceil().clamp(1, t)
+        else:
+            n_hidden = torch.full((b, 1), hidden_count(share, t))
+        n_hidden = n_hidden.to(flat.device)
         rank = torch.rand(b, t, generator=generator).argsort(1).argsort(1).to(flat.device)
         hidden = rank < n_hidden
         return flat.masked_fill(hidden, self.mask_token).view_as(codes), hidden.view_as(codes)
