@@ -240,7 +240,7 @@ def test_ar_config_is_validated(key, value):
         cfg.validate()
 
 
-AR_TINY = ["--prior.batch_size", "8"]
+AR_TINY = ["--prior.batch_size", "8", "--train.max_epochs", "2"]
 
 
 def test_cli_run_with_transformer_then_score(keras_root, tmp_path):
