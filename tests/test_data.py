@@ -139,4 +139,4 @@ def test_truncated_and_fake_png_named(tmp_path):
 @pytest.mark.skipif(not SHARED_128.exists(), reason="../shared development data not present")
 def test_shared_development_data_loads():
     s = D.discover(SHARED_128)
-    assert s.sizes() == {"train": 818, "validate": 47, "test": 95}
+    assert s.sizes() == {"train": 768, "validate": 64, "test": 128}  # 24/2/4 brains of 32 slices
