@@ -6,10 +6,10 @@ Usage: python bench/anchored_realism.py [--run runs/priors-bench] [--data ../sha
 Draws n variations of training slices with the run's maskgit prior (Prior.vary: each of n
 training code maps, drawn at random with seed 0, gets a share of its codes hidden at random and
 drawn anew given the rest, at the kind's default temperature unless --temperature; decoded with the
-run's tuned decoder where it holds one) and scores them like samples (brainvq.sample_metrics):
+run's tuned decoder where it holds one) and scores them like samples (brainvq.evaluation.realism):
 NN-SSIM, realism ratio, diversity beside the real test slices', copies; plus the share of codes
 that actually changed and how often a variation's nearest training slice is the slice it was made
-from, and the realism ratio past near-twins (brainvq.sample_metrics), to see how far edits of
+from, and the realism ratio past near-twins (brainvq.evaluation.realism), to see how far edits of
 training slices move that diagnostic. Share 1 hides every code: plain sampling, no anchor. The table
 shows what a realism ratio of 0.95 asks for on this data: samples as near a training slice as
 these edits are.
@@ -27,8 +27,8 @@ import torch
 
 from brainvq.codes import code_maps
 from brainvq.config import KIND_TEMPERATURE
+from brainvq.evaluation.realism import reference_stats, score_samples
 from brainvq.priors import load_prior
-from brainvq.sample_metrics import reference_stats, score_samples
 from brainvq.sampling import vary_images
 
 sys.path.insert(0, str(Path(__file__).parent))

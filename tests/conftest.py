@@ -75,7 +75,7 @@ def tiny_config(image_size: int = 32, **train) -> Config:
 @pytest.fixture(scope="module")
 def vq_run(tmp_path_factory):
     """A tiny trained VQ-VAE run folder (32x32 images, 8x8 code maps, K=32) and its data."""
-    from brainvq.training.vqvae_stage import train_vqvae
+    from brainvq.training.vqvae import train_vqvae
 
     base = tmp_path_factory.mktemp("vq")
     root = base / "keras"
@@ -120,31 +120,37 @@ TINY_OVERRIDES = [
     "0",
     "--prior.max_epochs",
     "1",
-    "--prior.steps_per_epoch",
+    "--prior.dcgan.steps_per_epoch",
     "4",
     "--prior.batch_size",
     "4",
-    "--prior.latent_dim",
+    "--prior.dcgan.latent_dim",
     "8",
-    "--prior.g_channels",
+    "--prior.dcgan.g_channels",
     "16",
-    "--prior.d_channels",
+    "--prior.dcgan.d_channels",
     "8",
-    "--prior.pixelcnn_channels",
+    "--prior.pixelcnn.channels",
     "8",
-    "--prior.pixelcnn_layers",
+    "--prior.pixelcnn.layers",
     "2",
-    "--prior.pixelcnn_kernel",
+    "--prior.pixelcnn.kernel",
     "3",
-    "--prior.transformer_dim",
+    "--prior.transformer.dim",
     "16",
-    "--prior.transformer_layers",
+    "--prior.transformer.layers",
     "1",
-    "--prior.transformer_heads",
+    "--prior.transformer.heads",
+    "2",
+    "--prior.maskgit.dim",
+    "16",
+    "--prior.maskgit.layers",
+    "1",
+    "--prior.maskgit.heads",
     "2",
     "--eval.n_samples",
     "6",
-    "--prior.tune_decoder_minutes",
+    "--tune.max_minutes",
     "0",
 ]
 

@@ -11,11 +11,11 @@ import time
 import pytest
 import torch
 
-from brainvq import runs
+from brainvq import io, runs
 from brainvq.errors import BrainVQError, RunError
 from brainvq.nn.vqvae import VQVAE
-from brainvq.training import vqvae_module
-from brainvq.training.vqvae_stage import train_vqvae
+from brainvq.training import vqvae as vqvae_module
+from brainvq.training.vqvae import train_vqvae
 
 from .conftest import CLI_ENV, brainvq, cli_args, tiny, tiny_config
 
@@ -76,12 +76,12 @@ def test_disk_full_while_saving_leaves_nothing_half_written(tmp_path, monkeypatc
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(runs.os, "replace", full)
+    monkeypatch.setattr(io.os, "replace", full)
     target = tmp_path / "vqvae.safetensors"
     with pytest.raises(RunError, match="No space left"):
         runs.save_vqvae(VQVAE(cfg.vqvae), target, cfg)
     with pytest.raises(RunError, match="No space left"):
-        runs.atomic_write_text(tmp_path / "metrics.json", "{}")
+        io.atomic_write_text(tmp_path / "metrics.json", "{}")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -108,7 +108,7 @@ def test_checkpoint_that_would_run_code_is_refused(keras_root, tmp_path):
 
 
 def test_same_seed_same_metrics(keras_root, tmp_path):
-    from brainvq.evaluate import evaluate_vqvae
+    from brainvq.evaluation.evaluate import evaluate_vqvae
 
     results = []
     for name in ("a", "b"):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from brainvq.sample_metrics import (
+from brainvq.evaluation.realism import (
     histogram_distance,
     mean_pairwise_ssim,
     near_twins,
@@ -91,7 +91,7 @@ def test_realism_ratio_of_real_slices_is_one_and_of_copies_above():
 
 
 def test_real_side_is_searched_once_for_the_same_slices(monkeypatch):
-    from brainvq import sample_metrics
+    from brainvq.evaluation import realism as sample_metrics
 
     train, test = _set(10, 15), _set(4, 16)
     samples = _set(3, 17).astype(np.float32) / 255
@@ -159,7 +159,7 @@ def test_near_twins_need_a_training_set_deep_enough_for_a_plateau():
 
 
 def test_evaluate_table_shows_near_twins_only_where_measured():
-    from brainvq.evaluate import format_sample_table
+    from brainvq.evaluation.evaluate import format_sample_table
 
     bases, train = _brains(20, 3, seed=0)
     seen = (bases[:4] + 0.05).clamp(0, 1)
@@ -178,7 +178,7 @@ def test_evaluate_table_shows_near_twins_only_where_measured():
 
 
 def test_real_side_is_kept_on_disk_for_later_processes(monkeypatch, tmp_path):
-    from brainvq import sample_metrics
+    from brainvq.evaluation import realism as sample_metrics
 
     train, test = _brains(20, 3, seed=0)[1], _brains(4, 1, seed=3)[1]
     samples = _brains(3, 1, seed=4)[1]

@@ -1,4 +1,4 @@
-"""brainvq.volumes: synthetic NIfTI/Analyze volumes in the OASIS-1 disc layout -> keras PNG slices."""
+"""brainvq.data.volumes: synthetic NIfTI/Analyze volumes in the OASIS-1 disc layout -> keras PNG slices."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from PIL import Image
 
 from brainvq import data as D
 from brainvq.config import DataConfig
+from brainvq.data.volumes import prepare_oasis1, slice_range, volume_slices
 from brainvq.errors import DataError
-from brainvq.volumes import prepare_oasis1, slice_range, volume_slices
 
 SHAPE = (40, 48, 30)  # x, y, z
 

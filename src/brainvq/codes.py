@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import torch
 
 from brainvq.data import load_splits
-from brainvq.runs import Run, atomic_write_bytes
+from brainvq.io import atomic_save_npy
+from brainvq.runs import Run
 
 
 @torch.no_grad()
@@ -34,8 +33,7 @@ def code_maps(run: Run, data: str, fresh: bool = False) -> dict[str, np.ndarray]
     result = {}
     for s in splits:
         codes = encode_images(run, arrays[s], run.config.eval.batch_size)
-        buf = io.BytesIO()
-        np.save(buf, codes.astype(np.int16 if codes.max(initial=0) < 2**15 else np.int32))
-        atomic_write_bytes(paths[s], buf.getvalue())
+        small = codes.max(initial=0) < 2**15
+        atomic_save_npy(paths[s], codes.astype(np.int16 if small else np.int32))
         result[s] = codes
     return result

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -12,6 +11,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from brainvq.errors import RunError
+from brainvq.io import atomic_path, atomic_save_safetensors
 
 
 class LossThresholdStop(Callback):
@@ -52,16 +52,14 @@ class RollingCheckpoint(Callback):
         return self.dirpath / "last.ckpt"
 
     def save(self, trainer: L.Trainer) -> None:
-        """Write the trainer's full state atomically."""
-        tmp = self.dirpath / ".last.ckpt.tmp"
+        """Write the trainer's full state atomically (only rank 0 writes; every rank must call)."""
         try:
             if trainer.is_global_zero:
-                self.dirpath.mkdir(parents=True, exist_ok=True)
-            trainer.save_checkpoint(str(tmp))
-            if trainer.is_global_zero:
-                os.replace(tmp, self.path)
-        except (OSError, RuntimeError) as e:
-            tmp.unlink(missing_ok=True)
+                with atomic_path(self.path) as tmp:
+                    trainer.save_checkpoint(str(tmp))
+            else:
+                trainer.save_checkpoint(str(self.path))
+        except RuntimeError as e:
             raise RunError(
                 f"{self.path}: could not write the checkpoint ({e}); free disk space and run the "
                 "same command again to resume from the previous checkpoint"
@@ -117,8 +115,6 @@ class RankStateDump(Callback):
         self.dirpath = Path(dirpath)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        from brainvq.runs import atomic_save_safetensors
-
         state = {k: v.detach().float().cpu() for k, v in pl_module.state_dict().items()}
         path = self.dirpath / f"rank{trainer.global_rank}.safetensors"
         atomic_save_safetensors(state, path, {"rank": trainer.global_rank})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import shutil
 import warnings
@@ -10,9 +11,10 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from brainvq.config import TrainConfig
-from brainvq.errors import ConfigError
+from brainvq.errors import BrainVQError, ConfigError, Interrupted
 from brainvq.runs import RunDir
 from brainvq.training.callbacks import LossThresholdStop, RankStateDump, RollingCheckpoint
 from brainvq.training.hardware import resolve_accelerator, resolve_precision
@@ -27,8 +29,37 @@ for _pattern in (
     ".*treespec.*",
     # the DCGAN stage's frozen VQ-VAE decoder stays in eval mode on purpose
     ".*module\\(s\\) in eval mode at the start of training.*",
+    # resuming mid-epoch restarts the epoch's shuffle: fine for these stages
+    ".*resuming from a checkpoint that ended before the epoch ended.*",
 ):
     warnings.filterwarnings("ignore", message=_pattern)
+
+
+def stage_config(
+    train: TrainConfig,
+    batch_size: int,
+    max_epochs: int,
+    max_steps: int,
+    max_minutes: float,
+    seed: int,
+) -> TrainConfig:
+    """The TrainConfig of a stage after the VQ-VAE's (a prior, decoder tuning): its own batch,
+    budget and seed, fp32; accelerator, devices, logging and rank states from ``train``."""
+    return TrainConfig(
+        batch_size=batch_size,
+        max_epochs=max_epochs,
+        max_steps=max_steps,
+        max_minutes=max_minutes,
+        seed=seed,
+        precision="32",
+        channels_last=False,
+        accelerator=train.accelerator,
+        devices=train.devices,
+        num_nodes=train.num_nodes,
+        log_every_n_steps=train.log_every_n_steps,
+        tensorboard=train.tensorboard,
+        save_rank_states=train.save_rank_states,
+    )
 
 
 def resume_path(run: RunDir, stage: str, fresh: bool) -> Path | None:
@@ -45,14 +76,10 @@ def resume_path(run: RunDir, stage: str, fresh: bool) -> Path | None:
 def _loggers(run: RunDir, stage: str, t: TrainConfig) -> list:
     loggers = [ResumableCSVLogger(save_dir=str(run.logs), name=stage, version="")]
     if t.tensorboard:
-        try:
-            import tensorboard  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("tensorboard") is None:
             raise ConfigError(
                 "train.tensorboard = true needs the tensorboard package: pip install tensorboard"
-            ) from None
-        from lightning.pytorch.loggers import TensorBoardLogger
-
+            )
         loggers.append(TensorBoardLogger(save_dir=str(run.logs), name=stage, version="tb"))
     return loggers
 
@@ -90,6 +117,7 @@ def make_trainer(
         else "auto",
         precision=resolve_precision(t.precision, accelerator),
         max_epochs=t.max_epochs,
+        max_steps=t.max_steps if t.max_steps > 0 else -1,
         max_time=timedelta(minutes=t.max_minutes) if t.max_minutes > 0 else None,
         callbacks=callbacks,
         logger=_loggers(run, stage, t),
@@ -106,9 +134,6 @@ def make_trainer(
 def fit_stage(trainer: L.Trainer, module: L.LightningModule, train_dl, val_dl, ckpt, run, stage):
     """trainer.fit with the project's rules: checkpoints load weights_only; a non-finite loss or a
     Ctrl-C becomes a one-line BrainVQError that says where the last good checkpoint is."""
-    from brainvq.errors import BrainVQError, Interrupted
-    from brainvq.training.callbacks import RollingCheckpoint
-
     state = run.stage_state(stage)
     try:
         trainer.fit(

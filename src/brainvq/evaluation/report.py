@@ -12,7 +12,9 @@ import datetime
 import html
 from pathlib import Path
 
-from brainvq.runs import RunDir, atomic_write_text
+from brainvq.errors import RunError
+from brainvq.io import atomic_write_text
+from brainvq.runs import RunDir
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;
@@ -165,8 +167,6 @@ def write_report(run_path: str | Path) -> Path:
     """Write RUN/report.html (atomically) and return its path."""
     run = RunDir(run_path)
     if not run.path.is_dir():
-        from brainvq.errors import RunError
-
         raise RunError(f"{run.path}: run folder not found")
     out = run.path / "report.html"
     atomic_write_text(out, render(run))

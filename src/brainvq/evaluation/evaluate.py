@@ -1,8 +1,13 @@
-"""Evaluate a run: test reconstruction SSIM (skimage's definition), PSNR, codebook use; figures."""
+"""Evaluate a run: the VQ-VAE on the test split (reconstruction SSIM by skimage's definition, PSNR,
+codebook use) and each prior's samples against the real slices (brainvq.evaluation.realism);
+metrics.json and figures.
+
+    from brainvq.evaluation.evaluate import evaluate_run
+    result = evaluate_run("runs/demo", say=print)     # or `brainvq evaluate --run runs/demo`
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -10,22 +15,21 @@ import torch
 
 from brainvq.codes import code_maps, encode_images
 from brainvq.data import load_splits
-from brainvq.errors import RunError
+from brainvq.evaluation.figures import (
+    code_map_figure,
+    codebook_figure,
+    curves_figure,
+    nearest_pair_figure,
+    neighbour_profile_figure,
+    nn_ssim_histogram_figure,
+    read_csv_log,
+    recon_figure,
+)
+from brainvq.evaluation.realism import realism_ratio, score_samples
 from brainvq.metrics import code_histogram, codebook_stats, psnr, ssim_reference, summarize
-from brainvq.report import codebook_figure, curves_figure, read_csv_log, recon_figure
-from brainvq.runs import Run, load_run
-
-
-def run_data_root(run: Run, data: str | None) -> str:
-    """The data the run was trained on, unless another is given."""
-    if data:
-        return str(data)
-    try:
-        return json.loads(run.dir.data_source.read_text())["data"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise RunError(
-            f"{run.dir.data_source}: no readable record of the training data; pass --data"
-        ) from None
+from brainvq.priors import load_prior, trained_kinds
+from brainvq.runs import Run, RunDir, load_run
+from brainvq.sampling import image_grid, sample_images
 
 
 @torch.no_grad()
@@ -44,7 +48,7 @@ def evaluate_vqvae(run_path: str, data: str | None = None) -> dict:
     """Score the run's VQ-VAE on the test split, write figures and the `vqvae` metrics section."""
     run = load_run(run_path)
     cfg = run.config
-    arrays = load_splits(run_data_root(run, data), cfg.data, progress=False)
+    arrays = load_splits(run.data_root(data), cfg.data, progress=False)
     test = np.asarray(arrays["test"])
     x = test.astype(np.float32) / 255.0
     codes, recons = reconstruct_all(run, test, cfg.eval.batch_size)
@@ -60,8 +64,6 @@ def evaluate_vqvae(run_path: str, data: str | None = None) -> dict:
     }
     train = np.asarray(arrays["train"])
     if len(train):
-        from brainvq.sample_metrics import realism_ratio
-
         result["recon_realism_ratio"] = realism_ratio(
             recons, test, train, cfg.eval.nn_candidates, reference_cache(run)
         )
@@ -110,20 +112,9 @@ def evaluate_samples(
     """Sample from the run's prior and score the samples against real slices; write figures.
 
     temperature / top_k default to those in the prior's own config (see brainvq.priors)."""
-    from brainvq.priors import load_prior
-    from brainvq.report import (
-        code_map_figure,
-        image_grid,
-        nearest_pair_figure,
-        neighbour_profile_figure,
-        nn_ssim_histogram_figure,
-    )
-    from brainvq.sample_metrics import score_samples
-    from brainvq.sampling import sample_images
-
     run = load_run(run_path)
     cfg = run.config
-    root = run_data_root(run, data)
+    root = run.data_root(data)
     prior = load_prior(run, kind)
     n = n or cfg.eval.n_samples
     seed = cfg.eval.seed if seed is None else seed
@@ -144,7 +135,7 @@ def evaluate_samples(
     scores["samples_per_second"] = drawn["samples_per_second"]
     scores["seed"] = seed
     scores["decoder"] = drawn["decoder"]
-    if kind != "dcgan" or getattr(prior, "design", "") == "gumbel":
+    if kind != "dcgan" or prior.design == "gumbel":
         scores["temperature"], scores["top_k"] = drawn["temperature"], drawn["top_k"]
     if prior.has_likelihood:  # autoregressive: how well it predicts unseen real code maps
         bits = prior.bits_per_code(torch.from_numpy(real_codes)).numpy()
@@ -244,3 +235,28 @@ def format_sample_table(s: dict, kind: str) -> str:
     if "test_bits_per_code" in s:
         rows.append(("bits/code on test maps", f"{s['test_bits_per_code']:.3f}"))
     return _table(rows)
+
+
+def evaluate_run(
+    run_path: str | Path,
+    data: str | None = None,
+    kind: str | None = None,
+    n: int | None = None,
+    seed: int | None = None,
+    temperature: float | None = None,
+    top_k: int | None = None,
+    say=None,
+) -> dict:
+    """What `brainvq evaluate` does: the VQ-VAE's section, then the samples of ``kind`` (default:
+    every prior the run holds); ``say(text)``, if given, gets each table as it is done.
+
+    Returns {"vqvae": ..., "samples": {kind: ...}}, the sections written to metrics.json."""
+    say = say or (lambda text: None)
+    result = {"vqvae": evaluate_vqvae(str(run_path), data), "samples": {}}
+    say(format_table(result["vqvae"]))
+    for k in [kind] if kind else trained_kinds(RunDir(run_path)):
+        s = evaluate_samples(str(run_path), k, data, n, seed, temperature, top_k)
+        result["samples"][k] = s
+        say(format_sample_table(s, k))
+    say(f"metrics -> {Path(run_path) / 'metrics.json'}; figures -> {Path(run_path) / 'figures'}")
+    return result

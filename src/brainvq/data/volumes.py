@@ -16,17 +16,19 @@ zeros or centre-cropped to size x size; it is never resized.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
 
 from brainvq.config import DataConfig
+from brainvq.data.splits import SPLITS, seeded_split
 from brainvq.errors import ConfigError, DataError
+from brainvq.io import atomic_path, atomic_write_text
 
-SPLITS = ("train", "validate", "test")
 OASIS1_PATTERN = (
     "OAS1_xxxx_MR1/PROCESSED/MPRAGE/T88_111/OAS1_xxxx_MR1_mpr_n4_anon_111_t88_masked_gfc.hdr"
 )
@@ -47,8 +49,6 @@ def _one_line(e: Exception) -> str:
 
 def _load_volume(path: Path) -> np.ndarray:
     """The 3-D float32 voxel array of a NIfTI/Analyze file in RAS+ canonical orientation."""
-    import nibabel as nib
-
     fix = "re-extract or replace the file, or remove it"
     try:
         img = nib.squeeze_image(nib.load(str(path)))  # (x, y, z, 1) -> (x, y, z)
@@ -150,32 +150,9 @@ def find_oasis1(discs_dir: Path) -> dict[str, Path]:
     return found
 
 
-def _split_counts(n: int, split: tuple[float, float, float]) -> tuple[int, int, int]:
-    """(train, validate, test) counts: validate/test round their share, at least 1 when n >= 3."""
-    if len(split) != 3 or any(f < 0 for f in split) or split[0] <= 0:
-        raise ConfigError(
-            f"split={split}: need three shares (train, validate, test), train > 0, none negative"
-        )
-    total = sum(split)
-    counts = []
-    for f in split[1:]:
-        c = int(round(f / total * n))
-        if f > 0 and n >= 3:
-            c = max(c, 1)
-        counts.append(c)
-    n_val, n_test = counts
-    while n_val + n_test > max(n - 1, 0):  # train keeps at least one subject
-        if n_val >= n_test:
-            n_val -= 1
-        else:
-            n_test -= 1
-    return n - n_val - n_test, n_val, n_test
-
-
 def _write_png(arr: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    Image.fromarray(arr).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(arr).save(tmp, format="PNG")
 
 
 def _prepare_out(out: Path, overwrite: bool) -> None:
@@ -191,7 +168,8 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
         d = out / f"keras_png_slices_{split}"
         if d.is_dir():
             for p in d.iterdir():
-                if p.is_file() and (p.suffix.lower() == ".png" or ".png.tmp" in p.name):
+                leftover = p.name.startswith(".") and ".png." in p.name  # a killed write's temp
+                if p.is_file() and (p.suffix.lower() == ".png" or leftover):
                     p.unlink()
 
 
@@ -212,19 +190,16 @@ def prepare_oasis1(
     proportions; files are named case_{subject number}_slice_{k}.nii.png. Returns and writes
     out/prepare_summary.json: {split: {"subjects": [...], "slices": n}}.
     """
-    from tqdm.auto import tqdm
-
     _check_range(first, last, size)
+    if len(split) != 3 or any(f < 0 for f in split) or split[0] <= 0:
+        raise ConfigError(
+            f"split={split}: need three shares (train, validate, test), train > 0, none negative"
+        )
     out = Path(out).expanduser()
     subjects = find_oasis1(discs_dir)
-    names = sorted(subjects)
-    n_train, n_val, _ = _split_counts(len(names), tuple(split))
-    order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
-    assignment = {
-        "train": sorted(order[:n_train]),
-        "validate": sorted(order[n_train : n_train + n_val]),
-        "test": sorted(order[n_train + n_val :]),
-    }
+    total = sum(split)
+    shares = {"validate": split[1] / total, "test": split[2] / total}
+    assignment = seeded_split(sorted(subjects), shares, seed)
     _prepare_out(out, overwrite)
 
     summary: dict = {s: {"subjects": assignment[s], "slices": 0} for s in SPLITS}
@@ -242,11 +217,18 @@ def prepare_oasis1(
         if d.is_dir() and not any(d.iterdir()):
             d.rmdir()
 
-    path = out / "prepare_summary.json"
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(out / "prepare_summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def describe(summary: dict, out: str | Path) -> str:
+    """What prepare_oasis1 wrote, a line per split."""
+    lines = [
+        f"{split:<9} {len(info['subjects']):>4} subjects {info['slices']:>6} slices"
+        for split, info in summary.items()
+    ]
+    lines.append(f"-> {out}/keras_png_slices_{{train,validate,test}} and prepare_summary.json")
+    return "\n".join(lines)
 
 
 # -- a folder of NIfTI volumes as a data source -----------------------------------------------------
@@ -265,14 +247,12 @@ def nifti_files(root: Path) -> list[Path]:
 
 def nifti_folder_splits(root: Path, cfg: DataConfig) -> dict[str, np.ndarray]:
     """uint8 (N, S, S) axial slices per split of a folder of NIfTI volumes, split by volume."""
-    from brainvq.data import _seeded_split
-
     vols = nifti_files(root)
     if len(vols) < 3:
         raise DataError(
             f"{root}: only {len(vols)} NIfTI volume(s); at least 3 are needed to split by volume"
         )
-    parts = _seeded_split(
+    parts = seeded_split(
         vols, {"validate": cfg.val_fraction, "test": cfg.test_fraction}, cfg.split_seed
     )
     size = cfg.image_size

@@ -1,4 +1,4 @@
-"""How good are generated slices? Definitions shared by everyone (DESIGN.md, "Measures").
+"""How good are generated slices? Definitions shared by everyone (docs/measures.md).
 
 - NN-SSIM of an image: its highest SSIM against the training split.
 - realism ratio: mean NN-SSIM of samples / mean NN-SSIM of real test slices.
@@ -12,7 +12,7 @@
   of a brain whose neighbouring slices are in the training split has them, a new brain's slice
   does not. NN-SSIM past near-twins: SSIM to the nearest training slice that is not one.
   realism past near-twins: the realism ratio with both sides measured past their near-twins (a
-  diagnostic beside the realism ratio, for splits that share brains; DESIGN.md's measure is the
+  diagnostic beside the realism ratio, for splits that share brains; the project's measure is the
   realism ratio).
 """
 
@@ -26,17 +26,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from brainvq.metrics import code_histogram, max_ssim_against, ssim, top_ssim_against
-
-
-def as_images(x: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 (N, S, S) or float (N, 1, S, S) / (N, S, S) -> float (N, 1, S, S) in [0, 1]."""
-    t = torch.from_numpy(np.array(x)) if not isinstance(x, torch.Tensor) else x
-    if t.dtype == torch.uint8:
-        t = t.float() / 255.0
-    if t.dim() == 3:
-        t = t[:, None]
-    return t.float()
+from brainvq.io import atomic_write_bytes
+from brainvq.metrics import (
+    as_images,
+    code_histogram,
+    max_ssim_against,
+    mean_pairwise_ssim,
+    top_ssim_against,
+)
 
 
 def nn_ssim(queries, train, candidates: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,19 +65,6 @@ def near_twins(
     count = (top > plateau[:, None] + margin).sum(1)
     past = top.gather(1, count.clamp_max(top.shape[1] - 1)[:, None])[:, 0]
     return count, past
-
-
-@torch.no_grad()
-def mean_pairwise_ssim(images, max_pairs: int = 5000, seed: int = 0) -> float:
-    """Mean SSIM over distinct pairs (all pairs, or a seeded subset of max_pairs)."""
-    x = as_images(images)
-    n = x.shape[0]
-    i, j = torch.triu_indices(n, n, offset=1)
-    if len(i) > max_pairs:
-        pick = torch.randperm(len(i), generator=torch.Generator().manual_seed(seed))[:max_pairs]
-        i, j = i[pick], j[pick]
-    vals = [ssim(x[i[s : s + 256]], x[j[s : s + 256]]) for s in range(0, len(i), 256)]
-    return float(torch.cat(vals).mean())
 
 
 def histogram_distance(codes_a, codes_b, codebook_size: int) -> float:
@@ -126,8 +110,6 @@ def _load_real(path: Path) -> tuple[dict, dict] | None:
 
 def _save_real(path: Path, stats: dict, per: dict) -> None:
     """Save a real reference (atomically), removing the folder's older ones."""
-    from brainvq.runs import atomic_write_bytes
-
     path.parent.mkdir(parents=True, exist_ok=True)
     for old in path.parent.glob("real-*.npz"):
         old.unlink(missing_ok=True)

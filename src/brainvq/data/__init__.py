@@ -1,0 +1,38 @@
+"""Slices on disk -> uint8 cache -> float tensors (B, 1, H, W) in [0, 1].
+
+- `layouts`: find the train / validate / test splits under a folder in any supported layout.
+- `images`: decode one slice file to a square uint8 array; the decoded cache.
+- `volumes`: NIfTI / Analyze volumes to axial slices; raw OASIS-1 to the keras PNG layout.
+- `splits`: the one seeded split helper behind every split brainvq makes itself.
+"""
+
+from brainvq.data.images import (
+    IMAGE_SUFFIXES,
+    cache_root,
+    decode_slice,
+    load_uint8,
+    named_slice_files,
+    read_named_slices,
+    to_square,
+)
+from brainvq.data.layouts import Splits, discover, load_splits, split_arrays
+from brainvq.data.splits import SPLITS, seeded_split
+from brainvq.data.volumes import prepare_oasis1, volume_slices
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "SPLITS",
+    "Splits",
+    "cache_root",
+    "decode_slice",
+    "discover",
+    "load_splits",
+    "load_uint8",
+    "named_slice_files",
+    "prepare_oasis1",
+    "read_named_slices",
+    "seeded_split",
+    "split_arrays",
+    "to_square",
+    "volume_slices",
+]
