@@ -3,6 +3,7 @@ reported (brainvq.data.subjects, brainvq.data.splits, brainvq.data.layouts)."""
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -15,7 +16,7 @@ from brainvq.data import subjects as S
 from brainvq.data.splits import seeded_split
 from brainvq.errors import ConfigError, DataError
 
-from .conftest import brainvq, fake_slice
+from .conftest import brainvq, fake_slice, tiny_config
 
 
 def write_brains(folder, brains: dict[str, int], size: int = 16, name="{subject}_slice_{z}.png"):
@@ -207,6 +208,49 @@ def test_a_keras_layout_whose_test_subjects_are_in_train_is_reported_as_leaking(
         "2 subject(s) have slices in more than one split" in warning
         and "case_3 in train, test" in warning
     )
+
+
+def test_train_vqvae_and_evaluate_state_subjects_and_warn_of_a_leak(tmp_path, monkeypatch):
+    from brainvq.evaluation.evaluate import evaluate_data, format_data
+    from brainvq.evaluation.report import render
+    from brainvq.runs import RunDir
+    from brainvq.training.vqvae import describe, train_vqvae
+
+    root = leaking_keras(tmp_path / "k")
+    run = tmp_path / "run"
+    cfg = tiny_config(max_epochs=1, max_steps=1)
+    with pytest.warns(UserWarning, match="2 subject.s. have slices in more than one split"):
+        result = train_vqvae(str(root), str(run), cfg, progress=False)
+    assert describe(result).splitlines()[0].endswith("; 2 subjects in more than one split")
+    record = json.loads((run / "data.json").read_text())
+    assert record["subjects"] == {"train": 6, "validate": 1, "test": 3}
+    assert record["subjects_in_more_than_one_split"] == 2 and record["data"] == str(root)
+    again = train_vqvae(str(root), str(run), cfg, progress=False)  # reused: said from data.json
+    assert describe(again).splitlines()[0] == describe(result).splitlines()[0]
+
+    monkeypatch.setattr(S, "_SAID", set())  # as in a new process: evaluate warns again
+    with pytest.warns(UserWarning, match="in more than one split"):
+        data = evaluate_data(str(run))
+    assert json.loads((run / "metrics.json").read_text())["data"] == data
+    assert format_data(data).splitlines()[0] == describe(result).splitlines()[0]
+    page = render(RunDir(run))
+    assert "<th>subjects in more than one split</th><td>2</td>" in page
+    assert "class='warn'" in page and "case_0 in train, test" in page
+
+
+def test_report_data_section_says_one_brain_for_the_default_data():
+    from brainvq.evaluation.report import data_html
+
+    one = {**S.summarize({"train": np.array(["a"], object)}, "t", one_brain=True)}
+    page = data_html({**one, "real_test_near_twin_share": 0.9})
+    assert "scores compare levels of one brain, not new brains" in page
+    assert "class='warn'" not in page  # one brain shared by the splits on purpose: no leak
+    clean = S.summarize(
+        {"train": np.array(["a"], object), "test": np.array(["b"], object)}, "names"
+    )
+    page = data_html({**clean, "real_test_near_twin_share": 0.75})
+    assert "<td>0</td>" in page and "75% of the real test slices have a near-twin" in page
+    assert data_html(None) == ""
 
 
 # -- the embedded default and levels ---------------------------------------------------------------
