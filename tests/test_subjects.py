@@ -84,7 +84,11 @@ def test_a_user_pattern_wins(tmp_path):
 
 @pytest.mark.parametrize(
     "pattern, needle",
-    [("patient(\\d+", "not a regular expression"), ("(p)(\\d+)", "has 2 groups")],
+    [
+        ("patient(\\d+", "not a regular expression"),
+        ("a{4294967296}", "not a regular expression"),
+        ("(p)(\\d+)", "has 2 groups"),
+    ],
 )
 def test_subject_pattern_is_checked_with_one_line_naming_the_setting(pattern, needle):
     with pytest.raises(ConfigError, match=needle) as err:

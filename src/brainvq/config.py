@@ -65,7 +65,7 @@ def check_subject_pattern(pattern: str, name: str = "data.subject_pattern") -> N
         return
     try:
         groups = re.compile(pattern).groups
-    except re.error as e:
+    except (re.error, OverflowError, RecursionError) as e:
         raise ConfigError(f"{name} = '{pattern}': not a regular expression ({e})") from None
     if groups > 1:
         raise ConfigError(
