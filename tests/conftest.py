@@ -30,12 +30,13 @@ def fake_slice(rng: np.random.Generator, size: int) -> np.ndarray:
 def write_slices(
     folder: Path, n: int, size: int, seed: int = 0, prefix: str = "case"
 ) -> list[Path]:
-    """Write n fake slices as PNGs named like the OASIS files."""
+    """Write n fake slices as PNGs named like the OASIS files, each of its own subject
+    (case_{1000 * seed + i}: sets written with different seeds share no subject)."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     paths = []
     for i in range(n):
-        p = folder / f"{prefix}_{i:03d}_slice_0.nii.png"
+        p = folder / f"{prefix}_{1000 * seed + i:03d}_slice_0.nii.png"
         Image.fromarray(fake_slice(rng, size)).save(p)
         paths.append(p)
     return paths

@@ -163,7 +163,11 @@ def test_run_end_to_end_with_prior_and_repeatable_sampling(keras_root, tmp_path)
     run = tmp_path / "run"
     r = brainvq(*tiny("run", keras_root, run), "--train.max_epochs", "1", "--kind", "dcgan")
     assert "NN-SSIM" in r.stdout and "realism ratio" in r.stdout
+    # the subjects line, from train-vqvae and from evaluate: keras_root's splits share no subject
+    subjects = "subjects: train 24, validate 4, test 6; 0 subjects in more than one split"
+    assert r.stdout.count(subjects) == 2
     m = json.loads((run / "metrics.json").read_text())
+    assert m["data"]["subjects_in_more_than_one_split"] == 0
     s = m["samples-dcgan"]
     assert s["n_samples"] == 6 and 0 < s["nn_ssim_mean"] <= 1 and s["copies"] >= 0
     assert 0 <= s["code_hist_distance"] <= 1
@@ -173,10 +177,10 @@ def test_run_end_to_end_with_prior_and_repeatable_sampling(keras_root, tmp_path)
         "dcgan_code_map.png",
         "prior_dcgan_curves.png",
         "dcgan_nn_ssim.png",
-        "dcgan_neighbour_profile.png",
         "real_nearest_pairs.png",
     ):
         assert (run / "figures" / fig).exists(), fig
+    assert not (run / "figures" / "dcgan_neighbour_profile.png").exists()  # a bench figure now
     assert "share >= lowest real NN-SSIM" in r.stdout and 0 <= s["share_in_real_range"] <= 1
     assert len(list((run / "samples").glob("sample_*.png"))) == 64
     page = (run / "report.html").read_text()

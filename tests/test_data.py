@@ -43,7 +43,8 @@ def test_plain_folder_seeded_split(tmp_path):
     root = tmp_path / "plain"
     write_slices(root / "a", 10, 32)
     write_slices(root / "b", 10, 32, seed=4, prefix="other")
-    s = D.discover(root, DataConfig(val_fraction=0.1, test_fraction=0.2))
+    with pytest.warns(UserWarning, match="10 of 20 slice names carry no subject"):
+        s = D.discover(root, DataConfig(val_fraction=0.1, test_fraction=0.2))  # other_NNN
     assert s.source == "folder"
     assert s.sizes() == {"validate": 2, "test": 4, "train": 14}
     all_files = [p for fs in s.files.values() for p in fs]
@@ -137,6 +138,11 @@ def test_truncated_and_fake_png_named(tmp_path):
 
 
 @pytest.mark.skipif(not SHARED_128.exists(), reason="../shared development data not present")
-def test_shared_development_data_loads():
+def test_shared_development_data_loads_by_brain():
     s = D.discover(SHARED_128)
     assert s.sizes() == {"train": 768, "validate": 64, "test": 128}  # 24/2/4 brains of 32 slices
+    summary = s.subject_summary()
+    assert summary["subjects"] == {"train": 24, "validate": 2, "test": 4}
+    assert summary["subjects_in_more_than_one_split"] == 0
+    assert summary["slices_without_subject"] == 0
+    assert sorted(set(s.levels["test"])) == list(range(32))  # slice_0 ... slice_31 of each brain

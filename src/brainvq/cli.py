@@ -104,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "train-vqvae",
         "train (or resume) the VQ-VAE of a run",
-        "Train the VQ-VAE of RUN on DATA. An interrupted run resumes from RUN/state; a finished "
-        "one is reused unless --fresh.",
+        "Train the VQ-VAE of RUN on DATA. Splits brainvq makes keep each subject (read from the "
+        "file names, or by data.subject_pattern) whole. An interrupted run resumes from "
+        "RUN/state; a finished one is reused unless --fresh.",
         overrides=True,
     )
     p.add_argument("--data", required=True, help="data folder (any supported layout) or 'default'")
@@ -154,9 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "evaluate",
         "score a run on the test split and write metrics.json and figures",
-        "Test reconstruction SSIM (skimage), PSNR and codebook usage of RUN's VQ-VAE; then, for "
-        "each trained prior, N samples scored against the real slices: NN-SSIM, realism ratio, "
-        "diversity, copies, code-histogram distance, near-twin shares.",
+        "Subjects per split, subjects in more than one split and real test slices with near-"
+        "twins; test reconstruction SSIM (skimage), PSNR and codebook usage of RUN's VQ-VAE; then "
+        "for each trained prior N samples scored against the real slices: NN-SSIM, realism "
+        "ratio, diversity, copies, code-histogram distance.",
     )
     common(p, data=run_data)
     n, seed = (None, "samples per prior (default eval.n_samples)"), (None, "default eval.seed")

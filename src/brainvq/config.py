@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -58,6 +59,21 @@ def _one_of(section: Any, prefix: str, name: str, choices: tuple[str, ...]) -> N
     _need(value in choices, f"{prefix}.{name}", value, f"use {' or '.join(choices)}")
 
 
+def check_subject_pattern(pattern: str, name: str = "data.subject_pattern") -> None:
+    """Refuse a subject pattern that is no regular expression or has more than one group."""
+    if not pattern:
+        return
+    try:
+        groups = re.compile(pattern).groups
+    except (re.error, OverflowError, RecursionError) as e:
+        raise ConfigError(f"{name} = '{pattern}': not a regular expression ({e})") from None
+    if groups > 1:
+        raise ConfigError(
+            f"{name} = '{pattern}': has {groups} groups; put one group around the subject "
+            "(e.g. 'patient(\\d+)'), or none to take the whole match"
+        )
+
+
 @dataclass
 class DataConfig:
     """Where slices come from and how they become tensors."""
@@ -68,8 +84,13 @@ class DataConfig:
     # Share of train held out for validation when a source has no validate split.
     val_fraction: float = 0.1
     # Share held out for test when a plain folder has no splits at all.
+    # Splits brainvq makes keep each subject whole, and these shares count subjects.
     test_fraction: float = 0.1
     split_seed: int = 0
+    # Regular expression that reads a slice's subject from its file name (else from its folders'
+    # names): its one group, or without a group its whole match ("patient(\d+)"). "" = the
+    # built-in names: case_NNN (OASIS keras PNGs), OAS1_NNNN (OASIS-1), sub-LABEL (BIDS).
+    subject_pattern: str = ""
     # Folder for the decoded uint8 cache ("" = $BRAINVQ_CACHE or ~/.cache/brainvq).
     cache_dir: str = ""
 
@@ -79,6 +100,7 @@ class DataConfig:
         for name in ("val_fraction", "test_fraction"):
             value = getattr(self, name)
             _need(0.0 <= value < 1.0, f"{prefix}.{name}", value, "must be in [0, 1)")
+        check_subject_pattern(self.subject_pattern, f"{prefix}.subject_pattern")
 
 
 @dataclass

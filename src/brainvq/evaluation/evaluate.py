@@ -1,6 +1,7 @@
-"""Evaluate a run: the VQ-VAE on the test split (reconstruction SSIM by skimage's definition, PSNR,
-codebook use) and each prior's samples against the real slices (brainvq.evaluation.realism);
-metrics.json and figures.
+"""Evaluate a run: what its splits hold (subjects per split, subjects in more than one split, real
+test slices with near-twins in training), the VQ-VAE on the test split (reconstruction SSIM by
+skimage's definition, PSNR, codebook use) and each prior's samples against the real slices
+(brainvq.evaluation.realism); metrics.json and figures.
 
     from brainvq.evaluation.evaluate import evaluate_run
     result = evaluate_run("runs/demo", say=print)     # or `brainvq evaluate --run runs/demo`
@@ -14,18 +15,19 @@ import numpy as np
 import torch
 
 from brainvq.codes import code_maps, encode_images
-from brainvq.data import load_splits
+from brainvq.data import load_data, load_splits
+from brainvq.data.subjects import describe as describe_subjects
+from brainvq.data.subjects import warn_leaks, warn_once
 from brainvq.evaluation.figures import (
     code_map_figure,
     codebook_figure,
     curves_figure,
     nearest_pair_figure,
-    neighbour_profile_figure,
     nn_ssim_histogram_figure,
     read_csv_log,
     recon_figure,
 )
-from brainvq.evaluation.realism import realism_ratio, score_samples
+from brainvq.evaluation.realism import real_reference, realism_ratio, score_samples
 from brainvq.metrics import code_histogram, codebook_stats, psnr, ssim_reference, summarize
 from brainvq.priors import load_prior, trained_kinds
 from brainvq.runs import Run, RunDir, load_run
@@ -42,6 +44,56 @@ def reconstruct_all(run: Run, images: np.ndarray, batch_size: int = 64):
 def reference_cache(run: Run) -> Path:
     """Where evaluate keeps the real test slices' nearest-neighbour search between runs of it."""
     return run.dir.state / "evaluate"
+
+
+NEAR_TWIN_WARNING = 0.5  # warn when more real test slices than this have near-twins in training
+NEAR_TWIN_MEANS = (
+    "a near-twin is a training slice far closer to a test slice than the rest, as a "
+    "neighbouring slice of the same brain is"
+)
+
+
+def near_twin_warning(data: dict) -> str | None:
+    """The warning a high share of real test slices with near-twins deserves, or None."""
+    share = data.get("real_test_near_twin_share")
+    if share is None or share <= NEAR_TWIN_WARNING or data.get("one_brain"):
+        return None
+    return (
+        f"{share:.0%} of the real test slices have a near-twin in the training split "
+        f"({NEAR_TWIN_MEANS}): the splits likely share brains and held-out scores read too high; "
+        "keep each subject in one split (data.subject_pattern names the subjects)"
+    )
+
+
+def evaluate_data(run_path: str, data: str | None = None) -> dict:
+    """What the run's splits hold: subjects per split, subjects in more than one split (warned),
+    and the share of real test slices with near-twins in training (warned when high); the
+    `data` section of metrics.json."""
+    run = load_run(run_path)
+    cfg = run.config
+    splits, arrays = load_data(run.data_root(data), cfg.data, progress=False)
+    result = {"source": splits.source, **splits.subject_summary()}
+    train, test = np.asarray(arrays["train"]), np.asarray(arrays["test"])
+    stats = real_reference(train, test, cfg.eval.nn_candidates, reference_cache(run))[0]
+    if "real_test_near_twin_share" in stats:
+        result["real_test_near_twin_share"] = stats["real_test_near_twin_share"]
+    warn_leaks(result)
+    twins = near_twin_warning(result)
+    if twins:
+        warn_once(twins)
+    run.dir.update_metrics("data", result)
+    return result
+
+
+def format_data(result: dict) -> str:
+    """The subjects line, and the real test slices' near-twin share with what it means."""
+    lines = [describe_subjects(result)]
+    if "real_test_near_twin_share" in result:
+        lines.append(
+            f"real test slices with a near-twin in training: "
+            f"{result['real_test_near_twin_share']:.0%} ({NEAR_TWIN_MEANS})"
+        )
+    return "\n".join(lines)
 
 
 def evaluate_vqvae(run_path: str, data: str | None = None) -> dict:
@@ -160,11 +212,6 @@ def evaluate_samples(
         figs / f"{kind}_nn_ssim.png",
         f"{kind}: realism ratio {scores['realism_ratio']:.3f}",
     )
-    neighbour_profile_figure(
-        {f"{kind} samples": per["neighbours"], "real test slices": per["real_neighbours"]},
-        figs / f"{kind}_neighbour_profile.png",
-        f"{kind}: nearest training slices, samples vs real",
-    )
     # what realism 1 means on this data: real test slices above their nearest training slices
     real_pick = np.linspace(0, len(per["real_nn_ssim"]) - 1, min(8, len(per["real_nn_ssim"])))
     real_pick = real_pick.round().astype(int)
@@ -209,19 +256,6 @@ def format_sample_table(s: dict, kind: str) -> str:
             )
         )
     rows.append(("realism ratio", f"{s['realism_ratio']:.3f}"))
-    if "realism_ratio_past_twins" in s:
-        rows += [
-            (
-                "real test slices with near-twins",
-                f"{s['real_test_near_twin_share']:.0%} (NN-SSIM past them "
-                f"{s['real_test_nn_ssim_past_twins']:.4f})",
-            ),
-            (
-                "realism past near-twins",
-                f"{s['realism_ratio_past_twins']:.3f} (samples with near-twins "
-                f"{s['near_twin_share']:.0%})",
-            ),
-        ]
     rows += [
         (
             "diversity samples/real",
@@ -247,12 +281,16 @@ def evaluate_run(
     top_k: int | None = None,
     say=None,
 ) -> dict:
-    """What `brainvq evaluate` does: the VQ-VAE's section, then the samples of ``kind`` (default:
-    every prior the run holds); ``say(text)``, if given, gets each table as it is done.
+    """What `brainvq evaluate` does: the data's section (subjects, leaks, near-twins), the
+    VQ-VAE's, then the samples of ``kind`` (default: every prior the run holds); ``say(text)``, if
+    given, gets each table as it is done.
 
-    Returns {"vqvae": ..., "samples": {kind: ...}}, the sections written to metrics.json."""
+    Returns {"data": ..., "vqvae": ..., "samples": {kind: ...}}, the sections written to
+    metrics.json."""
     say = say or (lambda text: None)
-    result = {"vqvae": evaluate_vqvae(str(run_path), data), "samples": {}}
+    result = {"data": evaluate_data(str(run_path), data)}
+    say(format_data(result["data"]))
+    result.update(vqvae=evaluate_vqvae(str(run_path), data), samples={})
     say(format_table(result["vqvae"]))
     for k in [kind] if kind else trained_kinds(RunDir(run_path)):
         s = evaluate_samples(str(run_path), k, data, n, seed, temperature, top_k)

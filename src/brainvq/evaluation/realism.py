@@ -10,10 +10,9 @@
 - near-twins of a slice: training slices whose SSIM to it exceeds its own plateau (the median of
   its 10th to 40th highest SSIMs against the training split) by more than TWIN_MARGIN; a slice
   of a brain whose neighbouring slices are in the training split has them, a new brain's slice
-  does not. NN-SSIM past near-twins: SSIM to the nearest training slice that is not one.
-  realism past near-twins: the realism ratio with both sides measured past their near-twins (a
-  diagnostic beside the realism ratio, for splits that share brains; the project's measure is the
-  realism ratio).
+  does not. The share of real test slices with near-twins checks splits whose file names carry
+  no subject (`real_test_near_twin_share`); near_twins also gives each slice's SSIM to the
+  nearest training slice past them (bench/neighbour_profile.py, bench/anchored_realism.py).
 """
 
 from __future__ import annotations
@@ -94,7 +93,7 @@ def _fingerprint(x) -> str:
 # the same for the VQ-VAE's section and every prior `evaluate` scores: computed once per process,
 # and kept on disk where the caller names a folder (`evaluate`: RUN/state/evaluate/).
 _REAL_CACHE: dict[str, tuple[dict, dict]] = {}
-_REAL_VERSION = 2  # bump when what real_reference returns changes
+_REAL_VERSION = 3  # bump when what real_reference returns changes
 
 
 def _load_real(path: Path) -> tuple[dict, dict] | None:
@@ -152,7 +151,6 @@ def real_reference(
     twins = near_twins(top)
     if twins is not None:
         stats["real_test_near_twin_share"] = float((twins[0] > 0).float().mean())
-        stats["real_test_nn_ssim_past_twins"] = float(twins[1].mean())
         per["near_twins"] = twins[0].numpy()
     _REAL_CACHE.clear()  # one entry: the data `evaluate` is scoring
     _REAL_CACHE[key] = (stats, per)
@@ -205,13 +203,6 @@ def score_samples(
     out["diversity_gap"] = out["diversity_samples"] - out["diversity_real_test"]
     if "real_test_nn_ssim_min" in ref:  # (absent from references cached by older versions)
         out["share_in_real_range"] = float((s_nn >= ref["real_test_nn_ssim_min"]).float().mean())
-    twins = near_twins(top)
-    if twins is not None and "real_test_nn_ssim_past_twins" in ref:
-        out["near_twin_share"] = float((twins[0] > 0).float().mean())
-        out["nn_ssim_past_twins_mean"] = float(twins[1].mean())
-        out["realism_ratio_past_twins"] = (
-            out["nn_ssim_past_twins_mean"] / ref["real_test_nn_ssim_past_twins"]
-        )
     if sample_codes is not None and real_codes is not None and codebook_size:
         out["code_hist_distance"] = histogram_distance(sample_codes, real_codes, codebook_size)
         out["sample_codes_used"] = int(np.unique(np.asarray(sample_codes)).size)

@@ -18,7 +18,9 @@ import lightning as L
 import torch
 
 from brainvq.config import Config
-from brainvq.data import load_splits
+from brainvq.data import load_data
+from brainvq.data.subjects import describe as describe_subjects
+from brainvq.data.subjects import warn_leaks
 from brainvq.io import atomic_write_text
 from brainvq.metrics import ssim
 from brainvq.nn.vqvae import VQVAE, image_loss, recon_loss
@@ -95,14 +97,14 @@ def _train_vqvae(data: str, run: RunDir, cfg: Config, fresh: bool, progress: boo
     else:
         check_compatible(run, cfg)
     if run.vqvae.exists() and not fresh:
-        return {"status": "reused", "weights": str(run.vqvae)}
+        return {"status": "reused", "weights": str(run.vqvae), "data": _recorded_subjects(run)}
 
-    arrays = load_splits(data, cfg.data, progress=progress)
+    splits, arrays = load_data(data, cfg.data, progress=progress)
+    subjects = splits.subject_summary()
+    warn_leaks(subjects)
     cfg.save(run.config)
-    atomic_write_text(
-        run.data_source,
-        json.dumps({"data": str(data), "sizes": {k: len(v) for k, v in arrays.items()}}) + "\n",
-    )
+    record = {"data": str(data), "sizes": {k: len(v) for k, v in arrays.items()}, **subjects}
+    atomic_write_text(run.data_source, json.dumps(record, indent=2) + "\n")
     L.seed_everything(cfg.train.seed, verbose=False)
     torch.set_float32_matmul_precision("high")
     t = cfg.train
@@ -128,14 +130,25 @@ def _train_vqvae(data: str, run: RunDir, cfg: Config, fresh: bool, progress: boo
         "val_ssim": float(trainer.callback_metrics.get("val_ssim", float("nan"))),
         "weights": str(run.vqvae),
         "is_global_zero": trainer.is_global_zero,
+        "data": subjects,
     }
 
 
+def _recorded_subjects(run: RunDir) -> dict | None:
+    """The subject summary RUN/data.json holds (None for runs made before it had one)."""
+    try:
+        record = json.loads(run.data_source.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "subjects" in record else None
+
+
 def describe(result: dict) -> str:
-    """One line on what train_vqvae did."""
+    """What train_vqvae did: the subjects of the splits, then one line on the VQ-VAE."""
+    subjects = f"{describe_subjects(result['data'])}\n" if result.get("data") else ""
     if result["status"] == "reused":
-        return f"VQ-VAE already trained: {result['weights']} (use --fresh to retrain)"
-    return (
+        return f"{subjects}VQ-VAE already trained: {result['weights']} (use --fresh to retrain)"
+    return subjects + (
         f"VQ-VAE {result['status']}: {result['epochs']} epochs, {result['steps']} steps in "
         f"{result['seconds']:.0f}s, validation SSIM {result['val_ssim']:.4f} -> "
         f"{result['weights']}"
