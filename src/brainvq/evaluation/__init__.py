@@ -1,0 +1,1 @@
+"""Evaluation measures that ask whether generated slices look real."""
