@@ -398,12 +398,19 @@ class EvalConfig:
     # NN-SSIM compares each image exactly with its this-many nearest training slices in L2
     # distance (0 = with every training slice; exhaustive but slow on full OASIS).
     nn_candidates: int = 128
-    seed: int = 0  # seed of the samples that evaluate draws
+    seed: int = 0  # seed of the samples that evaluate draws (and of the C2ST classifier)
+    # Classifier two-sample test (brainvq.evaluation.c2st) of the reconstructions and of each
+    # prior's samples against the real test slices, at full resolution and 2x2-averaged: a small
+    # CNN trained fresh per fold; about a minute per pool on 2 CPU cores for a few hundred slices.
+    c2st: bool = True
+    # folds of the C2ST (at most the number of test brains: folds keep each brain whole)
+    c2st_folds: int = 5
 
     def validate(self, prefix: str = "eval") -> None:
         """Raise ConfigError for a value that would fail later."""
         _positive(self, prefix, "n_samples", "batch_size")
         _non_negative(self, prefix, "nn_candidates")
+        _need(self.c2st_folds >= 2, f"{prefix}.c2st_folds", self.c2st_folds, "must be >= 2")
 
 
 def _old_prior_keys() -> dict[str, tuple[str, ...]]:

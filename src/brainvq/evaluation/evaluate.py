@@ -1,7 +1,8 @@
 """Evaluate a run: what its splits hold (subjects per split, subjects in more than one split, real
 test slices with near-twins in training), the VQ-VAE on the test split (reconstruction SSIM by
 skimage's definition, PSNR, codebook use) and each prior's samples against the real slices
-(brainvq.evaluation.realism); metrics.json and figures.
+(brainvq.evaluation.realism); for both, the classifier two-sample test against the real test
+slices (brainvq.evaluation.c2st, full resolution and 2x2-averaged); metrics.json and figures.
 
     from brainvq.evaluation.evaluate import evaluate_run
     result = evaluate_run("runs/demo", say=print)     # or `brainvq evaluate --run runs/demo`
@@ -15,9 +16,11 @@ import numpy as np
 import torch
 
 from brainvq.codes import code_maps, encode_images
-from brainvq.data import load_data, load_splits
+from brainvq.config import EvalConfig
+from brainvq.data import Splits, load_data
 from brainvq.data.subjects import describe as describe_subjects
 from brainvq.data.subjects import warn_leaks, warn_once
+from brainvq.evaluation.c2st import MIN_PER_SIDE, c2st
 from brainvq.evaluation.figures import (
     code_map_figure,
     codebook_figure,
@@ -100,7 +103,7 @@ def evaluate_vqvae(run_path: str, data: str | None = None) -> dict:
     """Score the run's VQ-VAE on the test split, write figures and the `vqvae` metrics section."""
     run = load_run(run_path)
     cfg = run.config
-    arrays = load_splits(run.data_root(data), cfg.data, progress=False)
+    splits, arrays = load_data(run.data_root(data), cfg.data, progress=False)
     test = np.asarray(arrays["test"])
     x = test.astype(np.float32) / 255.0
     codes, recons = reconstruct_all(run, test, cfg.eval.batch_size)
@@ -119,6 +122,9 @@ def evaluate_vqvae(run_path: str, data: str | None = None) -> dict:
         result["recon_realism_ratio"] = realism_ratio(
             recons, test, train, cfg.eval.nn_candidates, reference_cache(run)
         )
+    two_sample = c2st_scores(test, recons, splits, cfg.eval, paired=True)
+    if two_sample:
+        result["c2st"] = two_sample
     figs = run.dir.figures
     recon_figure(x, recons, scores, figs / "reconstructions.png")
     log = read_csv_log(run.dir.logs / "vqvae" / "metrics.csv")
@@ -128,6 +134,85 @@ def evaluate_vqvae(run_path: str, data: str | None = None) -> dict:
     codebook_figure(counts, figs / "codebook_usage.png", "Codebook usage on the test split")
     run.dir.update_metrics("vqvae", result)
     return result
+
+
+C2ST_POOLS = (1, 2)  # full resolution; 2x2 pixel blocks averaged (past the JPEG-block texture)
+C2ST_MEANS = "0.5 = a classifier cannot tell them from real test slices, 1.0 = it always can"
+
+
+def c2st_folds(splits: Splits) -> tuple[list | None, str]:
+    """The brain of each real test slice as C2ST fold groups (None: folds drawn slice by slice,
+    where the test split's slices carry no subject or all come from one brain) and a note."""
+    subjects = splits.subjects.get("test")
+    known = subjects is not None and len(subjects) and all(s != "" for s in subjects)
+    brains = len(set(subjects)) if known else 0
+    if brains < 2:
+        why = "one brain" if brains == 1 else "no subjects in the test names"
+        return None, (
+            f"folds by slice ({why}): neighbouring slices of one brain tell even real slices "
+            "apart, so read it against real slices' own score"
+        )
+    return [str(s) for s in subjects], f"folds by brain ({brains} test brains)"
+
+
+def c2st_scores(
+    test: np.ndarray, other: np.ndarray, splits: Splits, ev: EvalConfig, paired: bool = False
+) -> dict | None:
+    """C2ST of `other` (N, S, S) in [0, 1] against the real test slices at each of C2ST_POOLS:
+    the `c2st` entry of a metrics.json section, or None when eval.c2st is off.
+
+    Folds keep each real test brain whole. paired: `other` are the test slices' own
+    reconstructions, which carry the same brain labels; otherwise (samples, which have no brain)
+    each image is dealt to a fold at random. A set too small or too small an image is skipped,
+    with the reason."""
+    if not ev.c2st:
+        return None
+    groups, note = c2st_folds(splits)
+    pools = [p for p in C2ST_POOLS if min(test.shape[1:]) >= 16 * p]
+    n = min(len(test), len(other))
+    if n < MIN_PER_SIDE or not pools:
+        why = f"{n} images a side" if n < MIN_PER_SIDE else f"{test.shape[1]}px images"
+        return {"skipped": f"{why}: too few for a classifier two-sample test"}
+    out: dict = {"reading": C2ST_MEANS, "folds_by": note}
+    for pool in pools:
+        r = c2st(
+            test, other, pool=pool, folds=ev.c2st_folds, seed=ev.seed,
+            real_groups=groups, other_groups=groups if paired else None,
+        )  # fmt: skip
+        out[f"pool{pool}"] = r["accuracy"]
+        out[f"pool{pool}_std"] = r["accuracy_std"]
+        out[f"pool{pool}_folds"] = [round(a, 4) for a in r["folds"]]
+        out["n_per_side"] = r["n_per_side"]
+    return out
+
+
+def c2st_rows(result: dict | None) -> list[tuple[str, str]]:
+    """Table rows of a `c2st` entry: accuracy +- spread at each pool, or why it was skipped."""
+    if not result:
+        return []
+    if "skipped" in result:
+        return [("C2ST", f"skipped ({result['skipped']})")]
+    rows = []
+    for pool in C2ST_POOLS:
+        if f"pool{pool}" in result:
+            where = "full resolution" if pool == 1 else f"{pool}x{pool} averaged"
+            acc = f"{result[f'pool{pool}']:.2f} +- {result[f'pool{pool}_std']:.2f}"
+            rows.append((f"C2ST {where}", acc))
+    folds = len(result.get("pool1_folds", result.get("pool2_folds", [])))
+    rows.append(("C2ST folds", f"{folds}, {result['n_per_side']} a side, {result['folds_by']}"))
+    return rows
+
+
+def c2st_words(result: dict | None, what: str) -> str:
+    """The plain-words line under a table with C2ST rows ('' without them)."""
+    if not result or "skipped" in result:
+        return ""
+    pool = 2 if "pool2" in result else 1
+    where = "2x2-averaged" if pool == 2 else "full-resolution"
+    return (
+        f"\nC2ST: a small CNN trained to tell these {what} from real test slices is right "
+        f"{result[f'pool{pool}']:.0%} of the time on {where} images ({C2ST_MEANS})"
+    )
 
 
 def _table(rows: list[tuple[str, str]]) -> str:
@@ -149,7 +234,7 @@ def format_table(result: dict) -> str:
     if "recon_realism_ratio" in result:
         ratio = result["recon_realism_ratio"]
         rows.append(("realism of recons", f"{ratio:.3f} (samples as good as real code maps)"))
-    return _table(rows)
+    return _table(rows + c2st_rows(result.get("c2st"))) + c2st_words(result.get("c2st"), "recons")
 
 
 def evaluate_samples(
@@ -171,7 +256,7 @@ def evaluate_samples(
     n = n or cfg.eval.n_samples
     seed = cfg.eval.seed if seed is None else seed
     drawn = sample_images(run, prior, n, seed, cfg.eval.batch_size, temperature, top_k)
-    arrays = load_splits(root, cfg.data, progress=False)
+    splits, arrays = load_data(root, cfg.data, progress=False)
     real_codes = code_maps(run, root)["test"]
     train = np.asarray(arrays["train"])
     scores, per = score_samples(
@@ -192,6 +277,9 @@ def evaluate_samples(
     if prior.has_likelihood:  # autoregressive: how well it predicts unseen real code maps
         bits = prior.bits_per_code(torch.from_numpy(real_codes)).numpy()
         scores["test_bits_per_code"] = float(bits.mean())
+    two_sample = c2st_scores(np.asarray(arrays["test"]), drawn["images"], splits, cfg.eval)
+    if two_sample:
+        scores["c2st"] = two_sample
     figs = run.dir.figures
     best = int(np.argmax(per["nn_ssim"]))
     nearest_pair_figure(
@@ -268,7 +356,7 @@ def format_sample_table(s: dict, kind: str) -> str:
     ]
     if "test_bits_per_code" in s:
         rows.append(("bits/code on test maps", f"{s['test_bits_per_code']:.3f}"))
-    return _table(rows)
+    return _table(rows + c2st_rows(s.get("c2st"))) + c2st_words(s.get("c2st"), "samples")
 
 
 def evaluate_run(
