@@ -121,12 +121,27 @@ class VQVAEConfig:
     dead_code_threshold: float = 1.0
     kmeans_init: bool = False  # seed the codebook by k-means on the first batch (Zeghidour 2021)
     kmeans_iters: int = 10
+    # Adversarial training (VQGAN, Esser et al. 2021): a patch discriminator (brainvq.nn.patchgan)
+    # judges the reconstructions, and the autoencoder's hinge adversarial loss is added with this
+    # weight times VQGAN's adaptive weight (the image loss's gradient norm over the adversarial
+    # loss's, at the decoder's last layer). 0 = off. The discriminator is training state only.
+    adversarial_weight: float = 0.0
+    adversarial_start: int = 0  # training step it starts at, once the autoencoder has settled
+    disc_channels: int = 64  # the discriminator's first width (doubling per layer, at most 8x)
+    disc_layers: int = 3  # its stride-2 convolutions: patches of 70 px at 3, 34 at 2, 22 at 1
+    disc_lr: float = 0.0  # its Adam learning rate (betas 0.5, 0.9); 0 = train.lr
+
+    def adversarial(self) -> bool:
+        """True when the VQ-VAE stage trains a discriminator."""
+        return self.adversarial_weight > 0
 
     def validate(self, prefix: str = "vqvae") -> None:
         """Raise ConfigError for a value that would fail later."""
         _need(self.downsample in (4, 8), f"{prefix}.downsample", self.downsample, "must be 4 or 8")
         _positive(self, prefix, "codebook_size", "code_dim", "hidden", "res_hidden")
-        _non_negative(self, prefix, "n_res_blocks")
+        _positive(self, prefix, "disc_channels", "disc_layers")
+        _non_negative(self, prefix, "n_res_blocks", "adversarial_weight", "adversarial_start")
+        _non_negative(self, prefix, "disc_lr")
         _need(
             0.0 < self.ema_decay < 1.0, f"{prefix}.ema_decay", self.ema_decay, "must be in (0, 1)"
         )

@@ -7,12 +7,24 @@
 The loss is the image loss (MSE + train.ssim_loss_weight * (1 - SSIM), brainvq.nn.vqvae.image_loss)
 plus the quantizer's commitment loss. Logged: loss, codebook usage and perplexity per step,
 validation SSIM and MSE per epoch.
+
+With vqvae.adversarial_weight > 0 the stage is VQGAN's (Esser et al. 2021): from step
+vqvae.adversarial_start on, a patch discriminator (brainvq.nn.patchgan) learns to tell the
+reconstructions from the slices (hinge loss) and the autoencoder adds its adversarial loss, weighted
+by vqvae.adversarial_weight times the adaptive weight (gradient-norm ratio at the decoder's last
+layer). Both train in the same step from one Adam with two parameter groups (the discriminator's
+with betas 0.5, 0.9), so the step count, budgets, resume and DDP work as without it; the
+discriminator's logits on the reconstructions feed the autoencoder's loss with its own weights
+frozen. Also logged then: d_loss, g_loss, adv_weight (the adaptive weight times
+vqvae.adversarial_weight), d_real and d_fake (mean patch logits). The discriminator lives in the
+stage's checkpoint only; vqvae.safetensors holds the VQ-VAE as always.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 
 import lightning as L
 import torch
@@ -21,8 +33,10 @@ from brainvq.config import Config
 from brainvq.data import load_data
 from brainvq.data.subjects import describe as describe_subjects
 from brainvq.data.subjects import warn_leaks
+from brainvq.errors import RunError
 from brainvq.io import atomic_write_text
 from brainvq.metrics import ssim
+from brainvq.nn.patchgan import PatchDiscriminator, adaptive_weight, hinge_d_loss, hinge_g_loss
 from brainvq.nn.vqvae import VQVAE, image_loss, recon_loss
 from brainvq.runs import RunDir, check_compatible, save_vqvae
 from brainvq.training.loaders import slice_loader
@@ -36,8 +50,12 @@ class VQVAEModule(L.LightningModule):
         super().__init__()
         self.cfg = cfg
         self.model = VQVAE(cfg.vqvae)
+        v = cfg.vqvae
+        self.disc = PatchDiscriminator(v.disc_channels, v.disc_layers) if v.adversarial() else None
         if cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+            if self.disc is not None:
+                self.disc = self.disc.to(memory_format=torch.channels_last)
 
     def _prep(self, x: torch.Tensor) -> torch.Tensor:
         if self.cfg.train.channels_last:
@@ -55,7 +73,32 @@ class VQVAEModule(L.LightningModule):
         self.log("mse", mse, on_step=False, on_epoch=True, sync_dist=True)
         self.log("usage", out.usage, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
         self.log("perplexity", out.perplexity, on_step=False, on_epoch=True, sync_dist=True)
+        if self.disc is not None and self.global_step >= self.cfg.vqvae.adversarial_start:
+            loss = loss + self._adversarial(x, out.recon, image)
         return loss
+
+    def _adversarial(self, x: torch.Tensor, recon: torch.Tensor, image: torch.Tensor):
+        """The autoencoder's weighted adversarial loss plus the discriminator's hinge loss: each
+        reaches only its own side's parameters (the discriminator is frozen for the first, the
+        reconstructions detached for the second)."""
+        with frozen(self.disc), fp32(x):
+            g_loss = hinge_g_loss(self.disc(recon.float()))
+        last = self._vqvae().decoder.net[-1].weight
+        weight = self.cfg.vqvae.adversarial_weight * adaptive_weight(image, g_loss, last)
+        with fp32(x):
+            logits = self.disc(torch.cat([x.float(), recon.detach().float()]))
+        d_real, d_fake = logits.chunk(2)
+        d_loss = hinge_d_loss(d_real, d_fake)
+        if not torch.isfinite(d_loss + g_loss):
+            raise FloatingPointError(f"non-finite adversarial loss at step {self.global_step}")
+        for name, value in (("d_loss", d_loss), ("g_loss", g_loss), ("adv_weight", weight)):
+            self.log(name, value, prog_bar=name == "d_loss", on_epoch=True, sync_dist=True)
+        self.log("d_real", d_real.float().mean(), on_epoch=True, sync_dist=True)
+        self.log("d_fake", d_fake.float().mean(), on_epoch=True, sync_dist=True)
+        return weight * g_loss + d_loss
+
+    def _vqvae(self) -> VQVAE:
+        return getattr(self.model, "_orig_mod", self.model)  # under torch.compile too
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         x = self._prep(batch)
@@ -68,8 +111,42 @@ class VQVAEModule(L.LightningModule):
         self.log("val_mse", recon_loss(recon, x), on_epoch=True, batch_size=len(x), sync_dist=True)
 
     def configure_optimizers(self):
-        t = self.cfg.train
-        return torch.optim.Adam(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        t, v = self.cfg.train, self.cfg.vqvae
+        groups = [{"params": list(self.model.parameters())}]
+        if self.disc is not None:  # VQGAN's discriminator betas; no weight decay
+            lr = v.disc_lr or t.lr
+            groups.append({"params": list(self.disc.parameters()), "lr": lr, "betas": (0.5, 0.9)})
+            groups[-1]["weight_decay"] = 0.0
+        return torch.optim.Adam(groups, lr=t.lr, weight_decay=t.weight_decay)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Refuse, in one line, a checkpoint made with the discriminator on when it is now off (or
+        the other way round)."""
+        had = any(k.startswith("disc.") for k in checkpoint.get("state_dict", {}))
+        if had != (self.disc is not None):
+            raise RunError(
+                f"the VQ-VAE checkpoint was made with vqvae.adversarial_weight "
+                f"{'> 0' if had else '= 0'}; resume with the same setting, or use --fresh"
+            )
+
+
+def fp32(x: torch.Tensor):
+    """Autocast off: the discriminator runs in float32 (on the development CPU a small one is
+    faster so than in bf16, and its spectral norm's power iteration wants the precision)."""
+    return torch.autocast(x.device.type, enabled=False)
+
+
+@contextmanager
+def frozen(module: torch.nn.Module):
+    """Within the block, no gradient reaches the module's parameters (they stay in the graph's
+    inputs as constants); their requires_grad flags come back after."""
+    flags = [p.requires_grad for p in module.parameters()]
+    module.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, flag in zip(module.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
 
 
 def train_vqvae(
@@ -116,7 +193,8 @@ def _train_vqvae(data: str, run: RunDir, cfg: Config, fresh: bool, progress: boo
     if t.compile:
         module.model = torch.compile(module.model)
     ckpt = resume_path(run, "vqvae", fresh)
-    trainer = make_trainer(run, "vqvae", t, progress)
+    # the discriminator has no gradient before vqvae.adversarial_start
+    trainer = make_trainer(run, "vqvae", t, progress, unused_parameters=cfg.vqvae.adversarial())
     started = time.time()
     fit_stage(trainer, module, train_dl, val_dl, ckpt, run, "vqvae")
     model = getattr(module.model, "_orig_mod", module.model).float().cpu()
