@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from brainvq.data import load_splits
-from brainvq.io import atomic_save_npy
+from brainvq.data import atomic_save_npy, load_splits
 from brainvq.runs import Run
 
 

@@ -8,6 +8,7 @@ colour slices converted to grayscale, each with a warning.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import warnings
 from pathlib import Path
@@ -18,7 +19,7 @@ from tqdm.auto import tqdm
 
 from brainvq.config import DataConfig
 from brainvq.errors import BrainVQError, DataError
-from brainvq.io import atomic_save_npy
+from brainvq.io import atomic_write_bytes
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
@@ -81,6 +82,13 @@ def read_named_slices(paths: list[str], size: int) -> tuple[list[Path], np.ndarr
     images (N, size, size) uint8, each centre-padded to a square and resized."""
     files = named_slice_files(paths)
     return files, np.stack([to_square(decode_slice(f)[0], size) for f in files])
+
+
+def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
+    """Save one array as .npy atomically (brainvq.io.atomic_path)."""
+    buf = io.BytesIO()
+    np.save(buf, array)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def cache_root(cfg: DataConfig) -> Path:

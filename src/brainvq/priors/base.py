@@ -44,8 +44,8 @@ from tqdm.auto import tqdm
 
 from brainvq.config import Config
 from brainvq.errors import RunError
-from brainvq.io import atomic_save_safetensors
 from brainvq.nn.maskgit import hidden_count
+from brainvq.runs import atomic_save_safetensors
 
 
 @contextlib.contextmanager

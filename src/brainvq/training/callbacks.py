@@ -11,7 +11,8 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from brainvq.errors import RunError
-from brainvq.io import atomic_path, atomic_save_safetensors
+from brainvq.io import atomic_path
+from brainvq.runs import atomic_save_safetensors
 
 
 class LossThresholdStop(Callback):

@@ -41,12 +41,12 @@ from brainvq.codes import code_maps
 from brainvq.config import TuneConfig
 from brainvq.data import load_splits
 from brainvq.errors import RunError
-from brainvq.io import atomic_save_safetensors, atomic_write_text, file_digest
+from brainvq.io import atomic_write_text, file_digest
 from brainvq.metrics import mean_pairwise_ssim, ssim_reference
 from brainvq.nn.vqvae import VQVAE, image_loss
 from brainvq.priors import categorical_picker, load_prior, prior_path
 from brainvq.priors.tuned_decoder import TUNABLE_KINDS, decoder_path, refusal_path
-from brainvq.runs import RunDir, load_run
+from brainvq.runs import RunDir, atomic_save_safetensors, load_run
 from brainvq.training.trainer import fit_stage, make_trainer, resume_path, stage_config
 
 CHECK_SAMPLES = 16  # prior samples decoded by both decoders for the diversity check
