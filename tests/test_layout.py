@@ -16,7 +16,14 @@ SRC = ROOT / "src" / "brainvq"
 # data -> nn -> priors -> training -> sampling -> evaluation -> pipeline -> cli; a module may import
 # its own layer or lower ones
 LAYERS = [
-    ("brainvq", "brainvq.errors", "brainvq.config", "brainvq.io", "brainvq.metrics"),
+    (
+        "brainvq",
+        "brainvq.errors",
+        "brainvq.config",
+        "brainvq.io",
+        "brainvq.metrics",
+        "brainvq.progress",
+    ),
     ("brainvq.data",),
     ("brainvq.nn",),
     ("brainvq.runs", "brainvq.codes"),

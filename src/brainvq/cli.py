@@ -266,9 +266,8 @@ def cmd_sample(args, overrides) -> int:
 def cmd_evaluate(args, overrides) -> int:
     from brainvq.evaluation.evaluate import evaluate_run
 
-    evaluate_run(
-        args.run, args.data, args.kind, args.n, args.seed, args.temperature, args.top_k, print
-    )
+    sampling = (args.kind, args.n, args.seed, args.temperature, args.top_k)
+    evaluate_run(args.run, args.data, *sampling, print, progress=not args.quiet)
     return 0
 
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from tqdm.auto import tqdm
 
 from brainvq.config import DataConfig
 from brainvq.errors import BrainVQError, DataError
 from brainvq.io import atomic_write_bytes
+from brainvq.progress import Progress
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
@@ -121,13 +121,14 @@ def load_uint8(files: list[Path], size: int, cfg: DataConfig, progress: bool = T
     out = np.empty((len(files), size, size), dtype=np.uint8)
     notes: dict[str, int] = {}
     shapes: set[tuple[int, int]] = set()
-    bar = tqdm(files, desc="decoding slices", unit="img", disable=not progress or len(files) < 200)
-    for i, p in enumerate(bar):
-        a, note = decode_slice(p)
-        shapes.add(a.shape)
-        if note:
-            notes[note] = notes.get(note, 0) + 1
-        out[i] = to_square(a, size)
+    with Progress(len(files), "decoding slices", "img", progress and len(files) >= 200) as bar:
+        for i, p in enumerate(files):
+            a, note = decode_slice(p)
+            shapes.add(a.shape)
+            if note:
+                notes[note] = notes.get(note, 0) + 1
+            out[i] = to_square(a, size)
+            bar.update()
     for note, n in notes.items():
         warnings.warn(f"{n} slice(s) were {note}", stacklevel=2)
     if len(shapes) > 1:

@@ -28,6 +28,7 @@ from brainvq.evaluation.figures import (
 from brainvq.evaluation.realism import realism_ratio, score_samples
 from brainvq.metrics import code_histogram, codebook_stats, psnr, ssim_reference, summarize
 from brainvq.priors import load_prior, trained_kinds
+from brainvq.progress import Progress
 from brainvq.runs import Run, RunDir, load_run
 from brainvq.sampling import image_grid, sample_images
 
@@ -44,15 +45,25 @@ def reference_cache(run: Run) -> Path:
     return run.dir.state / "evaluate"
 
 
-def evaluate_vqvae(run_path: str, data: str | None = None) -> dict:
-    """Score the run's VQ-VAE on the test split, write figures and the `vqvae` metrics section."""
+def evaluate_vqvae(
+    run_path: str,
+    data: str | None = None,
+    progress: bool = False,
+) -> dict:
+    """Score the run's VQ-VAE on the test split, write figures and the `vqvae` metrics section
+    (``progress``: show the long phases)."""
     run = load_run(run_path)
     cfg = run.config
-    arrays = load_splits(run.data_root(data), cfg.data, progress=False)
+    arrays = load_splits(run.data_root(data), cfg.data, progress=progress)
     test = np.asarray(arrays["test"])
     x = test.astype(np.float32) / 255.0
     codes, recons = reconstruct_all(run, test, cfg.eval.batch_size)
-    scores = np.array([ssim_reference(x[i], recons[i]) for i in range(len(x))])
+    with Progress(len(x), "scoring test reconstructions", "slice", progress) as bar:
+        scores = []
+        for i in range(len(x)):
+            scores.append(ssim_reference(x[i], recons[i]))
+            bar.update()
+    scores = np.array(scores)
     p = psnr(torch.from_numpy(x)[:, None], torch.from_numpy(recons)[:, None]).numpy()
     book = codebook_stats(codes, cfg.vqvae.codebook_size)
     result = {
@@ -65,7 +76,7 @@ def evaluate_vqvae(run_path: str, data: str | None = None) -> dict:
     train = np.asarray(arrays["train"])
     if len(train):
         result["recon_realism_ratio"] = realism_ratio(
-            recons, test, train, cfg.eval.nn_candidates, reference_cache(run)
+            recons, test, train, cfg.eval.nn_candidates, reference_cache(run), progress
         )
     figs = run.dir.figures
     recon_figure(x, recons, scores, figs / "reconstructions.png")
@@ -108,19 +119,21 @@ def evaluate_samples(
     seed: int | None = None,
     temperature: float | None = None,
     top_k: int | None = None,
+    progress: bool = False,
 ) -> dict:
     """Sample from the run's prior and score the samples against real slices; write figures.
 
-    temperature / top_k default to those in the prior's own config (see brainvq.priors)."""
+    temperature / top_k default to those in the prior's own config (see brainvq.priors);
+    progress as in evaluate_vqvae."""
     run = load_run(run_path)
     cfg = run.config
     root = run.data_root(data)
     prior = load_prior(run, kind)
     n = n or cfg.eval.n_samples
     seed = cfg.eval.seed if seed is None else seed
-    drawn = sample_images(run, prior, n, seed, cfg.eval.batch_size, temperature, top_k)
-    arrays = load_splits(root, cfg.data, progress=False)
-    real_codes = code_maps(run, root)["test"]
+    drawn = sample_images(run, prior, n, seed, cfg.eval.batch_size, temperature, top_k, progress)
+    arrays = load_splits(root, cfg.data, progress=progress)
+    real_codes = code_maps(run, root, progress=progress)["test"]
     train = np.asarray(arrays["train"])
     scores, per = score_samples(
         drawn["images"],
@@ -131,6 +144,7 @@ def evaluate_samples(
         cfg.vqvae.codebook_size,
         candidates=cfg.eval.nn_candidates,
         cache_dir=reference_cache(run),
+        progress=progress,
     )
     scores["samples_per_second"] = drawn["samples_per_second"]
     scores["seed"] = seed
@@ -246,16 +260,18 @@ def evaluate_run(
     temperature: float | None = None,
     top_k: int | None = None,
     say=None,
+    progress: bool = False,
 ) -> dict:
     """What `brainvq evaluate` does: the VQ-VAE's section, then the samples of ``kind`` (default:
     every prior the run holds); ``say(text)``, if given, gets each table as it is done.
+    ``progress``: show the long phases (sampling, nearest-neighbour search).
 
     Returns {"vqvae": ..., "samples": {kind: ...}}, the sections written to metrics.json."""
     say = say or (lambda text: None)
-    result = {"vqvae": evaluate_vqvae(str(run_path), data), "samples": {}}
+    result = {"vqvae": evaluate_vqvae(str(run_path), data, progress), "samples": {}}
     say(format_table(result["vqvae"]))
     for k in [kind] if kind else trained_kinds(RunDir(run_path)):
-        s = evaluate_samples(str(run_path), k, data, n, seed, temperature, top_k)
+        s = evaluate_samples(str(run_path), k, data, n, seed, temperature, top_k, progress)
         result["samples"][k] = s
         say(format_sample_table(s, k))
     say(f"metrics -> {Path(run_path) / 'metrics.json'}; figures -> {Path(run_path) / 'figures'}")
