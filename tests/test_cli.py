@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from .conftest import CLI_ENV, TINY_OVERRIDES, brainvq, cli_args, tiny, write_slices
+from .conftest import CLI_ENV, HANG_GUARD_S, TINY_OVERRIDES, brainvq, cli_args, tiny, write_slices
 
 
 def test_train_evaluate_end_to_end(keras_root, tmp_path):
@@ -43,6 +43,7 @@ def test_train_evaluate_end_to_end(keras_root, tmp_path):
     assert r.returncode == 2 and "different config" in r.stderr and "--fresh" in r.stderr
 
 
+@pytest.mark.slow
 def test_256_pixel_slices(tmp_path):
     root = tmp_path / "big"
     write_slices(root / "keras_png_slices_train", 6, 256)
@@ -91,7 +92,7 @@ def test_resume_after_kill(keras_root, tmp_path):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.time() + 120
+        deadline = time.time() + HANG_GUARD_S
         while time.time() < deadline and (not last.exists() or last.stat().st_mtime_ns == before):
             time.sleep(0.1)
         time.sleep(delay)

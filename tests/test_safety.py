@@ -17,10 +17,11 @@ from brainvq.nn.vqvae import VQVAE
 from brainvq.training import vqvae as vqvae_module
 from brainvq.training.vqvae import train_vqvae
 
-from .conftest import CLI_ENV, brainvq, cli_args, tiny, tiny_config
+from .conftest import CLI_ENV, HANG_GUARD_S, brainvq, cli_args, tiny, tiny_config
 
 
-def _wait_for(path, proc, seconds=120):
+def _wait_for(path, proc, seconds=HANG_GUARD_S):
+    """Wait until path exists or proc ends (or a hang guard runs out); True if path exists."""
     deadline = time.time() + seconds
     while time.time() < deadline and not path.exists() and proc.poll() is None:
         time.sleep(0.2)
@@ -41,7 +42,7 @@ def test_ctrl_c_saves_checkpoint_and_exits_cleanly(keras_root, tmp_path):
     assert _wait_for(ckpt, proc)
     before = ckpt.stat().st_mtime_ns
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=HANG_GUARD_S)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "checkpoint saved" in err
     assert ckpt.stat().st_mtime_ns >= before
@@ -180,3 +181,25 @@ def test_ctrl_c_before_training_exits_130_and_leaves_nothing_half_written(
     err = capsys.readouterr().err
     assert rc == 130 and err.count("\n") == 1 and "interrupted" in err
     assert not (run_path / "codes").exists() or not list((run_path / "codes").iterdir())
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_maskgit_prior_process(run_copy):
+    """A real SIGINT to `brainvq train-prior --kind maskgit --quiet` in its own process: it
+    saves and exits 130 with one line (the only time limit is a hang guard)."""
+    run_path, root = run_copy
+    args = ["train-prior", "--run", str(run_path), "--data", str(root), "--kind", "maskgit"]
+    args += ["--quiet", "--prior.max_minutes", "0", "--prior.max_epochs", "100000"]
+    args += ["--prior.batch_size", "4", "--prior.maskgit.dim", "16", "--prior.maskgit.layers", "1"]
+    args += ["--prior.maskgit.heads", "2"]
+    proc = subprocess.Popen(
+        cli_args(*args), env=CLI_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    ckpt = run_path / "state" / "prior-maskgit" / "last.ckpt"
+    assert _wait_for(ckpt, proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=HANG_GUARD_S)
+    assert proc.returncode == 130, err
+    assert err.count("\n") == 1 and "Traceback" not in err and "interrupted" in err
+    assert not (run_path / "prior-maskgit.safetensors").exists()
+    assert torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"] > 0
