@@ -79,9 +79,22 @@ def named_slice_files(paths: list[str]) -> list[Path]:
 
 def read_named_slices(paths: list[str], size: int) -> tuple[list[Path], np.ndarray]:
     """The slices named on a command line (files or folders of them): their paths and the
-    images (N, size, size) uint8, each centre-padded to a square and resized."""
+    images (N, size, size) uint8, each centre-padded to a square and resized. One warning per
+    kind of change names the slices that were converted (colour, 16-bit) or resized."""
     files = named_slice_files(paths)
-    return files, np.stack([to_square(decode_slice(f)[0], size) for f in files])
+    images, changed = [], {}
+    for f in files:
+        a, note = decode_slice(f)
+        if a.shape != (size, size):
+            h, w = a.shape
+            changed.setdefault(f"resized from {w}x{h} to {size}x{size}", []).append(f.name)
+        if note:
+            changed.setdefault(note, []).append(f.name)
+        images.append(to_square(a, size))
+    for what, names in changed.items():
+        listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        warnings.warn(f"{len(names)} slice(s) were {what}: {listed}", stacklevel=2)
+    return files, np.stack(images)
 
 
 def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from brainvq.codes import code_maps, encode_images
+from brainvq.config import Config, check_scope
 from brainvq.data import load_splits
 from brainvq.evaluation.figures import (
     code_map_figure,
@@ -32,6 +33,8 @@ from brainvq.progress import Progress
 from brainvq.runs import Run, RunDir, load_run
 from brainvq.sampling import image_grid, sample_images
 
+EVAL_SECTIONS = ("eval",)  # what evaluate takes as overrides: how it measures, not what
+
 
 @torch.no_grad()
 def reconstruct_all(run: Run, images: np.ndarray, batch_size: int = 64):
@@ -45,14 +48,25 @@ def reference_cache(run: Run) -> Path:
     return run.dir.state / "evaluate"
 
 
+def load_for_evaluation(run_path: str | Path, overrides: list[str] | None = None) -> Run:
+    """The run, with ``overrides`` (``eval.KEY=VALUE`` strings, the only section evaluate uses
+    from the command line) applied to its config for this evaluation; config.toml is unchanged."""
+    overrides = list(overrides or [])
+    check_scope(overrides, EVAL_SECTIONS, "evaluate")
+    run = load_run(run_path)
+    run.config.override(overrides)
+    return run
+
+
 def evaluate_vqvae(
     run_path: str,
     data: str | None = None,
+    overrides: list[str] | None = None,
     progress: bool = False,
 ) -> dict:
     """Score the run's VQ-VAE on the test split, write figures and the `vqvae` metrics section
-    (``progress``: show the long phases)."""
-    run = load_run(run_path)
+    (``overrides``: eval.KEY=VALUE for this evaluation; ``progress``: show the long phases)."""
+    run = load_for_evaluation(run_path, overrides)
     cfg = run.config
     arrays = load_splits(run.data_root(data), cfg.data, progress=progress)
     test = np.asarray(arrays["test"])
@@ -119,13 +133,14 @@ def evaluate_samples(
     seed: int | None = None,
     temperature: float | None = None,
     top_k: int | None = None,
+    overrides: list[str] | None = None,
     progress: bool = False,
 ) -> dict:
     """Sample from the run's prior and score the samples against real slices; write figures.
 
     temperature / top_k default to those in the prior's own config (see brainvq.priors);
-    progress as in evaluate_vqvae."""
-    run = load_run(run_path)
+    overrides and progress as in evaluate_vqvae."""
+    run = load_for_evaluation(run_path, overrides)
     cfg = run.config
     root = run.data_root(data)
     prior = load_prior(run, kind)
@@ -260,18 +275,24 @@ def evaluate_run(
     temperature: float | None = None,
     top_k: int | None = None,
     say=None,
+    overrides: list[str] | None = None,
     progress: bool = False,
 ) -> dict:
     """What `brainvq evaluate` does: the VQ-VAE's section, then the samples of ``kind`` (default:
     every prior the run holds); ``say(text)``, if given, gets each table as it is done.
-    ``progress``: show the long phases (sampling, nearest-neighbour search).
+    ``overrides``: eval.KEY=VALUE strings applied to the run's config for this evaluation (the
+    file is unchanged); ``progress``: show the long phases (sampling, nearest-neighbour search).
 
     Returns {"vqvae": ..., "samples": {kind: ...}}, the sections written to metrics.json."""
     say = say or (lambda text: None)
-    result = {"vqvae": evaluate_vqvae(str(run_path), data, progress), "samples": {}}
+    check_scope(list(overrides or []), EVAL_SECTIONS, "evaluate")
+    Config().override(list(overrides or []))  # a bad key or value fails before any work
+    result = {"vqvae": evaluate_vqvae(str(run_path), data, overrides, progress), "samples": {}}
     say(format_table(result["vqvae"]))
     for k in [kind] if kind else trained_kinds(RunDir(run_path)):
-        s = evaluate_samples(str(run_path), k, data, n, seed, temperature, top_k, progress)
+        s = evaluate_samples(
+            str(run_path), k, data, n, seed, temperature, top_k, overrides, progress
+        )
         result["samples"][k] = s
         say(format_sample_table(s, k))
     say(f"metrics -> {Path(run_path) / 'metrics.json'}; figures -> {Path(run_path) / 'figures'}")
