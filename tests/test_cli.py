@@ -274,3 +274,14 @@ def test_help_and_version_and_what_each_command_reads():
     assert "--prior" not in r.stdout.split("Config values it reads")[1]
     assert "prints" in brainvq("config", "--help").stdout.lower()
     assert "--tune.max_steps" in brainvq("tune-decoder", "--help").stdout
+
+
+def test_brainvq_lets_waiting_openmp_threads_sleep_unless_told_otherwise():
+    from brainvq.cli import share_cpu
+
+    env = {}
+    share_cpu(env)
+    assert env == {"OMP_WAIT_POLICY": "PASSIVE"}
+    env = {"OMP_WAIT_POLICY": "ACTIVE"}
+    share_cpu(env)
+    assert env == {"OMP_WAIT_POLICY": "ACTIVE"}

@@ -1,7 +1,8 @@
 """`brainvq` command line: parse, call one library function, print.
 
 Errors are one line on stderr and exit 2; Ctrl-C exits 130. The library is imported by each command
-when it runs, so `brainvq --help` starts at once.
+when it runs, so `brainvq --help` starts at once, and so that share_cpu can set up OpenMP before
+torch loads.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import math
 import os
 import sys
 import warnings
+from collections.abc import MutableMapping
 from pathlib import Path
 
 from brainvq import __version__, config
@@ -313,9 +315,18 @@ def cmd_config(args, overrides) -> int:
     return 0
 
 
+def share_cpu(env: MutableMapping[str, str] = os.environ) -> None:
+    """Let torch's OpenMP threads sleep while they wait instead of spinning (OMP_WAIT_POLICY =
+    PASSIVE, unless the environment sets it): beside another CPU-bound job a spinning thread
+    takes the CPU from the thread the others wait for, and training slows far more than the
+    share it loses (bench/results/cpu_sharing.md). Must run before torch is imported."""
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `brainvq` command."""
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    share_cpu()
     args, extra = build_parser().parse_known_args(argv)
     _quiet_libraries()
     try:
