@@ -135,7 +135,10 @@ def test_resume_after_kill(keras_root, tmp_path):
             "unknown key",
         ),
         (["evaluate", "--run", "{empty}"], "config.toml: missing"),
-        (["train-vqvae", "--data", "{trunc}", "--run", "{run}", *TINY_OVERRIDES], "trunc.png"),
+        (
+            ["train-vqvae", "--data", "{trunc}", "--run", "{run}", *TINY_OVERRIDES],
+            "case_900_trunc.png",
+        ),
     ],
 )
 def test_bad_input_one_line_exit_2(args, needle, tmp_path, keras_root):
@@ -143,7 +146,7 @@ def test_bad_input_one_line_exit_2(args, needle, tmp_path, keras_root):
     empty.mkdir()
     trunc = tmp_path / "trunc"
     good = write_slices(trunc, 4, 32)[0]
-    (trunc / "trunc.png").write_bytes(good.read_bytes()[:50])
+    (trunc / "case_900_trunc.png").write_bytes(good.read_bytes()[:50])
     badcfg = tmp_path / "bad.toml"
     badcfg.write_text("[train]\nlearning_rate = 1\n")
     fill = dict(
