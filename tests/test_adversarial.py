@@ -10,12 +10,22 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from brainvq.config import TuneConfig
 from brainvq.errors import BrainVQError, ConfigError
 from brainvq.evaluation.c2st import C2STClassifier
-from brainvq.nn.patchgan import PatchDiscriminator, adaptive_weight, hinge_d_loss, hinge_g_loss
-from brainvq.training.vqvae import VQVAEModule, frozen, train_vqvae
+from brainvq.nn.patchgan import (
+    PatchDiscriminator,
+    adaptive_weight,
+    frozen,
+    hinge_d_loss,
+    hinge_g_loss,
+)
+from brainvq.training import decoder as decoder_tuning
+from brainvq.training.prior import train_prior
+from brainvq.training.vqvae import VQVAEModule, train_vqvae
 
 from .conftest import brainvq, tiny, tiny_config
+from .test_priors import ar_prior
 
 
 def adversarial_config(start: int = 2, **train):
@@ -139,6 +149,7 @@ def test_settings_are_checked():
         cfg.validate()
 
 
+@pytest.mark.slow
 def test_two_process_adversarial_stage_keeps_ranks_identical(keras_root, tmp_path):
     """DDP (2 CPU processes, gloo): both ranks end with the same VQ-VAE and discriminator."""
     run = tmp_path / "run"
@@ -147,6 +158,7 @@ def test_two_process_adversarial_stage_keeps_ranks_identical(keras_root, tmp_pat
         *("--train.max_epochs", "2", "--train.devices", "2", "--train.accelerator", "cpu"),
         *("--train.save_rank_states", "true", "--vqvae.adversarial_weight", "0.5"),
         *("--vqvae.adversarial_start", "2", "--vqvae.disc_channels", "8"),
+        subprocess_=True,  # Lightning starts the second rank by running this command again
     )
     a = load_file(run / "state" / "vqvae" / "rank0.safetensors")
     b = load_file(run / "state" / "vqvae" / "rank1.safetensors")
@@ -155,3 +167,23 @@ def test_two_process_adversarial_stage_keeps_ranks_identical(keras_root, tmp_pat
         assert torch.equal(a[k], b[k]), k
     log = json.dumps(_log(run))
     assert "d_loss_step" in log
+
+
+def test_decoder_tuning_goes_on_against_the_vqvae_stages_discriminator(
+    vq_run, tmp_path, monkeypatch
+):
+    _, root = vq_run
+    monkeypatch.setenv("BRAINVQ_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(decoder_tuning, "sample_alikeness", lambda *a: [0.6, 0.6])
+    tune = TuneConfig(max_minutes=0.0, max_steps=3, adversarial_weight=0.5)
+    for name, cfg, source in (
+        ("adv", adversarial_config(max_epochs=1), "the VQ-VAE stage's"),
+        ("plain", tiny_config(max_epochs=1), "fresh"),
+    ):
+        run = tmp_path / name
+        train_vqvae(str(root), str(run), cfg, progress=False)
+        train_prior(str(run), ar_prior("maskgit", steps=3), data=str(root), progress=False)
+        res = decoder_tuning.tune_decoder(str(run), "maskgit", tune, progress=False)
+        assert res["discriminator"] == source and res["steps"] == 3 and res["kept"]
+        assert "d_loss_step" in (run / "logs" / "decoder-maskgit" / "metrics.csv").read_text()
+        assert "tuned against a discriminator" in decoder_tuning.describe(res)

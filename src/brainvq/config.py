@@ -391,10 +391,15 @@ class TuneConfig:
     # with the VQ-VAE's decoder, else the tuned decoder is not kept: a decoder tuned to a weak
     # prior's slips can learn to draw one average slice for every map
     max_diversity_rise: float = 0.05
+    # Keep training against a patch discriminator while tuning (as the VQ-VAE stage does with
+    # vqvae.adversarial_weight; the same adaptive weight, sizes vqvae.disc_*): this weight times
+    # the adaptive one; 0 = the image loss alone. The discriminator starts from the VQ-VAE
+    # stage's (RUN/state/vqvae/last.ckpt) where that stage trained one, else afresh.
+    adversarial_weight: float = 0.0
 
     def validate(self, prefix: str = "tune") -> None:
         """Raise ConfigError for a value that would fail later."""
-        _non_negative(self, prefix, "max_minutes", "max_steps", "variants")
+        _non_negative(self, prefix, "max_minutes", "max_steps", "variants", "adversarial_weight")
         _need(0 < self.max_share <= 1, f"{prefix}.max_share", self.max_share, "must be in (0, 1]")
         _positive(self, prefix, "batch_size")
         _need(self.lr > 0, f"{prefix}.lr", self.lr, "must be > 0")

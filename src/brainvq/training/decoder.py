@@ -11,6 +11,12 @@ are untouched, so the code maps, the priors and every reconstruction measure sta
 decoder, RUN/decoder-<kind>.safetensors, is used only to decode that prior's samples, and only
 while the prior it was tuned on is the run's current one (brainvq.priors.tuned_decoder).
 
+With tune.adversarial_weight > 0 the decoder also keeps learning against a patch discriminator
+(VQGAN's adversarial loss and adaptive weight, brainvq.nn.patchgan), which starts from the VQ-VAE
+stage's discriminator where that stage trained one (vqvae.adversarial_weight), so that the tuned
+decoder keeps the texture an adversarial VQ-VAE learnt instead of drifting back to the image
+loss's blur.
+
 A stage like the others: Lightning, a budget of ``tune.max_steps`` / ``tune.max_minutes``,
 RUN/state/decoder-<kind>/last.ckpt (resume after Ctrl-C or a crash), RUN/logs/decoder-<kind>/.
 The slipped maps are drawn once and kept beside the checkpoint (slipped.safetensors, with the
@@ -44,6 +50,7 @@ from brainvq.data import load_splits
 from brainvq.errors import RunError
 from brainvq.io import atomic_write_text, file_digest
 from brainvq.metrics import mean_pairwise_ssim, ssim_reference
+from brainvq.nn.patchgan import PatchDiscriminator, adversarial_losses, log_adversarial
 from brainvq.nn.vqvae import VQVAE, image_loss
 from brainvq.priors import categorical_picker, load_prior, prior_path
 from brainvq.priors.tuned_decoder import TUNABLE_KINDS, decoder_path, refusal_path
@@ -98,24 +105,67 @@ class SlippedPairs(Dataset):
 
 
 class DecoderTuningModule(L.LightningModule):
-    """Tunes the decoder of a VQ-VAE copy; the encoder and the codebook stay frozen."""
+    """Tunes the decoder of a VQ-VAE copy; the encoder and the codebook stay frozen. With a
+    discriminator, the decoder also trains against it (and it against the decoder)."""
 
-    def __init__(self, vqvae: VQVAE, lr: float, ssim_weight: float) -> None:
+    def __init__(
+        self,
+        vqvae: VQVAE,
+        lr: float,
+        ssim_weight: float,
+        disc: PatchDiscriminator | None = None,
+        adversarial_weight: float = 0.0,
+    ) -> None:
         super().__init__()
         self.vq = copy.deepcopy(vqvae).float().requires_grad_(False)
         self.vq.decoder.requires_grad_(True)
         self.lr, self.ssim_weight = lr, ssim_weight
+        self.disc, self.adversarial_weight = disc, adversarial_weight
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         codes, x = batch
-        loss = decode_loss(self.vq, codes, x, self.ssim_weight)
+        if self.disc is None:
+            loss = decode_loss(self.vq, codes, x, self.ssim_weight)
+        else:
+            recon = self.vq.decode_latents(self.vq.quantizer.lookup(codes))
+            loss = image_loss(recon, x, self.ssim_weight)[0]
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite decoder tuning loss at step {self.global_step}")
         self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
+        if self.disc is not None:
+            last = self.vq.decoder.net[-1].weight
+            adv = adversarial_losses(self.disc, x, recon, loss, last, self.adversarial_weight)
+            if not torch.isfinite(adv.total):
+                raise FloatingPointError(f"non-finite adversarial loss at step {self.global_step}")
+            log_adversarial(self, adv)
+            loss = loss + adv.total
         return loss
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.vq.decoder.parameters(), lr=self.lr)
+        groups = [{"params": list(self.vq.decoder.parameters())}]
+        if self.disc is not None:  # as in the VQ-VAE stage: VQGAN's discriminator betas
+            groups.append({"params": list(self.disc.parameters()), "betas": (0.5, 0.9)})
+        return torch.optim.Adam(groups, lr=self.lr)
+
+
+def tuning_discriminator(run, tune: TuneConfig) -> tuple[PatchDiscriminator | None, str]:
+    """The discriminator decoder tuning trains against (None when tune.adversarial_weight is 0)
+    and where it came from: the VQ-VAE stage's checkpoint where that holds one of this size, else
+    a fresh one."""
+    if tune.adversarial_weight <= 0:
+        return None, "none"
+    v = run.config.vqvae
+    disc = PatchDiscriminator(v.disc_channels, v.disc_layers)
+    ckpt = run.dir.stage_state("vqvae") / "last.ckpt"
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location="cpu", weights_only=True).get("state_dict", {})
+        saved = {k.removeprefix("disc."): t for k, t in state.items() if k.startswith("disc.")}
+        try:
+            disc.load_state_dict(saved)
+            return disc, "the VQ-VAE stage's"
+        except RuntimeError:  # none there, or of another size
+            pass
+    return disc, "fresh"
 
 
 @torch.no_grad()
@@ -225,6 +275,7 @@ def tune_decoder(
         "prior_sha256": file_digest(prior_path(run.dir, kind)),
         "maps": len(real),
         **{k: getattr(tune, k) for k in ("max_share", "variants", "lr", "batch_size", "seed")},
+        **({"adversarial_weight": tune.adversarial_weight} if tune.adversarial_weight else {}),
     }
     t0 = time.perf_counter()
     pool, reused = _slipped_pool(run, prior, real, tune, settings, state, progress)
@@ -236,7 +287,10 @@ def tune_decoder(
         run.config.train, tune.batch_size, 10**9, tune.max_steps, tune.max_minutes, tune.seed
     )
     L.seed_everything(t.seed, verbose=False)
-    module = DecoderTuningModule(run.vqvae, tune.lr, run.config.train.ssim_loss_weight)
+    disc, disc_from = tuning_discriminator(run, tune)
+    module = DecoderTuningModule(
+        run.vqvae, tune.lr, run.config.train.ssim_loss_weight, disc, tune.adversarial_weight
+    )
     loader = DataLoader(
         SlippedPairs(pool, images),
         batch_size=tune.batch_size,
@@ -256,6 +310,7 @@ def tune_decoder(
         "slip_seconds": slip_seconds,
         "tune_seconds": tune_seconds,
         "slipped_share": float((pool[1:] != real).float().mean()) if tune.variants else 0.0,
+        "discriminator": disc_from,
         "path": str(decoder_path(run.dir, kind)),
         "is_global_zero": trainer.is_global_zero,
     }
@@ -308,6 +363,8 @@ def describe(result: dict) -> str:
         f"samples' mean pairwise SSIM {result['samples_alike_tuned']:.3f} "
         f"(VQ-VAE decoder {result['samples_alike_vqvae']:.3f})"
     )
+    if result.get("discriminator", "none") != "none":
+        lines.append(f"tuned against a discriminator ({result['discriminator']})")
     if result["kept"]:
         lines.append(f"decoder tuned to the {result['kind']} prior: {done} -> {result['path']}")
     else:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import contextmanager
 
 import lightning as L
 import torch
@@ -36,7 +35,7 @@ from brainvq.data.subjects import warn_leaks
 from brainvq.errors import RunError
 from brainvq.io import atomic_write_text
 from brainvq.metrics import ssim
-from brainvq.nn.patchgan import PatchDiscriminator, adaptive_weight, hinge_d_loss, hinge_g_loss
+from brainvq.nn.patchgan import PatchDiscriminator, adversarial_losses, log_adversarial
 from brainvq.nn.vqvae import VQVAE, image_loss, recon_loss
 from brainvq.runs import RunDir, check_compatible, save_vqvae
 from brainvq.training.loaders import slice_loader
@@ -78,24 +77,14 @@ class VQVAEModule(L.LightningModule):
         return loss
 
     def _adversarial(self, x: torch.Tensor, recon: torch.Tensor, image: torch.Tensor):
-        """The autoencoder's weighted adversarial loss plus the discriminator's hinge loss: each
-        reaches only its own side's parameters (the discriminator is frozen for the first, the
-        reconstructions detached for the second)."""
-        with frozen(self.disc), fp32(x):
-            g_loss = hinge_g_loss(self.disc(recon.float()))
+        """The weighted adversarial loss of the autoencoder plus the discriminator's loss."""
         last = self._vqvae().decoder.net[-1].weight
-        weight = self.cfg.vqvae.adversarial_weight * adaptive_weight(image, g_loss, last)
-        with fp32(x):
-            logits = self.disc(torch.cat([x.float(), recon.detach().float()]))
-        d_real, d_fake = logits.chunk(2)
-        d_loss = hinge_d_loss(d_real, d_fake)
-        if not torch.isfinite(d_loss + g_loss):
+        w = self.cfg.vqvae.adversarial_weight
+        losses = adversarial_losses(self.disc, x, recon, image, last, w)
+        if not torch.isfinite(losses.total):
             raise FloatingPointError(f"non-finite adversarial loss at step {self.global_step}")
-        for name, value in (("d_loss", d_loss), ("g_loss", g_loss), ("adv_weight", weight)):
-            self.log(name, value, prog_bar=name == "d_loss", on_epoch=True, sync_dist=True)
-        self.log("d_real", d_real.float().mean(), on_epoch=True, sync_dist=True)
-        self.log("d_fake", d_fake.float().mean(), on_epoch=True, sync_dist=True)
-        return weight * g_loss + d_loss
+        log_adversarial(self, losses)
+        return losses.total
 
     def _vqvae(self) -> VQVAE:
         return getattr(self.model, "_orig_mod", self.model)  # under torch.compile too
@@ -128,25 +117,6 @@ class VQVAEModule(L.LightningModule):
                 f"the VQ-VAE checkpoint was made with vqvae.adversarial_weight "
                 f"{'> 0' if had else '= 0'}; resume with the same setting, or use --fresh"
             )
-
-
-def fp32(x: torch.Tensor):
-    """Autocast off: the discriminator runs in float32 (on the development CPU a small one is
-    faster so than in bf16, and its spectral norm's power iteration wants the precision)."""
-    return torch.autocast(x.device.type, enabled=False)
-
-
-@contextmanager
-def frozen(module: torch.nn.Module):
-    """Within the block, no gradient reaches the module's parameters (they stay in the graph's
-    inputs as constants); their requires_grad flags come back after."""
-    flags = [p.requires_grad for p in module.parameters()]
-    module.requires_grad_(False)
-    try:
-        yield module
-    finally:
-        for p, flag in zip(module.parameters(), flags, strict=True):
-            p.requires_grad_(flag)
 
 
 def train_vqvae(
