@@ -14,12 +14,16 @@ from brainvq.data import Splits
 from brainvq.evaluation.evaluate import (
     c2st_folds,
     c2st_scores,
+    evaluate_samples,
     evaluate_vqvae,
+    format_sample_table,
     format_table,
 )
+from brainvq.training.prior import train_prior
 from brainvq.training.vqvae import train_vqvae
 
 from .conftest import fake_slice, tiny_config, write_slices
+from .test_priors import ar_prior
 
 
 @pytest.fixture(autouse=True)
@@ -54,12 +58,17 @@ def test_too_few_slices_are_skipped_and_off_means_absent():
     assert c2st_scores(test, test / 255.0, _splits(["a"] * 6), ev) is None
 
 
-def test_evaluate_reports_c2st_of_reconstructions(tmp_path, monkeypatch):
-    monkeypatch.setenv("BRAINVQ_CACHE", str(tmp_path / "cache"))
+def _keras(tmp_path):
     root = tmp_path / "keras"
     write_slices(root / "keras_png_slices_train", 16, 32, seed=1)
     write_slices(root / "keras_png_slices_validate", 4, 32, seed=2)
     write_slices(root / "keras_png_slices_test", 12, 32, seed=3)
+    return root
+
+
+def test_evaluate_reports_c2st_of_reconstructions(tmp_path, monkeypatch):
+    monkeypatch.setenv("BRAINVQ_CACHE", str(tmp_path / "cache"))
+    root = _keras(tmp_path)
     cfg = tiny_config(max_epochs=1)
     cfg.eval.c2st_folds = 2
     train_vqvae(str(root), str(tmp_path / "run"), cfg, progress=False)
@@ -73,6 +82,28 @@ def test_evaluate_reports_c2st_of_reconstructions(tmp_path, monkeypatch):
     text = format_table(result)
     assert "C2ST full resolution" in text and "C2ST 2x2 averaged" in text
     assert "right" in text.splitlines()[-1] and "0.5 = a classifier cannot tell" in text
+
+
+def test_evaluate_reports_c2st_of_a_priors_samples(tmp_path, monkeypatch):
+    """Samples have no brain: they are dealt to folds at random while the real test slices keep
+    theirs; the section, its table rows and the words line carry it, and eval.c2st=false drops it."""
+    monkeypatch.setenv("BRAINVQ_CACHE", str(tmp_path / "cache"))
+    root, run = _keras(tmp_path), str(tmp_path / "run")
+    cfg = ar_prior("maskgit", steps=2)
+    train_vqvae(str(root), run, cfg, progress=False)
+    train_prior(run, cfg, data=str(root), progress=False)
+    s = evaluate_samples(run, "maskgit", n=14, overrides=["eval.c2st_folds=3"])
+    c = s["c2st"]
+    # 14 samples against 12 test slices: 12 a side; 3 folds, each holding out whole real brains
+    assert c["n_per_side"] == 12 and "by brain (12 test brains)" in c["folds_by"]
+    assert len(c["pool1_folds"]) == 3 and len(c["pool2_folds"]) == 3
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())["samples-maskgit"]
+    assert saved["c2st"]["pool1"] == c["pool1"]
+    text = format_sample_table(s, "maskgit")
+    assert "C2ST 2x2 averaged" in text and "3, 12 a side, folds by brain" in text
+    assert text.splitlines()[-1].startswith("C2ST: a small CNN trained to tell these samples")
+    off = evaluate_samples(run, "maskgit", n=14, overrides=["eval.c2st=false"])
+    assert "c2st" not in off and "C2ST" not in format_sample_table(off, "maskgit")
 
 
 def test_c2st_folds_setting_is_checked():
