@@ -151,7 +151,7 @@ def evaluate_vqvae(
         result["recon_realism_ratio"] = realism_ratio(
             recons, test, train, cfg.eval.nn_candidates, reference_cache(run), progress
         )
-    two_sample = c2st_scores(test, recons, splits, cfg.eval, paired=True)
+    two_sample = c2st_scores(test, recons, splits, cfg.eval, paired=True, progress=progress)
     if two_sample:
         result["c2st"] = two_sample
     figs = run.dir.figures
@@ -185,7 +185,12 @@ def c2st_folds(splits: Splits) -> tuple[list | None, str]:
 
 
 def c2st_scores(
-    test: np.ndarray, other: np.ndarray, splits: Splits, ev: EvalConfig, paired: bool = False
+    test: np.ndarray,
+    other: np.ndarray,
+    splits: Splits,
+    ev: EvalConfig,
+    paired: bool = False,
+    progress: bool = False,
 ) -> dict | None:
     """C2ST of `other` (N, S, S) in [0, 1] against the real test slices at each of C2ST_POOLS:
     the `c2st` entry of a metrics.json section, or None when eval.c2st is off.
@@ -203,15 +208,17 @@ def c2st_scores(
         why = f"{n} images a side" if n < MIN_PER_SIDE else f"{test.shape[1]}px images"
         return {"skipped": f"{why}: too few for a classifier two-sample test"}
     out: dict = {"reading": C2ST_MEANS, "folds_by": note}
-    for pool in pools:
-        r = c2st(
-            test, other, pool=pool, folds=ev.c2st_folds, seed=ev.seed,
-            real_groups=groups, other_groups=groups if paired else None,
-        )  # fmt: skip
-        out[f"pool{pool}"] = r["accuracy"]
-        out[f"pool{pool}_std"] = r["accuracy_std"]
-        out[f"pool{pool}_folds"] = [round(a, 4) for a in r["folds"]]
-        out["n_per_side"] = r["n_per_side"]
+    with Progress(len(pools), "classifier two-sample test", "pool", progress) as bar:
+        for pool in pools:
+            r = c2st(
+                test, other, pool=pool, folds=ev.c2st_folds, seed=ev.seed,
+                real_groups=groups, other_groups=groups if paired else None,
+            )  # fmt: skip
+            out[f"pool{pool}"] = r["accuracy"]
+            out[f"pool{pool}_std"] = r["accuracy_std"]
+            out[f"pool{pool}_folds"] = [round(a, 4) for a in r["folds"]]
+            out["n_per_side"] = r["n_per_side"]
+            bar.update()
     return out
 
 
@@ -310,7 +317,8 @@ def evaluate_samples(
     if prior.has_likelihood:  # autoregressive: how well it predicts unseen real code maps
         bits = prior.bits_per_code(torch.from_numpy(real_codes)).numpy()
         scores["test_bits_per_code"] = float(bits.mean())
-    two_sample = c2st_scores(np.asarray(arrays["test"]), drawn["images"], splits, cfg.eval)
+    test = np.asarray(arrays["test"])
+    two_sample = c2st_scores(test, drawn["images"], splits, cfg.eval, progress=progress)
     if two_sample:
         scores["c2st"] = two_sample
     figs = run.dir.figures
