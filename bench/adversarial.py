@@ -64,6 +64,7 @@ COLUMNS = [
     "per fold (2x2)",
     "D(real) / D(recon), last 20",
     "adaptive weight, last 20",
+    "D(real) - D(recon), per 100 steps",
 ]
 
 
@@ -95,8 +96,11 @@ def train_arm(run, train: np.ndarray, weight: float, args) -> tuple[object, floa
             if step == args.steps:
                 break
     seconds = time.perf_counter() - t0
-    last = {k: float(np.mean(vals[-20:])) for k, vals in logged.items()}
+    last: dict = {k: float(np.mean(vals[-20:])) for k, vals in logged.items()}
     last["first_loss"] = logged["loss"][0]
+    if "d_real" in logged:  # D(real) - D(recon), mean over each 100 steps: is it separating?
+        gap = np.array(logged["d_real"]) - np.array(logged["d_fake"])
+        last["gaps"] = [float(gap[i : i + 100].mean()) for i in range(0, len(gap), 100)]
     return module.model.float().eval(), seconds, last
 
 
@@ -192,6 +196,7 @@ def row(name: str, steps: int, seconds: float | None, s: dict, last: dict) -> li
         " ".join(f"{a:.2f}" for a in c["pool2_folds"]),
         d,
         f"{last['adv_weight']:.3f}" if "adv_weight" in last else "-",
+        " ".join(f"{g:+.2f}" for g in last.get("gaps", [])) or "-",
     ]
 
 
@@ -208,6 +213,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--no-start", action="store_true", help="do not score the starting VQ-VAE")
+    ap.add_argument("--grid", default=str(RESULTS.with_suffix(".png")), help="the PNG to write")
     ap.add_argument("--probe-disc", type=int, default=0, help="train a discriminator alone")
     args = ap.parse_args()
     if data_missing(args.data):
@@ -250,7 +256,7 @@ def main() -> None:
         strips.append(crops(s["recons"], picks))
         names.append(name)
         print(rows[-1], file=sys.stderr, flush=True)
-    save_grid(strips, RESULTS.with_suffix(".png"))
+    save_grid(strips, Path(args.grid))
     load = os.getloadavg()[0]
     cmd = "python bench/adversarial.py " + " ".join(sys.argv[1:])
     text = (
@@ -261,7 +267,7 @@ def main() -> None:
         f"{run.config.train.batch_size}, Adam lr {args.lr} (fresh moments), float32, seed {args.seed}. "
         f"C2ST: {ev.c2st_folds} folds requested, by brain; 0.5 = indistinguishable. Load average "
         f"at the end: {load:.1f} on {os.cpu_count()} cores (shared: seconds are inflated).\n"
-        f"`{cmd}`\n\n{RESULTS.with_suffix('.png').name}, top to bottom: {', '.join(names)}.\n"
+        f"`{cmd}`\n\n{Path(args.grid).name}, top to bottom: {', '.join(names)}.\n"
     )
     block = result_block("Adversarial fine-tuning of a settled VQ-VAE", text, COLUMNS, rows)
     append_result(RESULTS, "Adversarial VQ-VAE training against the two-sample test", block)
