@@ -10,7 +10,14 @@ import torch
 from brainvq.config import Config
 from brainvq.errors import ConfigError, RunError
 from brainvq.nn.dcgan import Discriminator, Generator, random_translate, snap
-from brainvq.priors import DCGANPrior, load_prior, load_prior_file, prior_path
+from brainvq.priors import (
+    DCGANPrior,
+    gumbel_argmax,
+    load_prior,
+    load_prior_file,
+    prior_path,
+    shape_logits,
+)
 from brainvq.runs import load_run
 from brainvq.training.dcgan_module import DCGANModule
 from brainvq.training.prior_stage import train_prior
@@ -66,6 +73,18 @@ def test_samples_are_valid_and_seeded(design):
     assert torch.equal(a, prior.sample(6, seed=0))
     assert not torch.equal(a, prior.sample(6, seed=1))
     assert torch.equal(prior.sample(6, seed=0, batch_size=4), a)  # batching does not change them
+    assert torch.equal(prior.sample(6, seed=0, batch_size=1), a)
+
+
+@pytest.mark.parametrize(("temperature", "top_k"), [(0.8, 0), (1.0, 3)])
+def test_gumbel_argmax_is_the_out_of_place_formula(temperature, top_k):
+    """The in-place Gumbel-max draw gives the codes of the formula it replaced, bit for bit."""
+    logits = torch.randn(5, 32, 8, 8) * 3
+    u = torch.rand(logits.shape, generator=torch.Generator().manual_seed(4)).clamp_(1e-9, 1 - 1e-9)
+    shaped = shape_logits(logits, temperature, top_k, dim=1)
+    expected = (shaped - torch.log(-torch.log(u))).argmax(dim=1)
+    g = torch.Generator().manual_seed(4)
+    assert torch.equal(gumbel_argmax(logits.clone(), temperature, top_k, g), expected)
 
 
 @pytest.mark.parametrize(

@@ -68,6 +68,23 @@ def shape_logits(logits: torch.Tensor, temperature: float, top_k: int, dim: int 
     return logits
 
 
+def gumbel_argmax(
+    logits: torch.Tensor, temperature: float, top_k: int, generator: torch.Generator, dim: int = 1
+) -> torch.Tensor:
+    """One categorical draw per position along ``dim`` (the Gumbel-max trick): the argmax of the
+    shaped logits (shape_logits) plus Gumbel noise from one uniform number per logit, drawn from
+    ``generator`` (CPU) in the logits' order. Works in place: ``logits`` (float) is consumed."""
+    u = torch.rand(logits.shape, generator=generator).clamp_(1e-9, 1 - 1e-9)
+    gumbel = u.log_().neg_().log_().to(logits.device)  # log(-log u): the Gumbel noise, negated
+    if 0 < top_k < logits.shape[dim]:
+        logits = shape_logits(logits, temperature, top_k, dim=dim)
+    else:  # shape_logits without its copy
+        if temperature <= 0:
+            raise ValueError(f"temperature {temperature}: must be > 0")
+        logits = logits.float().div_(temperature)
+    return logits.sub_(gumbel).argmax(dim=dim)
+
+
 def categorical_picker(
     temperature: float, top_k: int, generator: torch.Generator
 ) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -276,10 +293,11 @@ class DCGANPrior(Prior):
         seed: int = 0,
         temperature: float = 1.0,
         top_k: int = 0,
-        batch_size: int = 64,
+        batch_size: int = 8,
         progress: bool = False,
     ) -> torch.LongTensor:
-        """n new code maps (n, h, w) int64 in [0, K); the same seed gives the same maps.
+        """n new code maps (n, h, w) int64 in [0, K); the same seed gives the same maps, whatever
+        the batch size (small batches keep the K logits of each position in the CPU's caches).
 
         Design "gumbel": temperature and top_k shape the generator's logits before the draw.
         Design "snap" has nothing to draw from (each code is the nearest to G's output), so both
@@ -298,9 +316,7 @@ class DCGANPrior(Prior):
             if self.design == "snap":
                 _, codes = snap(raw, self.codebook)
             else:  # a categorical draw per position: argmax of logits + seeded Gumbel noise
-                u = torch.rand(raw.shape, generator=gen).clamp_(1e-9, 1 - 1e-9).to(device)
-                logits = shape_logits(raw, temperature, top_k, dim=1)
-                codes = (logits - torch.log(-torch.log(u))).argmax(dim=1)
+                codes = gumbel_argmax(raw, temperature, top_k, gen)
             out.append(codes.cpu())
         self.train(was_training)
         return torch.cat(out).long()
