@@ -264,8 +264,8 @@ class DCGANPrior(Prior):
         self.tanh_output = self.design == "snap" and pcfg.tanh_output
         self.register_buffer("scale", self.codebook.abs().amax(dim=0).clamp_min(1e-6))
 
-    def _raw(self, noise: torch.Tensor) -> torch.Tensor:
-        raw = self.generator(noise).float()
+    def _raw(self, noise: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+        raw = self.generator(noise, channels_last).float()
         if self.tanh_output:
             raw = torch.tanh(raw) * self.scale[None, :, None, None]
         return raw
@@ -295,28 +295,41 @@ class DCGANPrior(Prior):
         top_k: int = 0,
         batch_size: int = 8,
         progress: bool = False,
+        draw: str = "gumbel",
     ) -> torch.LongTensor:
         """n new code maps (n, h, w) int64 in [0, K); the same seed gives the same maps, whatever
         the batch size (small batches keep the K logits of each position in the CPU's caches).
 
         Design "gumbel": temperature and top_k shape the generator's logits before the draw.
-        Design "snap" has nothing to draw from (each code is the nearest to G's output), so both
-        are ignored there.
+        ``draw`` "gumbel": the argmax of logits plus Gumbel noise (K uniform numbers per
+        position); "cdf": one uniform number per position against the running sum of the
+        probabilities (categorical_picker, the draw of the other priors). Both draw from the
+        same distribution, but not the same maps under a seed; "cdf" asks the generator for
+        512 times fewer numbers.
+        Design "snap" has nothing to draw from (each code is the nearest to G's output), so
+        temperature, top_k and draw are ignored there.
         """
         if n < 1:
             raise ValueError(f"n = {n}: ask for at least one sample")
         was_training = self.training
         self.eval()
         device = self.codebook.device
+        if draw not in ("gumbel", "cdf"):
+            raise ValueError(f"draw {draw!r}: use 'gumbel' or 'cdf'")
         noise = self.noise(n, seed)
         gen = torch.Generator().manual_seed(int(seed) + 1)
+        pick = categorical_picker(temperature, top_k, gen)
         out = []
         for s in range(0, n, batch_size):
-            raw = self._raw(noise[s : s + batch_size].to(device))
+            z = noise[s : s + batch_size].to(device)
             if self.design == "snap":
-                _, codes = snap(raw, self.codebook)
-            else:  # a categorical draw per position: argmax of logits + seeded Gumbel noise
-                codes = gumbel_argmax(raw, temperature, top_k, gen)
+                _, codes = snap(self._raw(z), self.codebook)
+            elif draw == "gumbel":  # a categorical draw per position: argmax of logits + noise
+                codes = gumbel_argmax(self._raw(z), temperature, top_k, gen)
+            else:  # channels-last logits: (B, h, w, K) in memory, one row per position
+                raw = self._raw(z, channels_last=True)
+                b, k, h, w = raw.shape
+                codes = pick(raw.permute(0, 2, 3, 1).reshape(-1, k)).view(b, h, w)
             out.append(codes.cpu())
         self.train(was_training)
         return torch.cat(out).long()
