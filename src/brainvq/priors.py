@@ -293,7 +293,7 @@ class DCGANPrior(Prior):
         seed: int = 0,
         temperature: float = 1.0,
         top_k: int = 0,
-        batch_size: int = 8,
+        batch_size: int = 4,
         progress: bool = False,
         draw: str = "gumbel",
     ) -> torch.LongTensor:
