@@ -58,7 +58,8 @@ def test_generate_fills_every_code_in_the_given_steps_and_repeats_under_a_seed()
 
     def draw(seed):
         g = torch.Generator().manual_seed(seed)
-        return net.generate(5, (6, 6), categorical_picker(1.0, 0, g), 4, 4.5, g, done.append)
+        pick = categorical_picker(1.0, 0, g)
+        return net.generate(5, (6, 6), pick, 4, 4.5, g, done.append, chunk=5)  # 1 pass a step
 
     a = draw(3)
     assert a.shape == (5, 6, 6) and int(a.min()) >= 0 and int(a.max()) < K

@@ -107,7 +107,7 @@ class MaskedCodeTransformer(CodeTransformer):
         generator: torch.Generator,
         progress: Callable[[int], None] | None = None,
         start: torch.Tensor | None = None,
-        chunk: int = 8,
+        chunk: int = 4,
     ) -> torch.Tensor:
         """n code maps of ``size`` in ``steps`` parallel steps.
 
