@@ -85,10 +85,11 @@ def test_cdf_draw_reads_each_positions_logits_and_draws_the_same_distribution():
         argmax = prior._raw(prior.noise(6, 3)).argmax(dim=1)
     # top-1 leaves one code per position: both draws must find that position's argmax
     assert torch.equal(prior.sample(6, seed=3, top_k=1, draw="cdf"), argmax)
-    assert torch.equal(prior.sample(6, seed=3, top_k=1), argmax)
-    cdf = prior.sample(300, seed=0, draw="cdf")
+    assert torch.equal(prior.sample(6, seed=3, top_k=1, draw="gumbel"), argmax)
+    cdf = prior.sample(300, seed=0)  # the default draw
     assert torch.equal(cdf, prior.sample(300, seed=0, batch_size=7, draw="cdf"))
-    gumbel = prior.sample(300, seed=0)
+    gumbel = prior.sample(300, seed=0, draw="gumbel")
+    assert torch.equal(gumbel, prior.sample(300, seed=0, batch_size=64, draw="gumbel"))
     assert not torch.equal(cdf, gumbel)  # other numbers, other maps
     # same noise, so the same distribution at every position: the code frequencies agree
     freq = [torch.bincount(c.flatten(), minlength=32) / c.numel() for c in (cdf, gumbel)]

@@ -295,17 +295,18 @@ class DCGANPrior(Prior):
         top_k: int = 0,
         batch_size: int = 4,
         progress: bool = False,
-        draw: str = "gumbel",
+        draw: str = "cdf",
     ) -> torch.LongTensor:
         """n new code maps (n, h, w) int64 in [0, K); the same seed gives the same maps, whatever
         the batch size (small batches keep the K logits of each position in the CPU's caches).
 
         Design "gumbel": temperature and top_k shape the generator's logits before the draw.
-        ``draw`` "gumbel": the argmax of logits plus Gumbel noise (K uniform numbers per
-        position); "cdf": one uniform number per position against the running sum of the
-        probabilities (categorical_picker, the draw of the other priors). Both draw from the
-        same distribution, but not the same maps under a seed; "cdf" asks the generator for
-        512 times fewer numbers.
+        ``draw`` "cdf": one uniform number per position against the running sum of the
+        probabilities (categorical_picker, the draw of the other priors); "gumbel": the argmax
+        of logits plus Gumbel noise, K uniform numbers per position (earlier versions' only
+        draw: the maps they gave under a seed). Both draw from the same distribution, not the
+        same maps; "cdf" asks the generator for K times fewer numbers, 1.6x the slices per
+        CPU-second at K = 512 with 32x32 maps (bench/results/sampling_speed.md).
         Design "snap" has nothing to draw from (each code is the nearest to G's output), so
         temperature, top_k and draw are ignored there.
         """
