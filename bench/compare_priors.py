@@ -9,7 +9,7 @@ Usage: python bench/compare_priors.py [--vqvae-run runs/bench-vqvae] [--run runs
 
 RUN gets a copy of the trained VQ-VAE of --vqvae-run (bench/vqvae_budget.py makes one), so every
 prior sees the same code maps. Each prior is trained from scratch for --minutes, then
-``brainvq.evaluate.evaluate_samples`` draws n samples (seed 0) and scores them: NN-SSIM against
+``brainvq.evaluation.evaluate.evaluate_samples`` draws n samples (seed 0) and scores them: NN-SSIM against
 the training split, realism ratio, diversity beside the real test slices', copies, code-histogram
 distance, bits per code on the test code maps (priors with a likelihood), and samples/second
 (sampling plus decoding, batch 100, this machine). The table, with the machine, is appended to
@@ -27,9 +27,9 @@ import sys
 from pathlib import Path
 
 from brainvq.config import PRIOR_KINDS, Config
-from brainvq.evaluate import evaluate_samples
+from brainvq.evaluation.evaluate import evaluate_samples
 from brainvq.runs import load_run
-from brainvq.training.prior_stage import train_prior
+from brainvq.training.prior import train_prior
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import DEFAULT_DATA, append_result, data_missing, machine  # noqa: E402

@@ -35,7 +35,7 @@ import torch
 from brainvq.config import KIND_TEMPERATURE
 from brainvq.priors import load_prior, prior_path
 from brainvq.runs import load_run
-from brainvq.training.prior_stage import train_prior
+from brainvq.training.prior import train_prior
 
 PART = 15 * 2**20
 

@@ -26,17 +26,17 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --tar
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name --format=csv,noheader
 run() { n=$1; shift; timeout 590 python3 bench/device_prior_variant.py "$n" "$@" >"/tmp/$n.log" 2>&1 & }
-old="prior.minibatch_std=true"  # stated in full: these were not yet the defaults then
+old="prior.dcgan.minibatch_std=true"  # stated in full: these were not yet the defaults then
 if [ "${1:-six}" = six ]; then
-  run p1 dcgan 5 $old prior.d_input=image prior.d_augment=true
-  run p2 dcgan 5 $old prior.d_input=both prior.d_augment=true
-  run p3 dcgan 5 $old prior.d_input=codes prior.d_augment=false
-  run p4 dcgan 5 $old prior.d_input=image prior.d_augment=true prior.batch_size=128
-  run m1 maskgit 5 prior.transformer_dim=256 prior.transformer_layers=6 prior.transformer_heads=8 \
-    prior.dropout=0.1 prior.batch_size=32 prior.lr=5e-4 prior.warmup_steps=200
-  run m2 maskgit 5 prior.dropout=0.1 prior.batch_size=32
+  run p1 dcgan 5 $old prior.dcgan.d_input=image prior.dcgan.d_augment=true
+  run p2 dcgan 5 $old prior.dcgan.d_input=both prior.dcgan.d_augment=true
+  run p3 dcgan 5 $old prior.dcgan.d_input=codes prior.dcgan.d_augment=false
+  run p4 dcgan 5 $old prior.dcgan.d_input=image prior.dcgan.d_augment=true prior.batch_size=128
+  run m1 maskgit 5 prior.maskgit.dim=256 prior.maskgit.layers=6 prior.maskgit.heads=8 \
+    prior.maskgit.dropout=0.1 prior.batch_size=32 prior.maskgit.lr=5e-4 prior.maskgit.warmup_steps=200
+  run m2 maskgit 5 prior.maskgit.dropout=0.1 prior.batch_size=32
 else
-  run p5 dcgan "${2:-7.5}" $old prior.d_input=both prior.d_augment=true --snapshots 3.2,5,6.5
+  run p5 dcgan "${2:-7.5}" $old prior.dcgan.d_input=both prior.dcgan.d_augment=true --snapshots 3.2,5,6.5
 fi
 wait
 for f in /tmp/p?.log /tmp/m?.log; do

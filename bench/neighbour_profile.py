@@ -9,7 +9,7 @@ test slices'. This asks the same at every rank k: the mean of each slice's k-th 
 against the training split (searched exactly, no shortlist), for the real test and validation
 slices and for n samples (seed 0) of each prior kind at its default temperature (decoded with the
 run's tuned decoder where it holds one), and the ratio of the samples' to the test slices' at each
-k. It also counts each slice's near-twins (brainvq.sample_metrics.near_twins): training slices
+k. It also counts each slice's near-twins (brainvq.evaluation.realism.near_twins): training slices
 whose SSIM to it exceeds its own plateau (the median of its 10th to 40th highest) by more than
 0.05 / 0.1 (0.1 is what `brainvq evaluate` uses), and gives the SSIM to the nearest training
 slice past them. A slice of a brain the training split holds other slices of has near-twins (that
@@ -25,10 +25,10 @@ import sys
 from pathlib import Path
 
 from brainvq.config import KIND_TEMPERATURE
+from brainvq.evaluation.figures import neighbour_profile_figure
+from brainvq.evaluation.realism import NEIGHBOUR_DEPTH, as_images, near_twins
 from brainvq.metrics import top_ssim_against
 from brainvq.priors import load_prior
-from brainvq.report import neighbour_profile_figure
-from brainvq.sample_metrics import NEIGHBOUR_DEPTH, as_images, near_twins
 from brainvq.sampling import sample_images
 
 sys.path.insert(0, str(Path(__file__).parent))

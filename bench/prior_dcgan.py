@@ -1,9 +1,9 @@
 """Benchmark: train the DCGAN prior on a trained VQ-VAE run for a budget, then score 100 samples.
 
 Usage: python bench/prior_dcgan.py [--run runs/dcgan-dev] [--data ../shared/data/brain-mri-128]
-           [--minutes 8] [--set prior.design=gumbel ...] [--label NAME] [--n 100]
+           [--minutes 8] [--set prior.dcgan.design=gumbel ...] [--label NAME] [--n 100]
 Trains from scratch (--fresh semantics) in RUN, decodes n samples with the run's VQ-VAE, scores them
-with brainvq.sample_metrics.score_samples against the data's train/test splits, writes a sample grid
+with brainvq.evaluation.realism.score_samples against the data's train/test splits, writes a sample grid
 to RUN/figures/prior-dcgan-samples.png and appends a result block, with the machine, to
 bench/results/prior_dcgan.md.
 """
@@ -22,10 +22,10 @@ from PIL import Image
 
 from brainvq.codes import code_maps
 from brainvq.data import load_splits
+from brainvq.evaluation.realism import reference_stats, score_samples
 from brainvq.priors import load_prior
 from brainvq.runs import load_run
-from brainvq.sample_metrics import reference_stats, score_samples
-from brainvq.training.prior_stage import train_prior
+from brainvq.training.prior import train_prior
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import DEFAULT_DATA, append_result, data_missing, result_block  # noqa: E402
@@ -108,11 +108,11 @@ def main() -> int:
     fig = Path(args.run) / "figures" / "prior-dcgan-samples.png"
     fig.parent.mkdir(parents=True, exist_ok=True)
     grid(images).save(fig)
-    p = cfg.prior
+    p = cfg.prior.dcgan
     settings = (
         f"design={p.design} loss={p.loss} spectral_norm={p.spectral_norm} r1_gamma={p.r1_gamma} "
         f"ema_decay={p.ema_decay} commit_weight={p.commit_weight} tanh_output={p.tanh_output} "
-        f"batch={p.batch_size} "
+        f"batch={cfg.prior.batch_size} "
         f"g_channels={p.g_channels} d_channels={p.d_channels} latent={p.latent_dim}"
     )
     cmd = "python bench/prior_dcgan.py " + " ".join(sys.argv[1:])

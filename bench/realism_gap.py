@@ -27,8 +27,8 @@ import numpy as np
 import torch.nn.functional as F
 
 from brainvq.config import KIND_TEMPERATURE
+from brainvq.evaluation.realism import as_images, nn_ssim, score_samples
 from brainvq.priors import load_prior
-from brainvq.sample_metrics import as_images, nn_ssim, score_samples
 from brainvq.sampling import sample_images
 
 sys.path.insert(0, str(Path(__file__).parent))

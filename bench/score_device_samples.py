@@ -6,7 +6,7 @@ Usage: python bench/score_device_samples.py OUT/NAME.tar [OUT/NAME2.tar ...]
 Each tar (or its NAME.tar.part0, part1, ... joined in order) holds samples.npz with one set of 100
 code maps per snapshot and temperature (codes_[mM_]tTT). Every set is decoded with the VQ-VAE of
 --run (the one the device run's base folder was copied from: same codebook) and scored with
-brainvq.sample_metrics.score_samples against the training split, twice: with the test split as the
+brainvq.evaluation.realism.score_samples against the training split, twice: with the test split as the
 real reference (the numbers `brainvq evaluate` reports) and with the validation split, which is
 the one to pick a snapshot or temperature by, so that the test numbers stay unseen by the choice.
 Prints one table; with --results appends it, with the machine, to that markdown file.
@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from brainvq.data import load_splits
+from brainvq.evaluation.realism import reference_stats, score_samples
 from brainvq.runs import load_run
-from brainvq.sample_metrics import reference_stats, score_samples
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import DEFAULT_DATA, append_result, data_missing, result_block  # noqa: E402

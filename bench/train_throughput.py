@@ -30,7 +30,7 @@ import torch
 from brainvq.config import Config
 from brainvq.nn.vqvae import recon_loss
 from brainvq.training.hardware import cpu_has_bf16, resolve_precision
-from brainvq.training.vqvae_module import VQVAEModule
+from brainvq.training.vqvae import VQVAEModule
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import append_result, result_block  # noqa: E402

@@ -1,4 +1,4 @@
-"""Build src/brainvq/default_data/mni152_axial.npz from the MNI152 2009a template in nilearn's wheel.
+"""Build src/brainvq/data/default_data/mni152_axial.npz from the MNI152 2009a template in nilearn's wheel.
 
 Usage: pip install nilearn && python scripts/make_default_data.py
 The template is already skull-stripped. Axial slices whose brain area is at least 15% of the largest
@@ -13,7 +13,14 @@ import numpy as np
 
 from brainvq.data import to_square
 
-OUT = Path(__file__).resolve().parents[1] / "src" / "brainvq" / "default_data" / "mni152_axial.npz"
+OUT = (
+    Path(__file__).resolve().parents[1]
+    / "src"
+    / "brainvq"
+    / "data"
+    / "default_data"
+    / "mni152_axial.npz"
+)
 
 
 def main() -> None:

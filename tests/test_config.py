@@ -70,3 +70,55 @@ def test_line_endings_are_read_as_toml_defines_them(tmp_path):
         p.write_bytes(text)
         with pytest.raises(ConfigError, match="not valid TOML"):
             Config.load(p)
+
+
+OLD_PRIOR_SECTION = """
+[prior]
+kind = "maskgit"
+transformer_dim = 96
+transformer_layers = 3
+maskgit_steps = 8
+lr = 5e-4
+latent_dim = 64
+pixelcnn_kernel = 7
+tune_decoder_minutes = 0.0
+"""
+
+
+def test_configs_written_before_the_per_kind_sections_still_load(tmp_path):
+    path = tmp_path / "old.toml"
+    path.write_text(OLD_PRIOR_SECTION)
+    p = Config.load(path).prior
+    assert (p.maskgit.dim, p.transformer.dim, p.maskgit.layers) == (96, 96, 3)
+    assert p.maskgit.steps == 8 and p.dcgan.latent_dim == 64 and p.pixelcnn.kernel == 7
+    assert p.maskgit.lr == p.transformer.lr == p.pixelcnn.lr == 5e-4
+    assert Config.load(path).tune.max_minutes == 0.0
+    # written back, it uses the new sections and reads back the same
+    back = tmp_path / "new.toml"
+    Config.load(path).save(back)
+    assert "[prior.maskgit]" in back.read_text() and "maskgit_steps" not in back.read_text()
+    assert Config.load(back) == Config.load(path)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("prior.maskgit_steps=8", "--prior.maskgit.steps"),
+        ("prior.tune_decoder_minutes=1", "--tune.max_minutes"),
+        ("prior.transformer_dim=64", "--prior.transformer.dim and --prior.maskgit.dim"),
+    ],
+)
+def test_old_keys_on_the_command_line_name_the_new_ones(old, new):
+    with pytest.raises(ConfigError, match=f"old key: use {new}"):
+        Config().override([old])
+
+
+def test_nested_overrides_and_their_errors():
+    cfg = Config().override(["prior.maskgit.steps=6", "prior.dcgan.design=snap"])
+    assert cfg.prior.maskgit.steps == 6 and cfg.prior.dcgan.design == "snap"
+    with pytest.raises(ConfigError, match="unknown section prior.gan"):
+        Config().override(["prior.gan.steps=1"])
+    with pytest.raises(ConfigError, match="prior.maskgit is a section"):
+        Config().override(["prior.maskgit=1"])
+    with pytest.raises(ConfigError, match="unknown key prior.maskgit.stepz"):
+        Config().override(["prior.maskgit.stepz=1"])

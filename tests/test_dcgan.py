@@ -19,8 +19,8 @@ from brainvq.priors import (
     shape_logits,
 )
 from brainvq.runs import load_run
-from brainvq.training.dcgan_module import DCGANModule
-from brainvq.training.prior_stage import train_prior
+from brainvq.training.dcgan import DCGANModule
+from brainvq.training.prior import train_prior
 
 from .conftest import tiny_config
 
@@ -28,11 +28,11 @@ from .conftest import tiny_config
 def tiny_prior(cfg: Config, **values) -> Config:
     """A prior small enough to take a few steps per second."""
     p = cfg.prior
-    p.kind = "dcgan"
-    p.latent_dim, p.g_channels, p.d_channels, p.batch_size = 16, 32, 8, 8
-    p.steps_per_epoch, p.max_epochs, p.max_minutes = 4, 1, 0.0
+    p.kind, p.batch_size, p.max_epochs, p.max_minutes = "dcgan", 8, 1, 0.0
+    d = p.dcgan
+    d.latent_dim, d.g_channels, d.d_channels, d.steps_per_epoch = 16, 32, 8, 4
     for k, v in values.items():
-        setattr(p, k, v)
+        setattr(d, k, v)
     return cfg.validate()
 
 
@@ -63,7 +63,7 @@ def test_snap_picks_nearest_code_and_passes_gradients():
 @pytest.mark.parametrize("design", ["snap", "gumbel"])
 def test_samples_are_valid_and_seeded(design):
     cfg = tiny_prior(Config(), design=design)
-    prior = DCGANPrior(cfg.prior, torch.randn(32, 8), 8)
+    prior = DCGANPrior(cfg.prior.dcgan, torch.randn(32, 8), 8)
     with torch.no_grad():  # DCGAN's init gives near-constant outputs: spread them like a trained G
         for w in prior.generator.parameters():
             w.normal_(0, 0.5)
@@ -78,7 +78,7 @@ def test_samples_are_valid_and_seeded(design):
 
 def test_cdf_draw_reads_each_positions_logits_and_draws_the_same_distribution():
     cfg = tiny_prior(Config(), design="gumbel")
-    prior = DCGANPrior(cfg.prior, torch.randn(32, 8), 8).eval()
+    prior = DCGANPrior(cfg.prior.dcgan, torch.randn(32, 8), 8).eval()
     with torch.no_grad():
         for w in prior.generator.parameters():
             w.normal_(0, 0.5)
@@ -158,7 +158,7 @@ def test_load_prior_refuses_missing_or_foreign(run_copy, tmp_path):
     with pytest.raises(RunError, match="train-prior"):
         load_prior(run)
     cfg = tiny_prior(tiny_config())
-    DCGANPrior(cfg.prior, torch.randn(32, 8), 8).save(prior_path(run.dir), cfg)
+    DCGANPrior(cfg.prior.dcgan, torch.randn(32, 8), 8).save(prior_path(run.dir), cfg)
     with pytest.raises(RunError, match="another VQ-VAE codebook"):
         load_prior(run)
 
@@ -193,7 +193,7 @@ def test_image_discriminator_teaches_generator_through_frozen_decoder(run_copy, 
     assert len(module.discriminators()) == (2 if d_input == "both" else 1)
     module.train()
     assert not module.decoder.training  # frozen: stays in eval mode
-    fake, _, _ = module.prior(torch.randn(4, cfg.prior.latent_dim))
+    fake, _, _ = module.prior(torch.randn(4, cfg.prior.dcgan.latent_dim))
     judged = module._inputs(None, fake)
     image_disc, _, image = judged[-1]
     assert image_disc is module.disc_image and image.shape == (4, 1, 32, 32)
@@ -209,13 +209,11 @@ def test_image_discriminator_teaches_generator_through_frozen_decoder(run_copy, 
 
 def test_prior_config_is_validated():
     for key, value in (
-        ("design", "round"),
-        ("loss", "wgan"),
-        ("ema_decay", 1.0),
-        ("d_input", "pixels"),
-        ("tune_decoder_minutes", -1.0),
+        ("prior.dcgan.design", '"round"'),
+        ("prior.dcgan.loss", '"wgan"'),
+        ("prior.dcgan.ema_decay", 1.0),
+        ("prior.dcgan.d_input", '"pixels"'),
+        ("tune.max_minutes", -1.0),
     ):
-        cfg = Config()
-        setattr(cfg.prior, key, value)
-        with pytest.raises(ConfigError, match=f"prior.{key}"):
-            cfg.validate()
+        with pytest.raises(ConfigError, match=key):
+            Config().override([f"{key}={value}"])

@@ -1,36 +1,37 @@
-"""Decoder tuning: MaskGIT's redraw, the tuned decoder file, and who decodes samples with it."""
+"""Decoder tuning: MaskGIT's redraw, the tuning stage, the tuned decoder file, and who decodes
+samples with it."""
 
 from __future__ import annotations
 
 import json
-import shutil
+import os
+import signal
 
 import numpy as np
 import pytest
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
 
-from brainvq import decoder_tuning
+from brainvq.config import Config, TuneConfig
 from brainvq.data import load_splits
-from brainvq.decoder_tuning import (
-    _tune_loss,
-    file_digest,
-    sample_alikeness,
-    slip_codes,
-    tune_decoder,
-    tuned_vqvae,
-    tuning_refused,
-)
-from brainvq.errors import RunError
+from brainvq.errors import Interrupted, RunError
+from brainvq.io import file_digest
 from brainvq.nn.maskgit import MaskedCodeTransformer
+from brainvq.pipeline import tune_stage
 from brainvq.priors import load_prior, prior_path
+from brainvq.priors.tuned_decoder import tuned_vqvae, tuning_refused
 from brainvq.runs import load_run
 from brainvq.sampling import sample_images
-from brainvq.training.prior_stage import train_prior
+from brainvq.training import decoder as decoder_tuning
+from brainvq.training.decoder import decode_loss, sample_alikeness, slip_codes, tune_decoder
+from brainvq.training.prior import train_prior
 
 from .conftest import brainvq, tiny
 from .test_priors import K, ar_prior
+
+
+def budget(steps: int, **values) -> TuneConfig:
+    """A tuning of `steps` steps, no time cap."""
+    return TuneConfig(max_minutes=0.0, max_steps=steps, **values)
 
 
 def test_redraw_draws_the_hidden_codes_and_keeps_the_rest():
@@ -54,7 +55,7 @@ def test_redraw_draws_the_hidden_codes_and_keeps_the_rest():
 
 def _maskgit_run(run_copy):
     run_path, root = run_copy
-    train_prior(str(run_path), ar_prior("maskgit", maskgit_steps=3), data=str(root), progress=False)
+    train_prior(str(run_path), ar_prior("maskgit", steps=3), data=str(root), progress=False)
     return run_path, root
 
 
@@ -65,9 +66,7 @@ def test_tuned_decoder_learns_the_slips_and_decodes_that_priors_samples(run_copy
     before = sample_images(run, prior, 4, seed=3)
     assert before["decoder"] == "vqvae" and tuned_vqvae(run, "maskgit") is None
 
-    res = tune_decoder(
-        str(run_path), "maskgit", minutes=0, max_steps=60, lr=3e-3, seed=0, progress=False
-    )
+    res = tune_decoder(str(run_path), "maskgit", budget(60, lr=3e-3, seed=0), progress=False)
     assert res["steps"] == 60 and 0 < res["slipped_share"] < 0.5
     assert 0 < res["test_ssim_tuned"] <= 1 and 0 < res["test_ssim_vqvae"] <= 1
     assert res["kept"] and res["samples_alike_tuned"] <= res["samples_alike_vqvae"] + 0.05
@@ -87,7 +86,7 @@ def test_tuned_decoder_learns_the_slips_and_decodes_that_priors_samples(run_copy
     slipped = slip_codes(prior, real, 0.5, torch.Generator().manual_seed(99))
     w = run.config.train.ssim_loss_weight
     with torch.no_grad():
-        assert _tune_loss(tuned, slipped, x, w) < _tune_loss(run.vqvae, slipped, x, w)
+        assert decode_loss(tuned, slipped, x, w) < decode_loss(run.vqvae, slipped, x, w)
 
     # samples of that prior are decoded with it (same codes as before: sampling is unchanged)
     after = sample_images(run, prior, 4, seed=3)
@@ -97,7 +96,7 @@ def test_tuned_decoder_learns_the_slips_and_decodes_that_priors_samples(run_copy
 
     # a retrained prior makes the tuned decoder stale: ignored, with a warning
     prior.net.pos.data += 0.1
-    prior.save(prior_path(run.dir, "maskgit"), ar_prior("maskgit", maskgit_steps=3))
+    prior.save(prior_path(run.dir, "maskgit"), ar_prior("maskgit", steps=3))
     with pytest.warns(UserWarning, match="tuned to another maskgit prior"):
         assert tuned_vqvae(run, "maskgit") is None
 
@@ -133,7 +132,7 @@ def test_decoder_is_kept_only_if_samples_stay_as_varied(run_copy, monkeypatch, a
         return list(alike)
 
     monkeypatch.setattr(decoder_tuning, "sample_alikeness", measured)
-    res = tune_decoder(str(run_path), "maskgit", minutes=0, max_steps=2, progress=False)
+    res = tune_decoder(str(run_path), "maskgit", budget(2), progress=False)
     assert seen == [2] and res["kept"] is kept
     assert (res["samples_alike_vqvae"], res["samples_alike_tuned"]) == alike
     assert (run_path / "decoder-maskgit.safetensors").exists() is kept
@@ -143,91 +142,90 @@ def test_decoder_is_kept_only_if_samples_stay_as_varied(run_copy, monkeypatch, a
     assert tuning_refused(run.dir, "maskgit") is (not kept)
     if not kept:
         monkeypatch.setattr(decoder_tuning, "sample_alikeness", lambda *a: [0.6, 0.6])
-        tune_decoder(str(run_path), "maskgit", minutes=0, max_steps=1, progress=False)
+        tune_decoder(str(run_path), "maskgit", budget(1), progress=False)
         assert not tuning_refused(run.dir, "maskgit")  # kept now: the record is gone
         assert (run_path / "decoder-maskgit.safetensors").exists()
 
 
-def _stop_at_call(monkeypatch, n, exc):
-    """Make the n-th tuning step raise exc (a crash or Ctrl-C) before it changes anything."""
+def _ctrl_c_at_step(monkeypatch, n):
+    """Send this process Ctrl-C (SIGINT) during the n-th tuning step."""
     calls = []
 
     def loss(*a):
         calls.append(1)
         if len(calls) == n:
-            raise exc
-        return _tune_loss(*a)
+            os.kill(os.getpid(), signal.SIGINT)
+        return decode_loss(*a)
 
-    monkeypatch.setattr(decoder_tuning, "_tune_loss", loss)
+    monkeypatch.setattr(decoder_tuning, "decode_loss", loss)
 
 
-def test_interrupted_tuning_resumes_where_it_stopped(run_copy, tmp_path, monkeypatch):
+def test_interrupted_tuning_resumes_where_it_stopped(run_copy, monkeypatch):
     run_path, _ = _maskgit_run(run_copy)
-    twin = tmp_path / "twin"
-    shutil.copytree(run_path, twin)
     monkeypatch.setattr(decoder_tuning, "sample_alikeness", lambda *a: [0.6, 0.6])
-    kw = dict(minutes=0, max_steps=6, lr=3e-3, progress=False)
-    whole = tune_decoder(str(twin), "maskgit", checkpoint_seconds=1e9, **kw)
-    assert whole["resumed_at"] == 0 and whole["steps"] == 6
-
-    state = decoder_tuning.tuning_state_path(load_run(run_path).dir, "maskgit")
-    _stop_at_call(monkeypatch, 4, RuntimeError("crash"))
-    with pytest.raises(RuntimeError, match="crash"):
-        tune_decoder(str(run_path), "maskgit", checkpoint_seconds=0, **kw)
-    assert state.exists() and not (run_path / "decoder-maskgit.safetensors").exists()
-    monkeypatch.setattr(decoder_tuning, "_tune_loss", _tune_loss)
+    state = load_run(run_path).dir.stage_state("decoder-maskgit")
+    _ctrl_c_at_step(monkeypatch, 3)
+    with pytest.raises(Interrupted, match="rerun|again"):
+        tune_decoder(str(run_path), "maskgit", budget(6, lr=3e-3), progress=False)
+    # the step in flight finished, then the stage saved and stopped
+    assert (state / "last.ckpt").exists() and (state / "slipped.safetensors").exists()
+    assert not (run_path / "decoder-maskgit.safetensors").exists()
+    monkeypatch.setattr(decoder_tuning, "decode_loss", decode_loss)
     slips = []
     monkeypatch.setattr(
         decoder_tuning, "slip_codes", lambda *a, **k: slips.append(1) or slip_codes(*a, **k)
     )
-    res = tune_decoder(str(run_path), "maskgit", checkpoint_seconds=0, **kw)
-    # it went on after the 3 saved steps, with the saved slipped maps, to the same decoder
-    assert res["resumed_at"] == 3 and res["steps"] == 6 and slips == []
-    assert res["slipped_share"] == whole["slipped_share"]
-    a = load_file(str(twin / "decoder-maskgit.safetensors"))
-    b = load_file(str(run_path / "decoder-maskgit.safetensors"))
-    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
-    assert not state.exists() and not state.with_name("slipped.safetensors").exists()
+    res = tune_decoder(str(run_path), "maskgit", budget(6, lr=3e-3), progress=False)
+    # it went on after the 3 steps done, with the saved slipped maps, to the budget
+    assert res["resumed_at"] == 3 and res["steps"] == 6 and slips == [] and res["kept"]
+    assert (run_path / "decoder-maskgit.safetensors").exists() and not state.exists()
 
 
-def test_ctrl_c_saves_the_tuning_and_fresh_or_other_settings_start_over(run_copy, monkeypatch):
+def test_fresh_or_other_settings_start_the_tuning_over(run_copy, monkeypatch):
     run_path, _ = _maskgit_run(run_copy)
     monkeypatch.setattr(decoder_tuning, "sample_alikeness", lambda *a: [0.6, 0.6])
-    state = decoder_tuning.tuning_state_path(load_run(run_path).dir, "maskgit")
-    kw = dict(minutes=0, max_steps=4, progress=False, checkpoint_seconds=1e9)
-    _stop_at_call(monkeypatch, 3, KeyboardInterrupt())
-    with pytest.raises(KeyboardInterrupt):
-        tune_decoder(str(run_path), "maskgit", **kw)
-    with safe_open(str(state), framework="pt") as f:
-        assert f.metadata()["steps"] == "2"  # saved on the interrupt, not by the clock
-    monkeypatch.setattr(decoder_tuning, "_tune_loss", _tune_loss)
-    other_seed = tune_decoder(str(run_path), "maskgit", seed=1, **kw)
-    assert other_seed["resumed_at"] == 0 and not state.exists()
-    _stop_at_call(monkeypatch, 3, KeyboardInterrupt())
-    with pytest.raises(KeyboardInterrupt):
-        tune_decoder(str(run_path), "maskgit", **kw)
-    monkeypatch.setattr(decoder_tuning, "_tune_loss", _tune_loss)
-    assert tune_decoder(str(run_path), "maskgit", fresh=True, **kw)["resumed_at"] == 0
-    state.write_bytes(b"not safetensors")
-    state.with_name("slipped.safetensors").write_bytes(b"nor this")
+    state = load_run(run_path).dir.stage_state("decoder-maskgit")
+
+    def interrupted(**values):
+        _ctrl_c_at_step(monkeypatch, 2)
+        with pytest.raises(Interrupted):
+            tune_decoder(str(run_path), "maskgit", budget(4, **values), progress=False)
+        monkeypatch.setattr(decoder_tuning, "decode_loss", decode_loss)
+        assert (state / "last.ckpt").exists()
+
+    interrupted()
+    assert (
+        tune_decoder(str(run_path), "maskgit", budget(4, seed=1), progress=False)["resumed_at"] == 0
+        and not state.exists()
+    )
+    interrupted()
+    res = tune_decoder(str(run_path), "maskgit", budget(4), fresh=True, progress=False)
+    assert res["resumed_at"] == 0
+    interrupted()
+    (state / "slipped.safetensors").write_bytes(b"not safetensors")
     with pytest.warns(UserWarning, match="starts over"):
-        assert tune_decoder(str(run_path), "maskgit", **kw)["resumed_at"] == 0
+        assert tune_decoder(str(run_path), "maskgit", budget(4), progress=False)["resumed_at"] == 0
 
 
 def test_decoder_tuning_refuses_priors_that_cannot_redraw(run_copy):
     run_path, _ = run_copy
     with pytest.raises(RunError, match="redraws codes"):
-        tune_decoder(str(run_path), "transformer", max_steps=1, progress=False)
-    with pytest.raises(RunError, match="max_share"):
-        tune_decoder(str(run_path), "maskgit", max_share=0, max_steps=1, progress=False)
+        tune_decoder(str(run_path), "transformer", budget(1), progress=False)
+    with pytest.raises(Exception, match="max_share"):
+        tune_decoder(str(run_path), "maskgit", budget(1, max_share=0.0), progress=False)
+    with pytest.raises(RunError, match="budget"):
+        tune_decoder(str(run_path), "maskgit", budget(0), progress=False)
 
 
 def test_cli_tune_decoder_then_sample(run_copy, tmp_path, monkeypatch):
     run_path, _ = _maskgit_run(run_copy)
-    _stop_at_call(monkeypatch, 3, KeyboardInterrupt())  # an earlier tuning, interrupted
-    with pytest.raises(KeyboardInterrupt):
-        tune_decoder(str(run_path), "maskgit", minutes=0, max_steps=9, progress=False)
-    r = brainvq("tune-decoder", "--run", str(run_path), "--max-minutes", "0.05", "--quiet")
+    _ctrl_c_at_step(monkeypatch, 2)  # an earlier tuning, interrupted
+    with pytest.raises(Interrupted):
+        tune_decoder(str(run_path), "maskgit", budget(9), progress=False)
+    r = brainvq(
+        "tune-decoder", "--run", str(run_path), "--max-minutes", "0", "--tune.max_steps", "9",
+        "--quiet",
+    )  # fmt: skip
     assert "resumed an unfinished tuning at step 2" in r.stdout
     assert "decoder tuned to the maskgit prior" in r.stdout
     assert (run_path / "decoder-maskgit.safetensors").exists()
@@ -240,20 +238,23 @@ def test_cli_tune_decoder_then_sample(run_copy, tmp_path, monkeypatch):
 def test_run_tunes_the_decoder_when_asked_and_reuses_it(keras_root, tmp_path):
     run = tmp_path / "run"
     base = tiny("run", keras_root, run)
-    kind = ["--train.max_epochs", "1", "--kind", "maskgit", "--prior.maskgit_steps", "2"]
-    r = brainvq(*base, *kind, "--prior.tune_decoder_minutes", "0")
+    kind = ["--train.max_epochs", "1", "--kind", "maskgit", "--prior.maskgit.steps", "2"]
+    r = brainvq(*base, *kind)  # the tiny overrides leave tuning no budget
     assert "decoder tuned" not in r.stdout and not (run / "decoder-maskgit.safetensors").exists()
-    # a tuning to this prior that was not kept before is not tried again by `run`
+    # `run`'s tuning stage, called as `run` calls it (the other stages are reused, as the next
+    # full run shows): a tuning to this prior that was not kept before is not tried again
+    cfg, said = Config(), []
+    cfg.tune.max_minutes, cfg.tune.max_steps = 0, 2
     refused = run / "decoder-maskgit.refused.json"
     refused.write_text(json.dumps({"prior_sha256": file_digest(run / "prior-maskgit.safetensors")}))
-    r = brainvq(*base, *kind, "--prior.tune_decoder_minutes", "0.02")
-    assert "was not kept before" in r.stdout and not (run / "decoder-maskgit.safetensors").exists()
+    assert tune_stage(run, "maskgit", cfg, progress=False, say=said.append) is None
+    assert "was not kept before" in said[-1] and not (run / "decoder-maskgit.safetensors").exists()
     refused.unlink()
     # the same run with a tuning budget: the trained stages are reused, the decoder is tuned
     # and then decodes the samples
-    r = brainvq(*base, *kind, "--prior.tune_decoder_minutes", "0.02")
+    r = brainvq(*base, *kind, "--tune.max_steps", "2")
     assert "prior already trained" in r.stdout
     assert "decoder tuned to the maskgit prior" in r.stdout and "tuned decoder" in r.stdout
     assert (run / "decoder-maskgit.safetensors").exists()
-    r = brainvq(*base, *kind, "--prior.tune_decoder_minutes", "0.02")
-    assert "decoder already tuned to the maskgit prior" in r.stdout
+    assert tune_stage(run, "maskgit", cfg, progress=False, say=said.append) is None
+    assert "decoder already tuned to the maskgit prior" in said[-1]

@@ -1,6 +1,7 @@
 """Property tests: malformed images and configs raise the project's errors, never anything else."""
 
 import tomllib
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -12,7 +12,7 @@ from brainvq.errors import ConfigError, RunError
 from brainvq.nn.maskgit import MaskedCodeTransformer, hidden_share
 from brainvq.priors import MaskGITPrior, categorical_picker, load_prior, load_prior_file
 from brainvq.runs import load_run
-from brainvq.training.prior_stage import train_prior
+from brainvq.training.prior import train_prior
 
 from .test_priors import K, ar_prior, fitted_prior
 
@@ -68,7 +68,7 @@ def test_generate_fills_every_code_in_the_given_steps_and_repeats_under_a_seed()
 
 
 def test_maskgit_learns_structured_maps_and_has_no_likelihood():
-    prior, train = fitted_prior("maskgit", 300, maskgit_steps=12)
+    prior, train = fitted_prior("maskgit", 300, steps=12)
     assert isinstance(prior, MaskGITPrior)
     assert prior.loss(train).item() == prior.loss(train).item()  # fixed hiding in eval mode
     samples = prior.sample(32, seed=0)
@@ -82,7 +82,7 @@ def test_maskgit_learns_structured_maps_and_has_no_likelihood():
 
 def test_maskgit_through_the_run_folder(run_copy):
     run_path, root = run_copy
-    cfg = ar_prior("maskgit", maskgit_steps=3)
+    cfg = ar_prior("maskgit", steps=3)
     out = train_prior(str(run_path), cfg, data=str(root), progress=False)
     assert out["status"] == "trained" and out["kind"] == "maskgit"
     assert 0 < out["best_val_bpc"] < 10
@@ -97,12 +97,10 @@ def test_maskgit_through_the_run_folder(run_copy):
     assert torch.equal(again.sample(3, seed=5, top_k=4), codes)
 
 
-@pytest.mark.parametrize(("key", "value"), [("maskgit_steps", 0), ("maskgit_noise", -1.0)])
+@pytest.mark.parametrize(("key", "value"), [("steps", 0), ("noise", -1.0)])
 def test_maskgit_config_is_validated(key, value):
-    cfg = Config()
-    setattr(cfg.prior, key, value)
-    with pytest.raises(ConfigError, match=f"prior.{key}"):
-        cfg.validate()
+    with pytest.raises(ConfigError, match=f"prior.maskgit.{key}"):
+        Config().override([f"prior.maskgit.{key}={value}"])
 
 
 def test_hide_with_a_share_hides_exactly_that_many_codes():
@@ -133,7 +131,7 @@ def test_generate_from_a_start_keeps_its_codes_and_joins_the_schedule_late():
 
 
 def test_vary_redraws_the_share_given_the_rest_and_repeats_under_a_seed():
-    prior, train = fitted_prior("maskgit", 300, maskgit_steps=12)
+    prior, train = fitted_prior("maskgit", 300, steps=12)
     anchors = train[:32]
     out = prior.vary(anchors, 0.3, seed=2)
     assert out.shape == anchors.shape and out.dtype == torch.int64
@@ -159,7 +157,7 @@ def test_sample_like_writes_variations_of_given_slices(run_copy, tmp_path, capsy
     from brainvq.cli import main
 
     run_path, root = run_copy
-    train_prior(str(run_path), ar_prior("maskgit", maskgit_steps=3), data=str(root), progress=False)
+    train_prior(str(run_path), ar_prior("maskgit", steps=3), data=str(root), progress=False)
     slices = sorted((root / "keras_png_slices_test").glob("*.png"))[:2]
     out = tmp_path / "var"
     args = ["sample", "--run", str(run_path), "--kind", "maskgit", "-n", "3", "--quiet"]

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+import tomli_w
 import torch
+from PIL import Image
+from safetensors.torch import save_file
 
 from brainvq.cli import build_parser
 from brainvq.config import Config
@@ -24,7 +27,7 @@ from brainvq.priors import (
     trained_kinds,
 )
 from brainvq.runs import load_run
-from brainvq.training.prior_stage import train_prior
+from brainvq.training.prior import train_prior
 
 from .conftest import brainvq, tiny, tiny_config
 
@@ -41,14 +44,20 @@ def tiny_nets():
 
 
 def ar_prior(kind: str, **values) -> Config:
-    """A config with a tiny autoregressive prior of `kind`."""
+    """A config with a tiny prior of `kind` trained by predicting codes; values set prior.KEY
+    where the prior section has KEY, else prior.<kind>.KEY."""
     cfg = tiny_config()
     p = cfg.prior
-    p.kind, p.batch_size, p.max_epochs, p.max_minutes, p.warmup_steps = kind, 8, 1, 0.0, 1
-    p.pixelcnn_channels, p.pixelcnn_layers, p.pixelcnn_kernel = 16, 2, 3
-    p.transformer_dim, p.transformer_layers, p.transformer_heads = 16, 1, 2
+    p.kind, p.batch_size, p.max_epochs, p.max_minutes = kind, 8, 1, 0.0
+    p.pixelcnn.channels, p.pixelcnn.layers, p.pixelcnn.kernel = 16, 2, 3
+    for sizes in (p.transformer, p.maskgit):
+        sizes.dim, sizes.layers, sizes.heads = 16, 1, 2
+    for section in (p.pixelcnn, p.transformer, p.maskgit):
+        section.warmup_steps = 1
     for k, v in values.items():
-        setattr(p, k, v)
+        setattr(
+            p if k in ("max_epochs", "max_steps", "temperature", "top_k") else p.settings(), k, v
+        )
     return cfg.validate()
 
 
@@ -118,14 +127,15 @@ def structured_maps(n: int, seed: int) -> torch.Tensor:
     return rows.expand(n, 6, 6).clone()
 
 
-def fitted_prior(kind: str, steps: int, **values):
-    """A tiny prior of `kind` after `steps` Adam steps on 64 structured maps."""
+def fitted_prior(kind: str, updates: int, **values):
+    """A tiny prior of `kind` after `updates` Adam steps on 64 structured maps."""
     torch.manual_seed(0)
-    cfg = ar_prior(kind, transformer_dim=32, transformer_layers=2, pixelcnn_channels=32, **values)
+    sizes = {"channels": 32} if kind == "pixelcnn" else {"dim": 32, "layers": 2}
+    cfg = ar_prior(kind, **sizes, **values)
     prior = build_prior(cfg.prior, torch.randn(K, 4), 6)
     opt = torch.optim.Adam(prior.parameters(), lr=3e-3)
     train = structured_maps(64, seed=0)
-    for _ in range(steps):
+    for _ in range(updates):
         opt.zero_grad()
         prior.loss(train).backward()
         opt.step()
@@ -162,8 +172,8 @@ def test_default_temperature_is_the_kinds_own_unless_set(capsys):
 
 def test_dcgan_has_no_likelihood_but_takes_temperature():
     cfg = tiny_config()
-    cfg.prior.latent_dim, cfg.prior.g_channels = 8, 16
-    prior = DCGANPrior(cfg.prior, torch.randn(32, 8), 8)
+    cfg.prior.dcgan.latent_dim, cfg.prior.dcgan.g_channels = 8, 16
+    prior = DCGANPrior(cfg.prior.dcgan, torch.randn(32, 8), 8)
     with pytest.raises(RunError, match="no likelihood"):
         prior.bits_per_code(torch.zeros(1, 8, 8, dtype=torch.long))
     a = prior.sample(3, seed=1, temperature=0.5, top_k=4)
@@ -217,7 +227,7 @@ def test_ar_stage_keeps_the_best_validation_weights_and_resumes(run_copy):
 
 
 def test_transformer_rejects_other_map_sizes():
-    prior = TransformerPrior(ar_prior("transformer").prior, torch.randn(K, 4), 6)
+    prior = TransformerPrior(ar_prior("transformer").prior.transformer, torch.randn(K, 4), 6)
     with pytest.raises(ValueError, match="this model takes 36"):
         prior(torch.zeros(1, 5, 5, dtype=torch.long))
 
@@ -226,18 +236,19 @@ def test_transformer_rejects_other_map_sizes():
     ("key", "value"),
     [
         ("kind", "vae"),
-        ("pixelcnn_kernel", 4),
-        ("transformer_kv_heads", 3),
+        ("pixelcnn.kernel", 4),
+        ("transformer.kv_heads", 3),
         ("temperature", -0.5),
         ("top_k", -1),
-        ("dropout", 1.0),
+        ("maskgit.dropout", 1.0),
     ],
 )
 def test_ar_config_is_validated(key, value):
-    cfg = Config()
-    setattr(cfg.prior, key, value)
-    with pytest.raises(ConfigError, match="prior."):
-        cfg.validate()
+    section, _, name = key.rpartition(".")
+    with pytest.raises(
+        ConfigError, match=f"prior.{section}.*{name}" if section else f"prior.{key}"
+    ):
+        Config().override([f"prior.{key}={value!r}".replace("'", '"')])
 
 
 AR_TINY = ["--prior.batch_size", "8", "--train.max_epochs", "2"]
@@ -277,3 +288,33 @@ def test_cli_run_with_transformer_then_score(keras_root, tmp_path):
     ).read_bytes()
     bad = brainvq("score", "--run", str(run), str(tmp_path / "nope.png"), check=False)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "nope.png" in bad.stderr
+    # a colour slice of another size is scored, with a warning for each change
+    rgb = tmp_path / "rgb.png"
+    Image.open(one).convert("RGB").resize((64, 64)).save(rgb)
+    r = brainvq("score", "--run", str(run), str(rgb))
+    assert "rgb.png" in r.stdout
+    assert "brainvq: warning: 1 slice(s) were RGB converted to grayscale: rgb.png" in r.stderr
+    assert "brainvq: warning: 1 slice(s) were resized from 64x64 to 32x32: rgb.png" in r.stderr
+
+
+def test_prior_files_written_before_the_per_kind_sections_still_load(tmp_path):
+    cfg = ar_prior("maskgit", steps=3)
+    prior = build_prior(cfg.prior, torch.randn(K, 4), 6)
+    old = cfg.to_dict()
+    sections = {k: old["prior"].pop(k) for k in ("dcgan", "pixelcnn", "transformer", "maskgit")}
+    m = sections["maskgit"]
+    old["prior"].update(
+        transformer_dim=m["dim"],
+        transformer_layers=m["layers"],
+        transformer_heads=m["heads"],
+        transformer_kv_heads=m["kv_heads"],
+        maskgit_steps=m["steps"],
+        maskgit_noise=m["noise"],
+        lr=m["lr"],
+        tune_decoder_minutes=0.0,
+    )
+    del old["tune"]
+    meta = {"config": tomli_w.dumps(old), "kind": "prior-maskgit", "code_size": "6"}
+    save_file({k: v.contiguous() for k, v in prior.state_dict().items()}, tmp_path / "p", meta)
+    loaded = load_prior_file(tmp_path / "p")
+    assert loaded.steps == 3 and torch.equal(loaded.sample(2, seed=1), prior.sample(2, seed=1))

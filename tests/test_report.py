@@ -9,9 +9,13 @@ import numpy as np
 import pytest
 
 from brainvq.config import Config
-from brainvq.html_report import FIGURES, write_report
-from brainvq.report import code_map_figure, codebook_figure, image_grid, recon_figure
-from brainvq.runs import RunDir, atomic_write_text
+from brainvq.evaluation.figures import code_map_figure, codebook_figure, recon_figure
+from brainvq.evaluation.report import FIGURES, write_report
+from brainvq.io import atomic_write_text
+from brainvq.runs import RunDir
+from brainvq.sampling import image_grid
+
+from .conftest import HANG_GUARD_S
 
 CHROMIUM = (
     shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -73,7 +77,7 @@ def test_report_renders_its_images_in_chromium(run_folder, tmp_path):
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_GUARD_S,
     ).stdout
     m = re.search(r'data-images-ok="(\d+)/(\d+)"', dom)
     assert m, dom[:500]

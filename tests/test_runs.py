@@ -2,8 +2,9 @@ import pytest
 import torch
 
 from brainvq.errors import RunError
+from brainvq.io import atomic_write_text
 from brainvq.nn.vqvae import VQVAE
-from brainvq.runs import RunDir, atomic_write_text, check_compatible, load_vqvae, save_vqvae
+from brainvq.runs import RunDir, check_compatible, load_vqvae, save_vqvae
 
 from .conftest import tiny_config
 

@@ -1,28 +1,77 @@
 """Every hyperparameter in dataclasses (the original project's `Hyperparameters`), with TOML in/out.
 
-A config has sections (`data`, `vqvae`, `train`, `prior`, `eval`); each value can be set in a TOML
-file and overridden on the command line as `--section.key VALUE` (or `--set section.key=VALUE`).
+A config has sections: `data`, `vqvae`, `train` (the VQ-VAE stage), `prior` (with one sub-section
+per kind: `prior.dcgan`, `prior.pixelcnn`, `prior.transformer`, `prior.maskgit`), `tune` (decoder
+tuning) and `eval`. Each value can be set in a TOML file and overridden on the command line as
+`--section.key VALUE` (`--prior.maskgit.steps 8`) or `--set section.key=VALUE`. Each section
+checks its own values (`validate`), next to the fields.
+
+Config files and weight files written before the per-kind sections (flat keys such as
+`prior.maskgit_steps`) still load: `LEGACY_KEYS` maps each old key to its new place. On the command
+line an old key is refused with a message naming the new one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
+import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import tomllib
+import tomli_w
 
 from brainvq.errors import ConfigError
+from brainvq.io import atomic_write_text
 
+PRESETS = Path(__file__).parent / "configs"  # named configs: `--config quick`
 PRIOR_KINDS = ("dcgan", "pixelcnn", "transformer", "maskgit")
-# each kind's sampling temperature when prior.temperature is 0: at 0.6 the transformer and maskgit
-# samples were closer to the training slices and nearer real slices in diversity than at 1.0,
-# where they were noisier and less alike than real slices (bench/results/priors.md); the gumbel
-# DCGAN's samples at 0.8 were closer to the training slices with diversity still within 0.03 of
-# real slices' (0.7 reached 0.05; bench/results/prior_dcgan.md); pixelcnn was not measured below 1
+# each kind's sampling temperature when prior.temperature is 0 (bench/results/priors.md,
+# bench/results/prior_dcgan.md: the temperature at which samples came closest to the training
+# slices with diversity still within 0.05 of real slices')
 KIND_TEMPERATURE = {"dcgan": 0.8, "pixelcnn": 1.0, "transformer": 0.6, "maskgit": 0.6}
+# code maps per step when prior.batch_size is 0
+KIND_BATCH_SIZE = {"dcgan": 64, "pixelcnn": 16, "transformer": 16, "maskgit": 16}
+
+
+def _need(ok: bool, name: str, value: Any, rule: str) -> None:
+    """Raise ConfigError 'name = value: rule' unless ok."""
+    if not ok:
+        raise ConfigError(f"{name} = {value!r}: {rule}")
+
+
+def _positive(section: Any, prefix: str, *names: str) -> None:
+    for name in names:
+        value = getattr(section, name)
+        _need(value >= 1, f"{prefix}.{name}", value, "must be a positive integer")
+
+
+def _non_negative(section: Any, prefix: str, *names: str) -> None:
+    for name in names:
+        value = getattr(section, name)
+        _need(value >= 0, f"{prefix}.{name}", value, "must be >= 0")
+
+
+def _one_of(section: Any, prefix: str, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(section, name)
+    _need(value in choices, f"{prefix}.{name}", value, f"use {' or '.join(choices)}")
+
+
+def check_subject_pattern(pattern: str, name: str = "data.subject_pattern") -> None:
+    """Refuse a subject pattern that is no regular expression or has more than one group."""
+    if not pattern:
+        return
+    try:
+        groups = re.compile(pattern).groups
+    except (re.error, OverflowError, RecursionError) as e:
+        raise ConfigError(f"{name} = '{pattern}': not a regular expression ({e})") from None
+    if groups > 1:
+        raise ConfigError(
+            f"{name} = '{pattern}': has {groups} groups; put one group around the subject "
+            "(e.g. 'patient(\\d+)'), or none to take the whole match"
+        )
 
 
 @dataclass
@@ -35,10 +84,23 @@ class DataConfig:
     # Share of train held out for validation when a source has no validate split.
     val_fraction: float = 0.1
     # Share held out for test when a plain folder has no splits at all.
+    # Splits brainvq makes keep each subject whole, and these shares count subjects.
     test_fraction: float = 0.1
     split_seed: int = 0
+    # Regular expression that reads a slice's subject from its file name (else from its folders'
+    # names): its one group, or without a group its whole match ("patient(\d+)"). "" = the
+    # built-in names: case_NNN (OASIS keras PNGs), OAS1_NNNN (OASIS-1), sub-LABEL (BIDS).
+    subject_pattern: str = ""
     # Folder for the decoded uint8 cache ("" = $BRAINVQ_CACHE or ~/.cache/brainvq).
     cache_dir: str = ""
+
+    def validate(self, prefix: str = "data") -> None:
+        """Raise ConfigError for a value that would fail later."""
+        _positive(self, prefix, "image_size")
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            _need(0.0 <= value < 1.0, f"{prefix}.{name}", value, "must be in [0, 1)")
+        check_subject_pattern(self.subject_pattern, f"{prefix}.subject_pattern")
 
 
 @dataclass
@@ -46,7 +108,7 @@ class VQVAEConfig:
     """The VQ-VAE (van den Oord et al., 2017) and its vector quantizer."""
 
     downsample: int = 4  # 4 or 8: image side / code-map side
-    hidden: int = 64  # channels in the encoder/decoder trunk (bench/sweep_vqvae.py chose 64)
+    hidden: int = 64  # channels in the encoder/decoder trunk
     res_hidden: int = 32  # bottleneck channels inside a ResidualBlock
     n_res_blocks: int = 2
     codebook_size: int = 512  # K
@@ -60,16 +122,27 @@ class VQVAEConfig:
     kmeans_init: bool = False  # seed the codebook by k-means on the first batch (Zeghidour 2021)
     kmeans_iters: int = 10
 
+    def validate(self, prefix: str = "vqvae") -> None:
+        """Raise ConfigError for a value that would fail later."""
+        _need(self.downsample in (4, 8), f"{prefix}.downsample", self.downsample, "must be 4 or 8")
+        _positive(self, prefix, "codebook_size", "code_dim", "hidden", "res_hidden")
+        _non_negative(self, prefix, "n_res_blocks")
+        _need(
+            0.0 < self.ema_decay < 1.0, f"{prefix}.ema_decay", self.ema_decay, "must be in (0, 1)"
+        )
+
 
 @dataclass
 class TrainConfig:
-    """How a stage is trained."""
+    """How the VQ-VAE stage is trained (accelerator, devices and precision serve every stage)."""
 
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 0.0
+    # budget: the stage ends at whichever of these comes first; 0 = no limit of that kind
     max_epochs: int = 1000
-    max_minutes: float = 15.0  # wall-clock budget for the stage; 0 = no budget
+    max_steps: int = 0
+    max_minutes: float = 15.0  # wall-clock cap of the stage
     # Stop once the epoch's mean training loss is below this (the original's threshold); 0 = off.
     loss_threshold: float = 0.0
     # Weight of (1 - SSIM) added to the reconstruction MSE; 0 = plain MSE as in the paper.
@@ -89,22 +162,18 @@ class TrainConfig:
     # end of training, so ranks can be checked to agree.
     save_rank_states: bool = False
 
+    def validate(self, prefix: str = "train") -> None:
+        """Raise ConfigError for a value that would fail later."""
+        _positive(self, prefix, "batch_size", "max_epochs", "devices", "num_nodes")
+        _need(self.lr > 0, f"{prefix}.lr", self.lr, "must be > 0")
+        _non_negative(self, prefix, "max_steps", "max_minutes", "weight_decay", "num_workers")
+        _one_of(self, prefix, "precision", ("auto", "32", "bf16", "16"))
+
 
 @dataclass
-class PriorConfig:
-    """A prior over code maps (see brainvq.priors)."""
+class DCGANConfig:
+    """The DCGAN prior (brainvq.nn.dcgan, brainvq.training.dcgan): the original project's prior."""
 
-    # which prior `brainvq run` and `train-prior` fit: maskgit gave the most realistic and the
-    # most real-like varied samples at the same CPU budget (bench/results/priors.md); the
-    # transformer is the one with a likelihood (`brainvq score`) and samples 5x faster
-    kind: str = "maskgit"
-    # code maps per step; 0 = the kind's own default: 64 for dcgan, 16 for pixelcnn/transformer
-    # (the autoregressive priors learn faster per CPU-minute from more, smaller steps)
-    batch_size: int = 0
-    max_minutes: float = 10.0  # wall-clock budget of the prior stage; 0 = no budget
-    max_epochs: int = 1000
-    seed: int = 0
-    # DCGAN
     latent_dim: int = 128  # size of the generator's noise vector
     g_channels: int = 256  # widest generator layer
     d_channels: int = 64  # narrowest discriminator layer
@@ -114,18 +183,15 @@ class PriorConfig:
     # How the generator makes discrete codes (see brainvq.nn.dcgan):
     #   "snap": a continuous code_dim map snapped to the nearest codebook vector, straight-through;
     #   "gumbel": logits over the K codes, straight-through Gumbel-softmax one-hot (Jang 2017).
-    # Measured on bench-vqvae (bench/results/prior_dcgan.md): gumbel beat snap on every measure.
     design: str = "gumbel"
     loss: str = "hinge"  # hinge (Lim & Ye 2017) | bce (the non-saturating loss of Goodfellow 2014)
     spectral_norm: bool = True  # spectral norm in D instead of BatchNorm (Miyato et al. 2018)
     r1_gamma: float = 0.0  # R1 gradient penalty on real inputs (Mescheder et al. 2018); 0 = off
     # minibatch standard deviation as an extra D feature against mode collapse (Karras et al. 2018)
     minibatch_std: bool = True
-    # what the DCGAN discriminator judges: "codes" (embedded code maps), "image" (the maps decoded
-    # by the run's frozen VQ-VAE decoder, so G learns from how its codes look as a slice) or "both"
-    # (one discriminator each, losses summed). Measured on an H100 (bench/results/prior_dcgan.md):
-    # "both" gave the most realistic samples, and either image variant ended the mode collapse
-    # that "codes" alone showed (diversity within 0.01 of real slices' against 0.10 above)
+    # what the discriminator judges: "codes" (embedded code maps), "image" (the maps decoded by
+    # the run's frozen VQ-VAE decoder, so G learns from how its codes look as a slice) or "both"
+    # (one discriminator each, losses summed); judging images keeps G from collapsing
     d_input: str = "both"
     # random whole-pixel shifts (up to 1/8 of the side) of real and generated images before the
     # image discriminator, differentiable (DiffAugment, Zhao et al. 2020), so D cannot memorise a
@@ -135,45 +201,192 @@ class PriorConfig:
     # "snap": weight of |z - sg(snap(z))|^2 pulling G's output to its code (like VQ-VAE's beta)
     commit_weight: float = 0.1
     # "snap": G's output is tanh-bounded to the codebook's per-dimension range (DCGAN's tanh
-    # output); unbounded, the straight-through gradient drove it far off the codebook (bench).
+    # output), which keeps the straight-through gradient near the codebook
     tanh_output: bool = True
     gumbel_tau: float = 1.0  # "gumbel": softmax temperature
-    # DCGAN optimizer steps per epoch (real maps are few; an epoch is when a checkpoint is written)
+    # optimizer steps per epoch (real maps are few; an epoch is when a checkpoint is written)
     steps_per_epoch: int = 200
-    # autoregressive priors (pixelcnn, transformer): AdamW, linear warm-up, the weights with the
-    # lowest validation bits/code are the ones kept
+
+    def validate(self, prefix: str = "prior.dcgan") -> None:
+        """Raise ConfigError for a value that would fail later."""
+        _positive(self, prefix, "latent_dim", "g_channels", "d_channels", "steps_per_epoch")
+        _one_of(self, prefix, "design", ("snap", "gumbel"))
+        _one_of(self, prefix, "d_input", ("codes", "image", "both"))
+        _one_of(self, prefix, "loss", ("hinge", "bce"))
+        _need(
+            0.0 <= self.ema_decay < 1.0,
+            f"{prefix}.ema_decay",
+            self.ema_decay,
+            "must be in [0, 1) (0 = off)",
+        )
+        _non_negative(self, prefix, "r1_gamma", "commit_weight")
+        _need(self.gumbel_tau > 0, f"{prefix}.gumbel_tau", self.gumbel_tau, "must be > 0")
+        for name in ("lr_g", "lr_d"):
+            _need(getattr(self, name) > 0, f"{prefix}.{name}", getattr(self, name), "must be > 0")
+
+
+@dataclass
+class CodePredictionConfig:
+    """What the priors trained by predicting codes share: AdamW with a linear warm-up; the weights
+    with the lowest validation bits per code are the ones kept."""
+
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 20
-    dropout: float = 0.0  # residual dropout of the transformer; CPU budgets underfit, not overfit
-    pixelcnn_channels: int = 64
-    pixelcnn_layers: int = 10
-    pixelcnn_kernel: int = 5  # width of the vertical stack's kernel; odd, >= 3
-    # the transformer_* sizes serve both the transformer and maskgit priors
-    transformer_dim: int = 128
-    transformer_layers: int = 4
-    transformer_heads: int = 4
+
+    def validate(self, prefix: str) -> None:
+        """Raise ConfigError for a value that would fail later."""
+        _need(self.lr > 0, f"{prefix}.lr", self.lr, "must be > 0")
+        _non_negative(self, prefix, "weight_decay", "warmup_steps")
+
+
+@dataclass
+class PixelCNNConfig(CodePredictionConfig):
+    """The gated PixelCNN prior (van den Oord et al., 2016; brainvq.nn.pixelcnn)."""
+
+    channels: int = 64
+    layers: int = 10
+    kernel: int = 5  # width of the vertical stack's kernel; odd, >= 3
+
+    def validate(self, prefix: str = "prior.pixelcnn") -> None:
+        """Raise ConfigError for a value that would fail later."""
+        super().validate(prefix)
+        _positive(self, prefix, "channels", "layers")
+        _need(
+            self.kernel >= 3 and self.kernel % 2 == 1,
+            f"{prefix}.kernel",
+            self.kernel,
+            "must be odd and >= 3",
+        )
+
+
+@dataclass
+class TransformerSizes(CodePredictionConfig):
+    """Sizes of a transformer over code maps."""
+
+    dim: int = 128
+    layers: int = 4
+    heads: int = 4
     # key/value heads: 1 = multi-query attention (Shazeer 2019), = heads: plain multi-head; fewer
     # key/value heads make each cached sampling step read less memory
-    transformer_kv_heads: int = 1
+    kv_heads: int = 1
+    dropout: float = 0.0  # residual dropout; CPU budgets underfit rather than overfit
+
+    def validate(self, prefix: str) -> None:
+        """Raise ConfigError for a value that would fail later."""
+        super().validate(prefix)
+        _positive(self, prefix, "dim", "layers", "heads", "kv_heads")
+        _need(
+            self.dim % self.heads == 0 and self.heads % self.kv_heads == 0,
+            f"{prefix}.dim/heads/kv_heads",
+            f"{self.dim}/{self.heads}/{self.kv_heads}",
+            "the width must divide by the heads and the heads by the key/value heads",
+        )
+        _need(0.0 <= self.dropout < 1.0, f"{prefix}.dropout", self.dropout, "must be in [0, 1)")
+
+
+@dataclass
+class TransformerConfig(TransformerSizes):
+    """The decoder-only transformer prior over raster-ordered codes (brainvq.nn.transformer)."""
+
     # attention span in tokens (0 = every earlier token); a band (Child et al. 2019) speeds sampling
-    transformer_window: int = 0
-    # maskgit: parallel decoding steps per map, and the scale of the Gumbel noise on the
-    # confidences that choose which drawn codes to keep (falls to 0 over the steps; Chang 2022)
-    maskgit_steps: int = 12
-    maskgit_noise: float = 4.5
-    # `brainvq run` with a maskgit prior: minutes of tuning a decoder copy to the prior's samples
-    # (brainvq.decoder_tuning, as `brainvq tune-decoder`); 0 = skip
-    tune_decoder_minutes: float = 3.0
-    # sampling (autoregressive priors and the gumbel DCGAN): temperature (0 = the kind's own,
-    # KIND_TEMPERATURE) and top-k (0 = all codes)
+    window: int = 0
+
+    def validate(self, prefix: str = "prior.transformer") -> None:
+        """Raise ConfigError for a value that would fail later."""
+        super().validate(prefix)
+        _non_negative(self, prefix, "window")
+
+
+@dataclass
+class MaskGITConfig(TransformerSizes):
+    """The masked-code transformer prior (MaskGIT, Chang et al. 2022; brainvq.nn.maskgit)."""
+
+    steps: int = 12  # parallel decoding steps per map
+    # scale of the Gumbel noise on the confidences that choose which drawn codes to keep; it falls
+    # to 0 over the steps (MaskGIT's choice temperature)
+    noise: float = 4.5
+
+    def validate(self, prefix: str = "prior.maskgit") -> None:
+        """Raise ConfigError for a value that would fail later."""
+        super().validate(prefix)
+        _positive(self, prefix, "steps")
+        _non_negative(self, prefix, "noise")
+
+
+@dataclass
+class PriorConfig:
+    """A prior over code maps (brainvq.priors): which kind, its budget and sampling, and each
+    kind's own settings in its sub-section."""
+
+    # which prior `brainvq run` and `train-prior` fit
+    kind: str = "maskgit"
+    batch_size: int = 0  # code maps per step; 0 = the kind's own (KIND_BATCH_SIZE)
+    # budget: the stage ends at whichever of these comes first; 0 = no limit of that kind
+    max_epochs: int = 1000
+    max_steps: int = 0
+    max_minutes: float = 10.0  # wall-clock cap of the stage
+    seed: int = 0
+    # sampling: temperature (0 = the kind's own, KIND_TEMPERATURE) and top-k (0 = all codes)
     temperature: float = 0.0
     top_k: int = 0
+    dcgan: DCGANConfig = field(default_factory=DCGANConfig)
+    pixelcnn: PixelCNNConfig = field(default_factory=PixelCNNConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    maskgit: MaskGITConfig = field(default_factory=MaskGITConfig)
+
+    def validate(self, prefix: str = "prior") -> None:
+        """Raise ConfigError for a value that would fail later (every kind's section too)."""
+        _one_of(self, prefix, "kind", PRIOR_KINDS)
+        _positive(self, prefix, "max_epochs")
+        _non_negative(
+            self, prefix, "batch_size", "max_steps", "max_minutes", "temperature", "top_k"
+        )
+        for kind in PRIOR_KINDS:
+            getattr(self, kind).validate(f"{prefix}.{kind}")
+
+    def settings(self) -> Any:
+        """The section of the configured kind (prior.<kind>)."""
+        return getattr(self, self.kind)
 
     def sampling_temperature(self) -> float:
         """The temperature samples are drawn at by default: prior.temperature, or if that is 0
         the kind's own (KIND_TEMPERATURE)."""
         return self.temperature or KIND_TEMPERATURE[self.kind]
+
+    def step_batch_size(self) -> int:
+        """Code maps per step: prior.batch_size, or if that is 0 the kind's own."""
+        return self.batch_size or KIND_BATCH_SIZE[self.kind]
+
+
+@dataclass
+class TuneConfig:
+    """Decoder tuning (brainvq.training.decoder): a copy of the VQ-VAE decoder tuned to turn code
+    maps with a share redrawn by a MaskGIT prior back into the real slices."""
+
+    # budget: whichever comes first; `brainvq run` skips tuning when both are 0
+    max_minutes: float = 3.0
+    max_steps: int = 0
+    max_share: float = 0.5  # largest share of a map redrawn by the prior
+    variants: int = 3  # redrawn copies of the training maps, drawn once
+    lr: float = 2e-4
+    batch_size: int = 16
+    seed: int = 0
+    # tuned samples may be at most this much more alike (mean pairwise SSIM of 16 samples) than
+    # with the VQ-VAE's decoder, else the tuned decoder is not kept: a decoder tuned to a weak
+    # prior's slips can learn to draw one average slice for every map
+    max_diversity_rise: float = 0.05
+
+    def validate(self, prefix: str = "tune") -> None:
+        """Raise ConfigError for a value that would fail later."""
+        _non_negative(self, prefix, "max_minutes", "max_steps", "variants")
+        _need(0 < self.max_share <= 1, f"{prefix}.max_share", self.max_share, "must be in (0, 1]")
+        _positive(self, prefix, "batch_size")
+        _need(self.lr > 0, f"{prefix}.lr", self.lr, "must be > 0")
+
+    def enabled(self) -> bool:
+        """True when a budget is set (`brainvq run` tunes only then)."""
+        return self.max_minutes > 0 or self.max_steps > 0
 
 
 @dataclass
@@ -187,6 +400,34 @@ class EvalConfig:
     nn_candidates: int = 128
     seed: int = 0  # seed of the samples that evaluate draws
 
+    def validate(self, prefix: str = "eval") -> None:
+        """Raise ConfigError for a value that would fail later."""
+        _positive(self, prefix, "n_samples", "batch_size")
+        _non_negative(self, prefix, "nn_candidates")
+
+
+def _old_prior_keys() -> dict[str, tuple[str, ...]]:
+    """Flat prior.* keys of configs written before the per-kind sections -> their new places."""
+    legacy: dict[str, tuple[str, ...]] = {
+        f"prior.{f.name}": (f"prior.dcgan.{f.name}",) for f in fields(DCGANConfig)
+    }
+    shared = ("pixelcnn", "transformer", "maskgit")
+    for name in ("lr", "weight_decay", "warmup_steps"):
+        legacy[f"prior.{name}"] = tuple(f"prior.{k}.{name}" for k in shared)
+    legacy["prior.dropout"] = ("prior.transformer.dropout", "prior.maskgit.dropout")
+    for name in ("channels", "layers", "kernel"):
+        legacy[f"prior.pixelcnn_{name}"] = (f"prior.pixelcnn.{name}",)
+    for name in ("dim", "layers", "heads", "kv_heads"):
+        legacy[f"prior.transformer_{name}"] = (f"prior.transformer.{name}", f"prior.maskgit.{name}")
+    legacy["prior.transformer_window"] = ("prior.transformer.window",)
+    legacy["prior.maskgit_steps"] = ("prior.maskgit.steps",)
+    legacy["prior.maskgit_noise"] = ("prior.maskgit.noise",)
+    legacy["prior.tune_decoder_minutes"] = ("tune.max_minutes",)
+    return legacy
+
+
+LEGACY_KEYS = _old_prior_keys()
+
 
 @dataclass
 class Config:
@@ -196,101 +437,22 @@ class Config:
     vqvae: VQVAEConfig = field(default_factory=VQVAEConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     prior: PriorConfig = field(default_factory=PriorConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def validate(self) -> Config:
         """Check values that would fail later; raise ConfigError naming the setting."""
-        v, d, t = self.vqvae, self.data, self.train
+        for name, value in _leaves(self):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{name} = {value}: must be a finite number")
         for section in fields(self):
-            sub = getattr(self, section.name)
-            for f in fields(sub):
-                value = getattr(sub, f.name)
-                if isinstance(value, float) and not math.isfinite(value):
-                    raise ConfigError(f"{section.name}.{f.name} = {value}: must be a finite number")
-        if v.downsample not in (4, 8):
-            raise ConfigError(f"vqvae.downsample = {v.downsample}: must be 4 or 8")
-        for name in ("codebook_size", "code_dim", "hidden", "res_hidden"):
-            if getattr(v, name) < 1:
-                raise ConfigError(f"vqvae.{name} = {getattr(v, name)}: must be a positive integer")
-        if v.n_res_blocks < 0:
-            raise ConfigError(f"vqvae.n_res_blocks = {v.n_res_blocks}: must be >= 0")
-        if not 0.0 < v.ema_decay < 1.0:
-            raise ConfigError(f"vqvae.ema_decay = {v.ema_decay}: must be between 0 and 1")
+            getattr(self, section.name).validate()
+        d, v = self.data, self.vqvae
         if d.image_size < v.downsample or d.image_size % v.downsample:
             raise ConfigError(
                 f"data.image_size = {d.image_size} is not divisible by vqvae.downsample = "
                 f"{v.downsample}: pick a multiple of {v.downsample} (e.g. 128 or 256)"
             )
-        for name in ("val_fraction", "test_fraction"):
-            if not 0.0 <= getattr(d, name) < 1.0:
-                raise ConfigError(f"data.{name} = {getattr(d, name)}: must be in [0, 1)")
-        if t.batch_size < 1:
-            raise ConfigError(f"train.batch_size = {t.batch_size}: must be >= 1")
-        if t.lr <= 0:
-            raise ConfigError(f"train.lr = {t.lr}: must be > 0")
-        if t.max_minutes < 0:
-            raise ConfigError(f"train.max_minutes = {t.max_minutes}: must be >= 0 (0 = no budget)")
-        if t.precision not in ("auto", "32", "bf16", "16"):
-            raise ConfigError(f"train.precision = {t.precision!r}: use auto, 32, bf16 or 16")
-        p = self.prior
-        if p.kind not in PRIOR_KINDS:
-            raise ConfigError(f"prior.kind = {p.kind!r}: use one of {', '.join(PRIOR_KINDS)}")
-        if p.batch_size < 0:
-            raise ConfigError(f"prior.batch_size = {p.batch_size}: must be >= 1 (0 = the default)")
-        for name in ("latent_dim", "g_channels", "d_channels"):
-            if getattr(p, name) < 1:
-                raise ConfigError(f"prior.{name} = {getattr(p, name)}: must be >= 1")
-        if p.max_minutes < 0:
-            raise ConfigError(f"prior.max_minutes = {p.max_minutes}: must be >= 0 (0 = no budget)")
-        if p.design not in ("snap", "gumbel"):
-            raise ConfigError(f"prior.design = {p.design!r}: use snap or gumbel")
-        if p.d_input not in ("codes", "image", "both"):
-            raise ConfigError(f"prior.d_input = {p.d_input!r}: use codes, image or both")
-        if p.loss not in ("hinge", "bce"):
-            raise ConfigError(f"prior.loss = {p.loss!r}: use hinge or bce")
-        if not 0.0 <= p.ema_decay < 1.0:
-            raise ConfigError(f"prior.ema_decay = {p.ema_decay}: must be in [0, 1) (0 = off)")
-        for name in ("r1_gamma", "commit_weight"):
-            if getattr(p, name) < 0:
-                raise ConfigError(f"prior.{name} = {getattr(p, name)}: must be >= 0")
-        if p.gumbel_tau <= 0:
-            raise ConfigError(f"prior.gumbel_tau = {p.gumbel_tau}: must be > 0")
-        if p.steps_per_epoch < 1:
-            raise ConfigError(f"prior.steps_per_epoch = {p.steps_per_epoch}: must be >= 1")
-        for name in (
-            "pixelcnn_channels",
-            "pixelcnn_layers",
-            "transformer_dim",
-            "transformer_layers",
-            "transformer_heads",
-            "transformer_kv_heads",
-            "maskgit_steps",
-        ):
-            if getattr(p, name) < 1:
-                raise ConfigError(f"prior.{name} = {getattr(p, name)}: must be >= 1")
-        if p.tune_decoder_minutes < 0:
-            raise ConfigError(
-                f"prior.tune_decoder_minutes = {p.tune_decoder_minutes}: must be >= 0 (0 = skip)"
-            )
-        if p.maskgit_noise < 0:
-            raise ConfigError(f"prior.maskgit_noise = {p.maskgit_noise}: must be >= 0")
-        if p.pixelcnn_kernel < 3 or p.pixelcnn_kernel % 2 == 0:
-            raise ConfigError(f"prior.pixelcnn_kernel = {p.pixelcnn_kernel}: must be odd and >= 3")
-        heads, kv = p.transformer_heads, p.transformer_kv_heads
-        if p.transformer_dim % heads or heads % kv:
-            raise ConfigError(
-                f"prior.transformer_dim/heads/kv_heads = {p.transformer_dim}/{heads}/{kv}: the "
-                "width must divide by the heads and the heads by the key/value heads"
-            )
-        if p.lr <= 0:
-            raise ConfigError(f"prior.lr = {p.lr}: must be > 0")
-        for name in ("temperature", "weight_decay", "warmup_steps", "top_k", "transformer_window"):
-            if getattr(p, name) < 0:
-                raise ConfigError(f"prior.{name} = {getattr(p, name)}: must be >= 0")
-        if not 0.0 <= p.dropout < 1.0:
-            raise ConfigError(f"prior.dropout = {p.dropout}: must be in [0, 1)")
-        if self.eval.n_samples < 1:
-            raise ConfigError(f"eval.n_samples = {self.eval.n_samples}: must be >= 1")
         return self
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
@@ -299,36 +461,29 @@ class Config:
 
     def to_toml(self) -> str:
         """The config as TOML text."""
-        import tomli_w
-
         return tomli_w.dumps(self.to_dict())
 
     def save(self, path: str | Path) -> None:
         """Write the config to a TOML file atomically."""
-        from brainvq.runs import atomic_write_text
-
         atomic_write_text(Path(path), self.to_toml())
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "config") -> Config:
-        """Build a config from a nested dict; unknown sections or keys are errors."""
+        """Build a config from a nested dict; unknown sections or keys are errors. Keys of older
+        brainvq versions (LEGACY_KEYS) are read into their new places."""
         cfg = cls()
-        sections = {f.name for f in fields(cls)}
-        for section, values in raw.items():
-            if section not in sections:
-                raise ConfigError(
-                    f"{source}: unknown section [{section}]; known: {', '.join(sorted(sections))}"
-                )
-            if not isinstance(values, dict):
-                raise ConfigError(f"{source}: [{section}] must be a table of key = value")
-            for key, value in values.items():
-                _set_value(cfg, section, key, value, source)
+        for dotted, value in _flatten(raw, source):
+            for target in LEGACY_KEYS.get(dotted, (dotted,)):
+                _set_value(cfg, target, value, source)
         return cfg.validate()
 
     @classmethod
     def load(cls, path: str | Path) -> Config:
-        """Read a TOML file; raise ConfigError for a missing file, bad TOML or unknown keys."""
+        """Read a TOML file, or a preset by name (`quick`: PRESETS/quick.toml); raise ConfigError
+        for a missing file, bad TOML or unknown keys."""
         path = Path(path)
+        if not path.exists() and (PRESETS / f"{path}.toml").exists():
+            path = PRESETS / f"{path}.toml"
         try:
             # bytes, not read_text: newline translation would turn a lone CR (invalid TOML) into
             # a line break and accept a file that TOML itself refuses
@@ -346,12 +501,99 @@ class Config:
         for item in assignments:
             if "=" not in item:
                 raise ConfigError(f"override {item!r}: write it as section.key=value")
-            dotted, text = item.split("=", 1)
-            if dotted.count(".") != 1:
+            dotted, text = (part.strip() for part in item.split("=", 1))
+            if dotted.count(".") < 1:
                 raise ConfigError(f"override {item!r}: the key must be section.key, e.g. vqvae.K")
-            section, key = dotted.strip().split(".")
-            _set_value(self, section, key, _parse_scalar(text.strip()), "command line")
+            if dotted in LEGACY_KEYS:
+                new = " and ".join(f"--{k}" for k in LEGACY_KEYS[dotted])
+                raise ConfigError(f"--{dotted} is an old key: use {new}")
+            _set_value(self, dotted, _parse_scalar(text), "command line")
         return self.validate()
+
+
+# the train.* keys that serve every training stage: a prior stage takes these from its command
+# line, the rest of `train` from the run (its budget and batch come from `prior`)
+STAGE_TRAIN_KEYS = tuple(
+    f"train.{k}" for k in ("accelerator", "devices", "num_nodes", "tensorboard", "save_rank_states")
+)
+
+
+def _in_scope(dotted: str, accepted: tuple[str, ...]) -> bool:
+    return any(dotted == a or dotted.startswith(a + ".") for a in accepted)
+
+
+def scope_help(accepted: tuple[str, ...]) -> str:
+    """The settings a scope covers, for --help: 'eval.n_samples, eval.batch_size, ...' (each
+    key of a flat section), 'prior.KEY, prior.KIND.KEY' (a section with sub-sections), or the
+    keys named."""
+    out = []
+    for item in accepted:
+        if "." in item:
+            out.append(item)
+            continue
+        section = getattr(Config(), item)
+        keys = [f.name for f in fields(section)]
+        if any(dataclasses.is_dataclass(getattr(section, k)) for k in keys):
+            out.append(f"{item}.KEY, {item}.KIND.KEY")
+        else:
+            out += [f"{item}.{k}" for k in keys]
+    return ", ".join(out)
+
+
+def check_scope(assignments: list[str], accepted: tuple[str, ...] | None, command: str) -> None:
+    """Refuse `section.key=value` overrides that ``command`` would not read: ``accepted`` names
+    the sections ("eval") and keys ("train.devices") it uses; None = every one, () = none."""
+    if accepted is None:
+        return
+    for item in assignments:
+        dotted = item.split("=", 1)[0].strip()
+        if _in_scope(dotted, accepted):
+            continue
+        if not accepted:
+            raise ConfigError(f"--{dotted}: {command} takes no config values; see its --help")
+        names = ", ".join(a if "." in a else f"{a}.*" for a in accepted)
+        raise ConfigError(f"--{dotted}: {command} does not use it (it takes {names})")
+
+
+def assignments_from_args(args: list[str]) -> list[str]:
+    """Command-line `--section.key VALUE` / `--section.key=VALUE` as `section.key=VALUE` strings."""
+    out, i = [], 0
+    while i < len(args):
+        tok = args[i]
+        if not tok.startswith("--") or "." not in tok.split("=")[0]:
+            raise ConfigError(f"unknown argument {tok!r} (config values are --SECTION.KEY VALUE)")
+        if "=" in tok:
+            out.append(tok[2:])
+            i += 1
+        elif i + 1 < len(args):
+            out.append(f"{tok[2:]}={args[i + 1]}")
+            i += 2
+        else:
+            raise ConfigError(f"{tok} needs a value")
+    return out
+
+
+def _leaves(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted name, value) of every setting under a config or section."""
+    out = []
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        name = f"{prefix}{f.name}"
+        out += _leaves(value, name + ".") if dataclasses.is_dataclass(value) else [(name, value)]
+    return out
+
+
+def _flatten(raw: dict[str, Any], source: str, prefix: str = "") -> list[tuple[str, Any]]:
+    """A nested TOML dict as (dotted key, value) pairs."""
+    out = []
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            out += _flatten(value, source, f"{prefix}{key}.")
+        elif not prefix:
+            raise ConfigError(f"{source}: {key} = {value!r} must sit in a [section]")
+        else:
+            out.append((f"{prefix}{key}", value))
+    return out
 
 
 def _parse_scalar(text: str) -> Any:
@@ -361,31 +603,49 @@ def _parse_scalar(text: str) -> Any:
         return text
 
 
-def _set_value(cfg: Config, section: str, key: str, value: Any, source: str) -> None:
-    if not hasattr(cfg, section) or section.startswith("_"):
-        raise ConfigError(f"{source}: unknown section {section!r}")
-    sub = getattr(cfg, section)
-    known = {f.name: f for f in fields(sub)}
-    if key not in known:
+def _set_value(cfg: Config, dotted: str, value: Any, source: str) -> None:
+    """Set the setting named like `prior.maskgit.steps`, converting and checking its type."""
+    *path, key = dotted.split(".")
+    sub: Any = cfg
+    for depth, part in enumerate(path):
+        known = {f.name for f in fields(sub) if dataclasses.is_dataclass(getattr(sub, f.name))}
+        if part not in known:
+            where = ".".join(path[:depth]) or "sections"
+            raise ConfigError(
+                f"{source}: unknown section {'.'.join(path[: depth + 1])}; known {where}: "
+                f"{', '.join(sorted(known))}"
+            )
+        sub = getattr(sub, part)
+    section = ".".join(path)
+    known_keys = {f.name for f in fields(sub)}
+    if key not in known_keys:
         raise ConfigError(
-            f"{source}: unknown key {section}.{key}; known keys: {', '.join(sorted(known))}"
+            f"{source}: unknown key {dotted}; known keys of [{section}]: "
+            f"{', '.join(sorted(known_keys))}"
         )
     default = getattr(type(sub)(), key)
+    if dataclasses.is_dataclass(default):
+        raise ConfigError(f"{source}: {dotted} is a section; set {dotted}.KEY")
+    setattr(sub, key, _convert(default, value, f"{source}: {dotted}"))
+
+
+def _convert(default: Any, value: Any, name: str) -> Any:
+    """value as the type of default, or ConfigError."""
     kind = type(default)
     if kind is bool:
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             value = value.lower() in ("true", "1", "yes")
         if not isinstance(value, bool):
-            raise ConfigError(f"{source}: {section}.{key} = {value!r} must be true or false")
+            raise ConfigError(f"{name} = {value!r} must be true or false")
     elif kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{source}: {section}.{key} = {value!r} must be an integer")
+            raise ConfigError(f"{name} = {value!r} must be an integer")
     elif kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{source}: {section}.{key} = {value!r} must be a number")
+            raise ConfigError(f"{name} = {value!r} must be a number")
         value = float(value)
     elif kind is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{source}: {section}.{key} = {value!r} must be a string")
+            raise ConfigError(f"{name} = {value!r} must be a string")
         value = str(value)
-    setattr(sub, key, value)
+    return value

@@ -1,24 +1,38 @@
-"""Measures everyone uses the same way (see DESIGN.md).
+"""Measures everyone uses the same way (docs/measures.md): pure functions of tensors, no I/O.
 
 - `ssim_reference`: skimage's structural_similarity(x, y, data_range=1.0) with its defaults.
-- `ssim`: the same definition in torch, batched (7x7 uniform window, sample covariance, the mean
-  over the window-valid region); a test checks it matches skimage within 1e-3.
+- `ssim`: the same definition in torch, batched and differentiable (7x7 uniform window, sample
+  covariance, the mean over the window-valid region); a test checks it matches skimage within 1e-3.
+  The VQ-VAE's image loss uses it too.
+- `top_ssim_against` / `max_ssim_against`: nearest neighbours by SSIM (NN-SSIM).
+- `mean_pairwise_ssim`: how alike a set of images is (diversity).
 - PSNR, codebook usage and perplexity.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
+from skimage.metrics import structural_similarity
 
 _WIN = 7
 _K1, _K2 = 0.01, 0.03
 
 
+def as_images(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 (N, S, S) or float (N, 1, S, S) / (N, S, S) -> float (N, 1, S, S) in [0, 1]."""
+    t = torch.from_numpy(np.array(x)) if not isinstance(x, torch.Tensor) else x
+    if t.dtype == torch.uint8:
+        t = t.float() / 255.0
+    if t.dim() == 3:
+        t = t[:, None]
+    return t.float()
+
+
 def ssim_reference(x: np.ndarray, y: np.ndarray) -> float:
     """skimage's SSIM of two 2-D images in [0, 1] (the project's reference definition)."""
-    from skimage.metrics import structural_similarity
-
     return float(structural_similarity(x, y, data_range=1.0))
 
 
@@ -62,9 +76,10 @@ def top_ssim_against(
     chunk: int = 256,
     exclude_self: bool = False,
     candidates: int = 0,
+    done: Callable[[int], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """For each query image, its k highest SSIMs against the refs, highest first, and those refs'
-    indices: both (M, k).
+    indices: both (M, k). ``done(1)`` is called after each query (progress).
 
     queries (M, 1, H, W) and refs (N, 1, H, W) in [0, 1]; k <= N. With exclude_self, query i is
     not compared with ref i (for scoring a set against itself). With candidates=c > 0, SSIM is
@@ -104,6 +119,8 @@ def top_ssim_against(
             v, j = torch.cat([best[i], vals]).topk(k)
             where[i] = torch.cat([where[i], sel])[j]
             best[i] = v
+        if done is not None:
+            done(1)
     return best, where
 
 
@@ -113,11 +130,25 @@ def max_ssim_against(
     chunk: int = 256,
     exclude_self: bool = False,
     candidates: int = 0,
+    done: Callable[[int], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """For each query image, its highest SSIM against any ref and that ref's index (M,) each;
     see top_ssim_against."""
-    best, where = top_ssim_against(queries, refs, 1, chunk, exclude_self, candidates)
+    best, where = top_ssim_against(queries, refs, 1, chunk, exclude_self, candidates, done)
     return best[:, 0], where[:, 0]
+
+
+@torch.no_grad()
+def mean_pairwise_ssim(images, max_pairs: int = 5000, seed: int = 0) -> float:
+    """Mean SSIM over distinct pairs of images (all pairs, or a seeded subset of max_pairs)."""
+    x = as_images(images)
+    n = x.shape[0]
+    i, j = torch.triu_indices(n, n, offset=1)
+    if len(i) > max_pairs:
+        pick = torch.randperm(len(i), generator=torch.Generator().manual_seed(seed))[:max_pairs]
+        i, j = i[pick], j[pick]
+    vals = [ssim(x[i[s : s + 256]], x[j[s : s + 256]]) for s in range(0, len(i), 256)]
+    return float(torch.cat(vals).mean())
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,7 @@
     RUN/logs/                 CSV logs of each stage
     RUN/figures/              PNG figures
     RUN/metrics.json          what `evaluate` measured
+    RUN/data.json             which data the run was trained on
 
 Weights are safetensors, so loading a model file never runs code.
 """
@@ -14,85 +15,32 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from brainvq.config import Config
 from brainvq.errors import RunError
+from brainvq.io import atomic_path, atomic_write_text
 from brainvq.nn.vqvae import VQVAE
 
 
-def _write_failed(path: Path, e: OSError) -> RunError:
-    return RunError(
-        f"{path}: could not write ({e.strerror or e}); free disk space or pick a "
-        "writable --run, then run the same command again"
-    )
-
-
-def _temp_beside(path: Path) -> str:
+def atomic_save_safetensors(tensors: dict, path: str | Path, meta: dict) -> None:
+    """Tensors to a safetensors file atomically; ``meta`` values are stored as strings."""
+    clean = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except OSError as e:
-        raise _write_failed(path, e) from None
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())
-    return tmp
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write bytes to path via a temporary file in the same folder and a rename."""
-    path = Path(path)
-    tmp = _temp_beside(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise _write_failed(path, e) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        with atomic_path(path) as tmp:
+            save_file(clean, str(tmp), metadata={k: str(v) for k, v in meta.items()})
+    except RunError:
         raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text (UTF-8) atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, meta: dict) -> None:
-    """save_file to a temporary name, then rename."""
-    path = Path(path)
-    tmp = _temp_beside(path)
-    try:
-        clean = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        save_file(clean, tmp, metadata={k: str(v) for k, v in meta.items()})
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise _write_failed(path, e) from None
     except Exception as e:  # safetensors reports a full disk as its own error type
-        Path(tmp).unlink(missing_ok=True)
         raise RunError(
             f"{path}: could not write weights ({e}); free disk space and rerun"
         ) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass
@@ -181,14 +129,10 @@ def load_vqvae(path: str | Path, cfg: Config | None = None) -> VQVAE:
     if not path.exists():
         raise RunError(f"{path}: no VQ-VAE weights here; train one with `brainvq train-vqvae`")
     if cfg is None:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
         if "config" not in meta:
             raise RunError(f"{path}: weights carry no config; pass the run's config.toml")
-        import tomllib
-
         cfg = Config.from_dict(tomllib.loads(meta["config"]), source=str(path))
     model = VQVAE(cfg.vqvae)
     state = load_file(str(path))
@@ -213,6 +157,17 @@ class Run:
     dir: RunDir
     config: Config
     vqvae: VQVAE
+
+    def data_root(self, data: str | None = None) -> str:
+        """The data the run was trained on (RUN/data.json), unless another is given."""
+        if data:
+            return str(data)
+        try:
+            return json.loads(self.dir.data_source.read_text())["data"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise RunError(
+                f"{self.dir.data_source}: no readable record of the training data; pass --data"
+            ) from None
 
 
 def load_run(path: str | Path) -> Run:

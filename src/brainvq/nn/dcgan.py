@@ -3,11 +3,12 @@
 The generator never outputs code *values* to be rounded (that collapses onto a handful of codes).
 It makes a map of discrete codes in one of two ways, both differentiable end to end:
 
-- ``head="latent"`` (design "snap"): a continuous ``code_dim`` map, each vector snapped to its
-  nearest codebook vector; the straight-through estimator (van den Oord et al., 2017) passes the
-  discriminator's gradient to the continuous output unchanged.
-- ``head="logits"`` (design "gumbel"): logits over the K codes at each position, turned into a
-  one-hot by straight-through Gumbel-softmax (Jang et al., 2017), then embedded with the codebook.
+- design "snap" (``Generator(out_channels=D)``): a continuous ``code_dim`` map, each vector
+  snapped to its nearest codebook vector; the straight-through estimator (van den Oord et al.,
+  2017) passes the discriminator's gradient to the continuous output unchanged.
+- design "gumbel" (``Generator(out_channels=K)``): logits over the K codes at each position,
+  turned into a one-hot by straight-through Gumbel-softmax (Jang et al., 2017), then embedded
+  with the codebook.
 
 Either way the discriminator sees embedded code maps (B, D, h, w): ``codebook[codes]``. Both nets
 follow the code-map side ``size`` (a power of two, >= 4): the generator starts at 4x4 and doubles up
@@ -22,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _sn
+
+from brainvq.nn.quantizer import embed_codes, nearest_codes
 
 
 def _n_doublings(size: int) -> int:
@@ -49,17 +52,8 @@ def snap(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.T
     Returns the snapped map with straight-through gradients to z, and the codes (B, h, w).
     """
     b, d, h, w = z.shape
-    flat = z.permute(0, 2, 3, 1).reshape(-1, d).float()
-    emb = codebook.float()
-    dist2 = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ emb.t() + emb.pow(2).sum(1)[None, :]
-    codes = dist2.argmin(dim=1)
-    q = F.embedding(codes, emb).view(b, h, w, d).permute(0, 3, 1, 2)
-    return z + (q - z).detach(), codes.view(b, h, w)
-
-
-def embed_codes(codes: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    """Code map (B, h, w) -> embedded map (B, D, h, w)."""
-    return F.embedding(codes, codebook.float()).permute(0, 3, 1, 2).contiguous()
+    codes = nearest_codes(z.permute(0, 2, 3, 1).reshape(-1, d).float(), codebook).view(b, h, w)
+    return z + (embed_codes(codes, codebook) - z).detach(), codes
 
 
 def embed_onehot(onehot: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:

@@ -38,6 +38,18 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def nearest_codes(flat: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest codebook row (K, D) for each row of flat (N, D), in float32."""
+    emb = codebook.float()
+    dist2 = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ emb.t() + emb.pow(2).sum(1)[None, :]
+    return dist2.argmin(dim=1)
+
+
+def embed_codes(codes: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Code map (B, h, w) -> embedded map (B, D, h, w) of codebook rows (K, D)."""
+    return F.embedding(codes, codebook.float()).permute(0, 3, 1, 2).contiguous()
+
+
 def kmeans(x: torch.Tensor, k: int, iters: int, generator: torch.Generator | None = None):
     """Lloyd k-means of rows of x (N, D) into k centroids, seeded by k-means++ (D^2 sampling)."""
     n = x.shape[0]
@@ -101,15 +113,13 @@ class VectorQuantizer(nn.Module):
     # -- lookups ----------------------------------------------------------------------------
     def nearest(self, flat: torch.Tensor) -> torch.Tensor:
         """Index of the nearest code for each row of flat (N, D)."""
-        emb = self.embedding.float()
-        dist2 = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ emb.t() + emb.pow(2).sum(1)[None, :]
-        return dist2.argmin(dim=1)
+        return nearest_codes(flat, self.embedding)
 
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         """Code map (B, h, w) -> embedded map (B, D, h, w)."""
         if codes.min() < 0 or codes.max() >= self.codebook_size:
             raise ValueError(f"code indices must lie in [0, {self.codebook_size})")
-        return F.embedding(codes, self.embedding.float()).permute(0, 3, 1, 2).contiguous()
+        return embed_codes(codes, self.embedding)
 
     # -- forward ----------------------------------------------------------------------------
     def forward(self, z: torch.Tensor) -> QuantizerOutput:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import shutil
 import warnings
@@ -10,11 +11,19 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from brainvq.config import TrainConfig
-from brainvq.errors import ConfigError
+from brainvq.errors import BrainVQError, ConfigError, Interrupted
+from brainvq.progress import stderr_is_terminal
 from brainvq.runs import RunDir
-from brainvq.training.callbacks import LossThresholdStop, RankStateDump, RollingCheckpoint
+from brainvq.training.callbacks import (
+    LineProgress,
+    LossThresholdStop,
+    RankStateDump,
+    RollingCheckpoint,
+    StopRequested,
+)
 from brainvq.training.hardware import resolve_accelerator, resolve_precision
 from brainvq.training.logs import ResumableCSVLogger
 
@@ -27,8 +36,37 @@ for _pattern in (
     ".*treespec.*",
     # the DCGAN stage's frozen VQ-VAE decoder stays in eval mode on purpose
     ".*module\\(s\\) in eval mode at the start of training.*",
+    # resuming mid-epoch restarts the epoch's shuffle: fine for these stages
+    ".*resuming from a checkpoint that ended before the epoch ended.*",
 ):
     warnings.filterwarnings("ignore", message=_pattern)
+
+
+def stage_config(
+    train: TrainConfig,
+    batch_size: int,
+    max_epochs: int,
+    max_steps: int,
+    max_minutes: float,
+    seed: int,
+) -> TrainConfig:
+    """The TrainConfig of a stage after the VQ-VAE's (a prior, decoder tuning): its own batch,
+    budget and seed, fp32; accelerator, devices, logging and rank states from ``train``."""
+    return TrainConfig(
+        batch_size=batch_size,
+        max_epochs=max_epochs,
+        max_steps=max_steps,
+        max_minutes=max_minutes,
+        seed=seed,
+        precision="32",
+        channels_last=False,
+        accelerator=train.accelerator,
+        devices=train.devices,
+        num_nodes=train.num_nodes,
+        log_every_n_steps=train.log_every_n_steps,
+        tensorboard=train.tensorboard,
+        save_rank_states=train.save_rank_states,
+    )
 
 
 def resume_path(run: RunDir, stage: str, fresh: bool) -> Path | None:
@@ -45,16 +83,20 @@ def resume_path(run: RunDir, stage: str, fresh: bool) -> Path | None:
 def _loggers(run: RunDir, stage: str, t: TrainConfig) -> list:
     loggers = [ResumableCSVLogger(save_dir=str(run.logs), name=stage, version="")]
     if t.tensorboard:
-        try:
-            import tensorboard  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("tensorboard") is None:
             raise ConfigError(
                 "train.tensorboard = true needs the tensorboard package: pip install tensorboard"
-            ) from None
-        from lightning.pytorch.loggers import TensorBoardLogger
-
+            )
         loggers.append(TensorBoardLogger(save_dir=str(run.logs), name=stage, version="tb"))
     return loggers
+
+
+def budget_text(t: TrainConfig) -> str:
+    """A stage's limits in words: '15 min, 1000 epochs' (0 = no limit of that kind)."""
+    parts = [f"{t.max_minutes:g} min" if t.max_minutes > 0 else ""]
+    parts.append(f"{t.max_steps} steps" if t.max_steps > 0 else "")
+    parts.append(f"{t.max_epochs} epochs" if t.max_epochs < 10**6 else "")  # 10**9: by steps
+    return ", ".join(p for p in parts if p)
 
 
 def make_trainer(
@@ -78,8 +120,11 @@ def make_trainer(
         callbacks.append(LossThresholdStop(t.loss_threshold))
     if t.save_rank_states:
         callbacks.append(RankStateDump(run.stage_state(stage)))
-    if progress:
+    bars = progress and stderr_is_terminal()  # redirected: lines, not a bar's carriage returns
+    if bars:
         callbacks.append(TQDMProgressBar(refresh_rate=5))
+    elif progress:
+        callbacks.append(LineProgress(stage, budget_text(t)))
     return L.Trainer(
         accelerator=accelerator,
         devices=t.devices,
@@ -90,10 +135,11 @@ def make_trainer(
         else "auto",
         precision=resolve_precision(t.precision, accelerator),
         max_epochs=t.max_epochs,
+        max_steps=t.max_steps if t.max_steps > 0 else -1,
         max_time=timedelta(minutes=t.max_minutes) if t.max_minutes > 0 else None,
         callbacks=callbacks,
         logger=_loggers(run, stage, t),
-        enable_progress_bar=progress,
+        enable_progress_bar=bars,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         log_every_n_steps=t.log_every_n_steps,
@@ -106,14 +152,14 @@ def make_trainer(
 def fit_stage(trainer: L.Trainer, module: L.LightningModule, train_dl, val_dl, ckpt, run, stage):
     """trainer.fit with the project's rules: checkpoints load weights_only; a non-finite loss or a
     Ctrl-C becomes a one-line BrainVQError that says where the last good checkpoint is."""
-    from brainvq.errors import BrainVQError, Interrupted
-    from brainvq.training.callbacks import RollingCheckpoint
-
     state = run.stage_state(stage)
+    cb = next((c for c in trainer.callbacks if isinstance(c, RollingCheckpoint)), None)
     try:
         trainer.fit(
             module, train_dl, val_dl, ckpt_path=str(ckpt) if ckpt else None, weights_only=True
         )
+    except StopRequested:
+        raise Interrupted(_interrupted(cb, state)) from None
     except FloatingPointError as e:
         raise BrainVQError(
             f"training stopped: {e}; the last good checkpoint is kept in {state} "
@@ -128,8 +174,16 @@ def fit_stage(trainer: L.Trainer, module: L.LightningModule, train_dl, val_dl, c
                 "(use --fresh to start over)"
             ) from None
         raise
-    cb = next((c for c in trainer.callbacks if isinstance(c, RollingCheckpoint)), None)
     if (cb is not None and cb.interrupted) or trainer.interrupted:
-        raise Interrupted(
-            f"interrupted: checkpoint saved in {state}; run the same command again to resume"
-        )
+        raise Interrupted(_interrupted(cb, state))
+
+
+def _interrupted(cb: RollingCheckpoint | None, state: Path) -> str:
+    """What a Ctrl-C left: the checkpoint it saved, or the last one."""
+    again = "run the same command again to resume"
+    if cb is None or cb.saved_on_interrupt:
+        return f"interrupted: checkpoint saved in {state}; {again}"
+    if (state / "last.ckpt").exists():
+        step = f" (step {cb.saved_step})" if cb.saved_step is not None else ""
+        return f"interrupted during validation: the last checkpoint{step} is in {state}; {again}"
+    return "interrupted before the first checkpoint; run the same command again to start over"

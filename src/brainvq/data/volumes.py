@@ -16,17 +16,20 @@ zeros or centre-cropped to size x size; it is never resized.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 from PIL import Image
 
 from brainvq.config import DataConfig
+from brainvq.data.splits import SPLITS, seeded_split
+from brainvq.data.subjects import subject_of
 from brainvq.errors import ConfigError, DataError
+from brainvq.io import atomic_path, atomic_write_text
+from brainvq.progress import Progress
 
-SPLITS = ("train", "validate", "test")
 OASIS1_PATTERN = (
     "OAS1_xxxx_MR1/PROCESSED/MPRAGE/T88_111/OAS1_xxxx_MR1_mpr_n4_anon_111_t88_masked_gfc.hdr"
 )
@@ -47,8 +50,6 @@ def _one_line(e: Exception) -> str:
 
 def _load_volume(path: Path) -> np.ndarray:
     """The 3-D float32 voxel array of a NIfTI/Analyze file in RAS+ canonical orientation."""
-    import nibabel as nib
-
     fix = "re-extract or replace the file, or remove it"
     try:
         img = nib.squeeze_image(nib.load(str(path)))  # (x, y, z, 1) -> (x, y, z)
@@ -150,32 +151,9 @@ def find_oasis1(discs_dir: Path) -> dict[str, Path]:
     return found
 
 
-def _split_counts(n: int, split: tuple[float, float, float]) -> tuple[int, int, int]:
-    """(train, validate, test) counts: validate/test round their share, at least 1 when n >= 3."""
-    if len(split) != 3 or any(f < 0 for f in split) or split[0] <= 0:
-        raise ConfigError(
-            f"split={split}: need three shares (train, validate, test), train > 0, none negative"
-        )
-    total = sum(split)
-    counts = []
-    for f in split[1:]:
-        c = int(round(f / total * n))
-        if f > 0 and n >= 3:
-            c = max(c, 1)
-        counts.append(c)
-    n_val, n_test = counts
-    while n_val + n_test > max(n - 1, 0):  # train keeps at least one subject
-        if n_val >= n_test:
-            n_val -= 1
-        else:
-            n_test -= 1
-    return n - n_val - n_test, n_val, n_test
-
-
 def _write_png(arr: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    Image.fromarray(arr).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(arr).save(tmp, format="PNG")
 
 
 def _prepare_out(out: Path, overwrite: bool) -> None:
@@ -191,7 +169,8 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
         d = out / f"keras_png_slices_{split}"
         if d.is_dir():
             for p in d.iterdir():
-                if p.is_file() and (p.suffix.lower() == ".png" or ".png.tmp" in p.name):
+                leftover = p.name.startswith(".") and ".png." in p.name  # a killed write's temp
+                if p.is_file() and (p.suffix.lower() == ".png" or leftover):
                     p.unlink()
 
 
@@ -212,41 +191,48 @@ def prepare_oasis1(
     proportions; files are named case_{subject number}_slice_{k}.nii.png. Returns and writes
     out/prepare_summary.json: {split: {"subjects": [...], "slices": n}}.
     """
-    from tqdm.auto import tqdm
-
     _check_range(first, last, size)
+    if len(split) != 3 or any(f < 0 for f in split) or split[0] <= 0:
+        raise ConfigError(
+            f"split={split}: need three shares (train, validate, test), train > 0, none negative"
+        )
     out = Path(out).expanduser()
     subjects = find_oasis1(discs_dir)
-    names = sorted(subjects)
-    n_train, n_val, _ = _split_counts(len(names), tuple(split))
-    order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
-    assignment = {
-        "train": sorted(order[:n_train]),
-        "validate": sorted(order[n_train : n_train + n_val]),
-        "test": sorted(order[n_train + n_val :]),
-    }
+    total = sum(split)
+    shares = {"validate": split[1] / total, "test": split[2] / total}
+    names = sorted(subjects)  # OAS1_xxxx_MR1: one session per subject, split by subject
+    assignment = seeded_split(names, shares, seed, groups=[subject_of(n) for n in names])
     _prepare_out(out, overwrite)
 
     summary: dict = {s: {"subjects": assignment[s], "slices": 0} for s in SPLITS}
     jobs = [(s, subj) for s in SPLITS for subj in assignment[s]]
-    for s, subj in tqdm(jobs, desc="slicing OASIS-1", unit="subject", disable=not progress):
-        folder = out / f"keras_png_slices_{s}"
-        folder.mkdir(exist_ok=True)
-        number = int(_OASIS1_RE.match(subj).group(1))
-        slices = volume_slices(subjects[subj], first=first, last=last, size=size)
-        for k, img in enumerate(slices):
-            _write_png(img, folder / f"case_{number}_slice_{k}.nii.png")
-        summary[s]["slices"] += len(slices)
+    with Progress(len(jobs), "slicing OASIS-1", "subject", progress) as bar:
+        for s, subj in jobs:
+            folder = out / f"keras_png_slices_{s}"
+            folder.mkdir(exist_ok=True)
+            number = int(_OASIS1_RE.match(subj).group(1))
+            slices = volume_slices(subjects[subj], first=first, last=last, size=size)
+            for k, img in enumerate(slices):
+                _write_png(img, folder / f"case_{number}_slice_{k}.nii.png")
+            summary[s]["slices"] += len(slices)
+            bar.update()
     for s in SPLITS:  # a split with no subjects leaves no (empty) folder behind
         d = out / f"keras_png_slices_{s}"
         if d.is_dir() and not any(d.iterdir()):
             d.rmdir()
 
-    path = out / "prepare_summary.json"
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(out / "prepare_summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def describe(summary: dict, out: str | Path) -> str:
+    """What prepare_oasis1 wrote, a line per split."""
+    lines = [
+        f"{split:<9} {len(info['subjects']):>4} subjects {info['slices']:>6} slices"
+        for split, info in summary.items()
+    ]
+    lines.append(f"-> {out}/keras_png_slices_{{train,validate,test}} and prepare_summary.json")
+    return "\n".join(lines)
 
 
 # -- a folder of NIfTI volumes as a data source -----------------------------------------------------
@@ -263,21 +249,47 @@ def nifti_files(root: Path) -> list[Path]:
     return files
 
 
-def nifti_folder_splits(root: Path, cfg: DataConfig) -> dict[str, np.ndarray]:
-    """uint8 (N, S, S) axial slices per split of a folder of NIfTI volumes, split by volume."""
-    from brainvq.data import _seeded_split
+def _volume_name(path: Path, root: Path) -> str:
+    """A volume's path below root without .nii/.nii.gz: its subject when its name has none."""
+    rel = path.relative_to(root).as_posix()
+    return re.sub(r"\.nii(\.gz)?$", "", rel, flags=re.IGNORECASE)
 
+
+def nifti_folder_splits(
+    root: Path, cfg: DataConfig
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray], str]:
+    """uint8 (N, S, S) axial slices per split of a folder of NIfTI volumes, split by subject:
+    one subject's volumes (OAS1_0001_MR1 and _MR2, BIDS ses-*) stay together, and a volume whose
+    name carries no subject is one of its own. Also each slice's subject and level (its index
+    among the volume's kept slices, 0 the lowest), and where the subjects came from."""
+    root = Path(root)
     vols = nifti_files(root)
     if len(vols) < 3:
         raise DataError(
             f"{root}: only {len(vols)} NIfTI volume(s); at least 3 are needed to split by volume"
         )
-    parts = _seeded_split(
-        vols, {"validate": cfg.val_fraction, "test": cfg.test_fraction}, cfg.split_seed
+    read = [subject_of(v, root, cfg.subject_pattern) for v in vols]
+    subject = {v: s or _volume_name(v, root) for v, s in zip(vols, read, strict=True)}
+    parts = seeded_split(
+        vols,
+        {"validate": cfg.val_fraction, "test": cfg.test_fraction},
+        cfg.split_seed,
+        groups=read,
     )
     size = cfg.image_size
-    arrays = {}
+    arrays, subjects, levels = {}, {}, {}
     for s in SPLITS:
         chunks = [volume_slices(v, size=size) for v in parts.get(s, [])]
         arrays[s] = np.concatenate(chunks) if chunks else np.zeros((0, size, size), dtype=np.uint8)
-    return arrays
+        subjects[s] = np.array(
+            [subject[v] for v, c in zip(parts.get(s, []), chunks, strict=True) for _ in c],
+            dtype=object,
+        )
+        levels[s] = np.concatenate(
+            [np.arange(len(c), dtype=np.int64) for c in chunks] or [np.zeros(0, np.int64)]
+        )
+    if all(read):
+        how = "data.subject_pattern" if cfg.subject_pattern else "names"
+    else:
+        how = "volumes"
+    return arrays, subjects, levels, how

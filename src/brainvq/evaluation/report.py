@@ -12,7 +12,12 @@ import datetime
 import html
 from pathlib import Path
 
-from brainvq.runs import RunDir, atomic_write_text
+from brainvq.data.subjects import describe as describe_subjects
+from brainvq.data.subjects import leak_warning
+from brainvq.errors import RunError
+from brainvq.evaluation.evaluate import NEAR_TWIN_MEANS, near_twin_warning
+from brainvq.io import atomic_write_text
+from brainvq.runs import RunDir
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;
@@ -22,7 +27,7 @@ table{border-collapse:collapse;margin:.5rem 0} td,th{border:1px solid #ddd;paddi
 text-align:left} th{background:#f4f4f4} td.num{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:1rem 0} figcaption{color:#555;font-size:.9rem} img{max-width:100%;height:auto;
 border:1px solid #eee} pre{background:#f7f7f7;padding:.8rem;overflow-x:auto;font-size:.85rem}
-.muted{color:#777}
+.muted{color:#777} .warn{color:#8a4b00;background:#fff4e0;padding:.3rem .6rem}
 """
 
 _SCRIPT = """
@@ -80,13 +85,6 @@ def _figures() -> list[tuple[str, str, str]]:
                 "Nearest-neighbour pairs",
                 f"How close {name} samples and real test slices come to the training slices",
             ),
-            (
-                f"{kind}_neighbour_profile.png",
-                "Nearest-neighbour pairs",
-                f"Mean SSIM of {name} samples and real test slices to their k-th nearest "
-                "training slice: real slices whose brain the training split holds start high "
-                "(near-twins) and fall",
-            ),
         ]
     figs.append(
         (
@@ -135,6 +133,24 @@ def _metrics_table(section: dict) -> str:
     return "<table>" + "".join(rows) + "</table>"
 
 
+def data_html(data: dict | None) -> str:
+    """The Data section: subjects per split, the leak row and its warning, the near-twin share;
+    for the embedded default, that its scores compare levels of one brain."""
+    if not data:
+        return ""
+    rows = [("subjects", describe_subjects(data).removeprefix("subjects: "))]
+    k = data.get("subjects_in_more_than_one_split")
+    if not data.get("one_brain"):
+        rows.append(("subjects in more than one split", "unknown" if k is None else str(k)))
+    if "real_test_near_twin_share" in data:
+        share = data["real_test_near_twin_share"]
+        rows.append(("real test slices with a near-twin", f"{share:.0%} ({NEAR_TWIN_MEANS})"))
+    table = "".join(f"<tr><th>{html.escape(a)}</th><td>{html.escape(b)}</td></tr>" for a, b in rows)
+    warnings = [w for w in (leak_warning(data), near_twin_warning(data)) if w]
+    notes = "".join(f"<p class='warn'>{html.escape(w)}</p>" for w in warnings)
+    return f"<h2>Data</h2><table>{table}</table>{notes}"
+
+
 def render(run: RunDir) -> str:
     """The report of a run folder as one HTML string."""
     metrics = run.read_metrics()
@@ -146,11 +162,14 @@ def render(run: RunDir) -> str:
         f"<h1>brainvq run <code>{html.escape(run.path.name)}</code></h1>",
         f"<p class='muted'>{html.escape(str(run.path.resolve()))} &middot; report written "
         f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC</p>",
+        data_html(metrics.get("data")),
         "<h2>Metrics</h2>",
     ]
     if not metrics:
         parts.append("<p>No metrics yet: run <code>brainvq evaluate</code>.</p>")
     for name, section in metrics.items():
+        if name == "data":
+            continue  # shown above
         parts.append(f"<h3>{html.escape(name)}</h3>{_metrics_table(section)}")
     for section in SECTIONS:
         figs = [(f, c) for f, s, c in FIGURES if s == section and (run.figures / f).exists()]
@@ -165,8 +184,6 @@ def write_report(run_path: str | Path) -> Path:
     """Write RUN/report.html (atomically) and return its path."""
     run = RunDir(run_path)
     if not run.path.is_dir():
-        from brainvq.errors import RunError
-
         raise RunError(f"{run.path}: run folder not found")
     out = run.path / "report.html"
     atomic_write_text(out, render(run))

@@ -16,16 +16,15 @@ import torch
 from brainvq.codes import code_maps, encode_images
 from brainvq.data import read_named_slices
 from brainvq.errors import DataError, RunError
-from brainvq.evaluate import run_data_root
-from brainvq.priors import load_prior
-from brainvq.runs import Run
+from brainvq.priors import load_prior, pick_kind
+from brainvq.runs import Run, load_run
 
 
 def test_reference(run: Run, prior, data: str | None) -> np.ndarray | None:
     """Bits per code of the run's real test slices (from RUN/codes or encoded now); None if the
     data is not at hand."""
     try:
-        codes = code_maps(run, run_data_root(run, data))["test"]
+        codes = code_maps(run, run.data_root(data))["test"]
     except (RunError, DataError):
         return None
     if len(codes) == 0:
@@ -64,3 +63,10 @@ def format_scores(result: dict) -> str:
     else:
         lines.append("(no test split at hand to compare with: pass --data)")
     return "\n".join(lines)
+
+
+def score_run(run_path: str, paths: list[str], kind: str | None = None, data: str | None = None):
+    """What `brainvq score` does: score_files under the run's likelihood prior (``kind``, else the
+    transformer or pixelcnn it holds)."""
+    run = load_run(run_path)
+    return score_files(run, paths, pick_kind(run, kind, likelihood=True), data)

@@ -4,9 +4,10 @@ likelihood) and maskgit (hidden-code prediction).
 The loss is the prior's ``loss(codes)``: for the autoregressive priors the mean negative
 log-likelihood per code (cross-entropy of each code given the codes before it), for maskgit the
 cross-entropy of the hidden codes of partly hidden maps. Logged: ``bpc`` (training bits per code)
-and ``val_bpc`` on the validation maps each epoch. With a few hundred training maps these priors overfit within minutes, so the module keeps
-a copy of the weights with the lowest ``val_bpc`` seen (carried in the checkpoint, so a resumed
-run keeps it too) and the stage saves those: early stopping without stopping.
+and ``val_bpc`` on the validation maps each epoch. With a few hundred training maps these priors
+overfit within minutes, so the module keeps a copy of the weights with the lowest ``val_bpc`` seen
+(carried in the checkpoint, so a resumed run keeps it too) and the stage saves those: early
+stopping without stopping.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from brainvq.config import Config
 from brainvq.priors import Prior, build_prior
 
 
-class ARPriorModule(L.LightningModule):
+class CodePredictionModule(L.LightningModule):
     """Trains a PixelCNNPrior, TransformerPrior or MaskGITPrior on code maps."""
 
     def __init__(self, cfg: Config, codebook: torch.Tensor, code_size: int) -> None:
@@ -80,7 +81,7 @@ class ARPriorModule(L.LightningModule):
         self.best_state = checkpoint.get("best_state")
 
     def configure_optimizers(self):
-        p = self.cfg.prior
+        p = self.cfg.prior.settings()  # lr, weight_decay, warmup_steps of prior.<kind>
         decay = [w for n, w in self.prior.named_parameters() if w.ndim >= 2 and "pos" not in n]
         other = [
             w for n, w in self.prior.named_parameters() if not (w.ndim >= 2 and "pos" not in n)

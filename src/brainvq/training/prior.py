@@ -12,40 +12,26 @@ from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 from brainvq.codes import code_maps
 from brainvq.config import PRIOR_KINDS, Config, TrainConfig
 from brainvq.errors import RunError
-from brainvq.evaluate import run_data_root
 from brainvq.priors import prior_path
 from brainvq.runs import load_run
-from brainvq.training.ar_module import ARPriorModule
-from brainvq.training.dcgan_module import DCGANModule
-from brainvq.training.trainer import fit_stage, make_trainer, resume_path
+from brainvq.training.code_prior import CodePredictionModule
+from brainvq.training.dcgan import DCGANModule
+from brainvq.training.trainer import fit_stage, make_trainer, resume_path, stage_config
 
 
 def prior_train_config(cfg: Config) -> TrainConfig:
-    """The TrainConfig of the prior stage, from cfg.prior (fp32; devices etc. from cfg.train)."""
-    p, t = cfg.prior, cfg.train
-    return TrainConfig(
-        batch_size=p.batch_size,
-        max_epochs=p.max_epochs,
-        max_minutes=p.max_minutes,
-        seed=p.seed,
-        precision="32",
-        channels_last=False,
-        accelerator=t.accelerator,
-        devices=t.devices,
-        num_nodes=t.num_nodes,
-        log_every_n_steps=t.log_every_n_steps,
-        tensorboard=t.tensorboard,
-        save_rank_states=t.save_rank_states,
-    )
+    """The TrainConfig of the prior stage: prior's batch, budget and seed (see stage_config)."""
+    p = cfg.prior
+    return stage_config(cfg.train, p.batch_size, p.max_epochs, p.max_steps, p.max_minutes, p.seed)
 
 
-def _dcgan_loader(codes: torch.Tensor, p, seed: int) -> DataLoader:
+def _dcgan_loader(codes: torch.Tensor, batch_size: int, steps_per_epoch: int, seed: int):
     # Real maps are few (hundreds to thousands): an "epoch" is steps_per_epoch batches drawn as
     # back-to-back shuffles, so checkpoints and epoch logs come at a sensible pace.
     data = TensorDataset(codes)
-    n = p.steps_per_epoch * p.batch_size
+    n = steps_per_epoch * batch_size
     sampler = RandomSampler(data, num_samples=n, generator=torch.Generator().manual_seed(seed))
-    return DataLoader(data, p.batch_size, sampler=sampler, drop_last=len(codes) >= p.batch_size)
+    return DataLoader(data, batch_size, sampler=sampler, drop_last=len(codes) >= batch_size)
 
 
 def train_prior(
@@ -59,8 +45,8 @@ def train_prior(
     """Train (or resume, or reuse) the prior of a run; returns a summary dict.
 
     The VQ-VAE settings come from the run's own config; cfg contributes the `prior` section (and
-    accelerator/devices from `train`); kind (default cfg.prior.kind) picks dcgan, pixelcnn or
-    transformer. Weights go to RUN/prior-<kind>.safetensors, checkpoints to
+    accelerator/devices from `train`); kind (default cfg.prior.kind) picks dcgan, pixelcnn,
+    transformer or maskgit. Weights go to RUN/prior-<kind>.safetensors, checkpoints to
     RUN/state/prior-<kind>/, CSV logs to RUN/logs/prior-<kind>/.
     """
     kind = kind or cfg.prior.kind
@@ -76,14 +62,14 @@ def train_prior(
     pcfg = copy.deepcopy(run.config)
     pcfg.prior = copy.deepcopy(cfg.prior)
     pcfg.prior.kind = kind
-    pcfg.prior.batch_size = pcfg.prior.batch_size or (64 if kind == "dcgan" else 16)
+    pcfg.prior.batch_size = pcfg.prior.step_batch_size()
     pcfg.train.accelerator = cfg.train.accelerator
     pcfg.train.devices, pcfg.train.num_nodes = cfg.train.devices, cfg.train.num_nodes
     pcfg.train.tensorboard = cfg.train.tensorboard
     pcfg.train.save_rank_states = cfg.train.save_rank_states
     pcfg.validate()
 
-    maps = code_maps(run, run_data_root(run, data))
+    maps = code_maps(run, run.data_root(data), progress=progress)
     codes = torch.from_numpy(maps["train"]).long()
     if codes.numel() == 0:
         raise RunError(f"{run.dir.path}: the training split has no code maps to fit a prior on")
@@ -100,13 +86,14 @@ def train_prior(
     if kind == "dcgan":
         module = DCGANModule(pcfg, codebook, h, decoder=run.vqvae.decoder)
         trainer = make_trainer(run.dir, stage, t, progress, unused_parameters=True)
-        fit_stage(trainer, module, _dcgan_loader(codes, p, t.seed), None, ckpt, run.dir, stage)
+        loader = _dcgan_loader(codes, p.batch_size, p.dcgan.steps_per_epoch, t.seed)
+        fit_stage(trainer, module, loader, None, ckpt, run.dir, stage)
         prior = copy.deepcopy(module.sampler()).float().cpu()
         prior.recalibrate_bn(seed=t.seed)
         sample = prior.sample(min(256, 4 * len(codes)), seed=t.seed)
         extra = {"sample_codes_used": int(torch.unique(sample).numel())}
     else:
-        module = ARPriorModule(pcfg, codebook, h)
+        module = CodePredictionModule(pcfg, codebook, h)
         val_codes = torch.from_numpy(maps["validate"]).long()
         loader = DataLoader(TensorDataset(codes), p.batch_size, shuffle=True)
         val = DataLoader(TensorDataset(val_codes), p.batch_size) if len(val_codes) else None
@@ -131,3 +118,18 @@ def train_prior(
         "weights": str(weights),
         "is_global_zero": trainer.is_global_zero,
     }
+
+
+def describe(result: dict, kind: str) -> str:
+    """One line on what train_prior did."""
+    if result["status"] == "reused":
+        return f"{kind} prior already trained: {result['weights']} (use --fresh to retrain)"
+    if "best_val_bpc" in result:
+        unit = "bits/hidden code" if kind == "maskgit" else "bits/code"
+        loss = f"validation {result['best_val_bpc']:.3f} {unit} (best)"
+    else:
+        loss = f"G loss {result['g_loss']:.3f}, D loss {result['d_loss']:.3f}"
+    return (
+        f"{kind} prior {result['status']}: {result['steps']} steps in "
+        f"{result['seconds']:.0f}s, {loss} -> {result['weights']}"
+    )

@@ -8,23 +8,20 @@ import math
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
-from brainvq.runs import atomic_write_bytes
+from brainvq.io import atomic_write_bytes
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+def _subplots(*grid: int, figsize: tuple[float, float], **kw):
+    """A figure (matplotlib's object API: no display, no global state) and its axes."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid, **kw)
 
 
 def _save(fig, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _plt().close(fig)
     atomic_write_bytes(path, buf.getvalue())
     return path
 
@@ -46,10 +43,9 @@ def read_csv_log(path: Path) -> dict[str, list[tuple[int, float]]]:
 
 def recon_figure(originals: np.ndarray, recons: np.ndarray, scores: np.ndarray, path: Path) -> Path:
     """Best, median and worst reconstructions: original, reconstruction, |difference|."""
-    plt = _plt()
     order = np.argsort(scores)
     picks = [("worst", order[0]), ("median", order[len(order) // 2]), ("best", order[-1])]
-    fig, axes = plt.subplots(3, 3, figsize=(7.5, 7.8))
+    fig, axes = _subplots(3, 3, figsize=(7.5, 7.8))
     for col, (label, i) in enumerate(picks):
         diff = np.abs(originals[i].astype(np.float32) - recons[i].astype(np.float32))
         for row, (img, title) in enumerate(
@@ -81,8 +77,7 @@ def curves_figure(log: dict[str, list[tuple[int, float]]], path: Path, title: st
     n = max(len(keys), 1)
     cols = min(n, 3)
     rows = math.ceil(n / cols)
-    plt = _plt()
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    fig, axes = _subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
     for ax, k in zip(axes.flat, keys, strict=False):
         steps, vals = zip(*log[k], strict=True)
         ax.plot(steps, vals, marker="." if len(vals) < 50 else None)
@@ -98,8 +93,7 @@ def curves_figure(log: dict[str, list[tuple[int, float]]], path: Path, title: st
 
 def codebook_figure(counts: np.ndarray, path: Path, title: str) -> Path:
     """Code usage counts, sorted from most to least used, on a log scale."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = _subplots(figsize=(7, 3.2))
     c = np.sort(counts)[::-1]
     ax.bar(np.arange(len(c)), np.maximum(c, 0.5), width=1.0)
     ax.set_yscale("log")
@@ -110,31 +104,11 @@ def codebook_figure(counts: np.ndarray, path: Path, title: str) -> Path:
     return _save(fig, path)
 
 
-def image_grid(images: np.ndarray, path: Path, ncol: int = 8) -> Path:
-    """Images (N, H, W) in [0, 1] tiled into one grayscale PNG with 2-pixel gaps."""
-    from PIL import Image
-
-    n, h, w = images.shape
-    ncol = min(ncol, n)
-    nrow = math.ceil(n / ncol)
-    grid = np.zeros((nrow * (h + 2) + 2, ncol * (w + 2) + 2), dtype=np.uint8)
-    for i, img in enumerate(images):
-        r, c = divmod(i, ncol)
-        grid[2 + r * (h + 2) : 2 + r * (h + 2) + h, 2 + c * (w + 2) : 2 + c * (w + 2) + w] = (
-            np.clip(img, 0, 1) * 255 + 0.5
-        ).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(grid).save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
-    return path
-
-
 def nearest_pair_figure(
     sample: np.ndarray, nearest: np.ndarray, score: float, path: Path, title: str
 ) -> Path:
     """A generated slice beside its nearest training slice, with their SSIM."""
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.5))
+    fig, axes = _subplots(1, 2, figsize=(6.4, 3.5))
     for ax, img, label in zip(
         axes, (sample, nearest), ("sample", "nearest training slice"), strict=True
     ):
@@ -154,8 +128,7 @@ def nn_ssim_histogram_figure(
 ) -> Path:
     """How close samples come to the training slices beside how close real unseen slices come:
     histograms of NN-SSIM, their means, and the copy line."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, ax = _subplots(figsize=(6.4, 3.6))
     lo = min(float(np.min(sample_nn)), float(np.min(real_nn)), copy_threshold) - 0.01
     bins = np.linspace(lo, 1.0, 41)
     for vals, label, colour in (
@@ -176,8 +149,7 @@ def neighbour_profile_figure(profiles: dict[str, np.ndarray], path: Path, title:
     """For each named set, the mean SSIM to its k-th nearest training slice against k (log
     axis): real slices of brains the training split holds start high and fall after their
     near-twins; samples of new brains stay flat."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    fig, ax = _subplots(figsize=(6.4, 3.8))
     for name, top in profiles.items():
         mean = np.asarray(top).mean(0)
         ax.plot(np.arange(1, len(mean) + 1), mean, marker="o", ms=3, label=name)
@@ -191,8 +163,7 @@ def neighbour_profile_figure(profiles: dict[str, np.ndarray], path: Path, title:
 
 def code_map_figure(codes: np.ndarray, image: np.ndarray, path: Path, codebook_size: int) -> Path:
     """A sampled code map (indices as colours) beside the slice the decoder makes of it."""
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(8.2, 3.6))
+    fig, axes = _subplots(1, 2, figsize=(8.2, 3.6))
     im = axes[0].imshow(
         codes, cmap="nipy_spectral", vmin=0, vmax=codebook_size - 1, interpolation="nearest"
     )

@@ -6,7 +6,7 @@ against a batch of generated ones, then one generator update. Logged per step: `
 gap that keeps widening means D is winning), and ``fake_codes``, the number of distinct codes in the
 generated batch (a collapse to a few codes shows here first).
 
-Stabilisers, each a `prior.*` setting:
+Stabilisers, each a `prior.dcgan.*` setting:
 - ``loss = "hinge"`` (Lim & Ye, 2017; as in SAGAN/BigGAN) or ``"bce"`` (non-saturating, Goodfellow
   et al., 2014, the DCGAN paper's loss).
 - ``spectral_norm`` in D (Miyato et al., 2018) in place of its BatchNorm.
@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 
 from brainvq.config import Config
-from brainvq.nn.dcgan import Discriminator, embed_codes, random_translate
+from brainvq.nn.dcgan import Discriminator, random_translate
+from brainvq.nn.quantizer import embed_codes
 from brainvq.priors import DCGANPrior
 
 
@@ -46,12 +47,12 @@ class DCGANModule(L.LightningModule):
         code_size: int,
         decoder: torch.nn.Module | None = None,
     ) -> None:
-        """decoder: the run's VQ-VAE decoder (embedded map -> image), needed unless d_input is
-        "codes"; a frozen copy is kept."""
+        """decoder: the run's VQ-VAE decoder (embedded map -> image), needed unless
+        prior.dcgan.d_input is "codes"; a frozen copy is kept."""
         super().__init__()
         self.automatic_optimization = False
         self.cfg = cfg
-        p = cfg.prior
+        p = cfg.prior.dcgan
         self.prior = DCGANPrior(p, codebook, code_size)
         self.prior_ema = copy.deepcopy(self.prior) if p.ema_decay > 0 else None
         if self.prior_ema is not None:
@@ -67,7 +68,7 @@ class DCGANModule(L.LightningModule):
             )
         if p.d_input in ("image", "both"):
             if decoder is None:
-                raise ValueError(f"prior.d_input = {p.d_input!r} needs the VQ-VAE decoder")
+                raise ValueError(f"prior.dcgan.d_input = {p.d_input!r} needs the VQ-VAE decoder")
             self.decoder = copy.deepcopy(decoder).float().eval().requires_grad_(False)
             with torch.no_grad():
                 side = self.decoder(torch.zeros(1, codebook.shape[1], code_size, code_size))
@@ -94,19 +95,19 @@ class DCGANModule(L.LightningModule):
         return self.prior_ema if self.prior_ema is not None else self.prior
 
     def configure_optimizers(self):
-        p = self.cfg.prior
+        p = self.cfg.prior.dcgan
         opt_g = torch.optim.Adam(self.prior.generator.parameters(), p.lr_g, betas=(p.beta1, 0.999))
         params = [q for d in self.discriminators() for q in d.parameters()]
         opt_d = torch.optim.Adam(params, p.lr_d, betas=(p.beta1, 0.999))
         return [opt_g, opt_d]
 
     def _d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        if self.cfg.prior.loss == "hinge":
+        if self.cfg.prior.dcgan.loss == "hinge":
             return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
         return F.softplus(-real).mean() + F.softplus(fake).mean()
 
     def _g_loss(self, fake: torch.Tensor) -> torch.Tensor:
-        if self.cfg.prior.loss == "hinge":
+        if self.cfg.prior.dcgan.loss == "hinge":
             return -fake.mean()
         return F.softplus(-fake).mean()
 
@@ -117,7 +118,7 @@ class DCGANModule(L.LightningModule):
         if self.disc is not None:
             out.append((self.disc, real, fake))
         if self.disc_image is not None:
-            shift = random_translate if self.cfg.prior.d_augment else (lambda x: x)
+            shift = random_translate if self.cfg.prior.dcgan.d_augment else (lambda x: x)
             real_img = None
             if real is not None:
                 with torch.no_grad():
@@ -126,7 +127,7 @@ class DCGANModule(L.LightningModule):
         return out
 
     def training_step(self, batch, batch_idx: int) -> None:
-        p = self.cfg.prior
+        p = self.cfg.prior.dcgan
         real_codes = batch[0] if isinstance(batch, (list, tuple)) else batch
         b = real_codes.shape[0]
         opt_g, opt_d = self.optimizers()
@@ -176,7 +177,7 @@ class DCGANModule(L.LightningModule):
             return
         step = self.global_step
         # warm-up: average over roughly the steps seen so far until `ema_decay` takes over
-        decay = min(self.cfg.prior.ema_decay, (1 + step) / (10 + step))
+        decay = min(self.cfg.prior.dcgan.ema_decay, (1 + step) / (10 + step))
         src = self.prior.generator
         dst = self.prior_ema.generator
         for pe, pg in zip(dst.parameters(), src.parameters(), strict=True):

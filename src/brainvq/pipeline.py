@@ -1,0 +1,105 @@
+"""The whole job, as one call: VQ-VAE, prior, decoder tuning, samples, evaluation, report.
+
+    from brainvq.config import Config
+    from brainvq.pipeline import run
+    result = run("default", "runs/demo", Config.load("src/brainvq/configs/quick.toml"))
+
+is `brainvq run --data default --run runs/demo --config quick` (the original project's driver).
+Each stage is one keyword call to the library; a stage whose output the run folder already holds is
+reused, unless ``fresh``. Under DDP (train.devices > 1) every process trains both training stages;
+then only rank 0 tunes, samples, evaluates and writes the report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from brainvq.config import Config
+from brainvq.evaluation.evaluate import evaluate_run
+from brainvq.evaluation.report import write_report
+from brainvq.priors.tuned_decoder import (
+    TUNABLE_KINDS,
+    decoder_path,
+    refusal_path,
+    tuned_decoder_is_current,
+    tuning_refused,
+)
+from brainvq.runs import RunDir
+from brainvq.sampling import describe_samples, sample_run
+from brainvq.training import decoder, prior, vqvae
+
+SAMPLES = 64  # slices `run` writes to RUN/samples
+SAMPLE_SEED = 0
+
+
+def tune_stage(
+    run_path: str | Path,
+    kind: str,
+    cfg: Config,
+    data: str | None = None,
+    fresh: bool = False,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+) -> dict | None:
+    """`run`'s decoder-tuning stage: for a maskgit prior with a tune budget, unless the run already
+    holds a decoder tuned to its current prior or a tuning to it was not kept before."""
+    if kind not in TUNABLE_KINDS or not cfg.tune.enabled():
+        return None
+    run_dir = RunDir(run_path)
+    if tuned_decoder_is_current(run_dir, kind) and not fresh:
+        path = decoder_path(run_dir, kind)
+        say(f"decoder already tuned to the {kind} prior: {path} (use --fresh to redo)")
+        return None
+    if tuning_refused(run_dir, kind) and not fresh:
+        say(
+            f"decoder tuning to this {kind} prior was not kept before "
+            f"({refusal_path(run_dir, kind)}); skipped (`brainvq tune-decoder` tries again)"
+        )
+        return None
+    result = decoder.tune_decoder(str(run_path), kind, cfg.tune, data, fresh, progress)
+    say(decoder.describe(result))
+    return result
+
+
+def run(
+    data: str = "default",
+    run: str | Path = "runs/demo",
+    config: Config | None = None,
+    kind: str | None = None,
+    fresh: bool = False,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+) -> dict:
+    """Train (or reuse) every stage of a run and write all its outputs.
+
+    Args:
+        data: data folder in any supported layout, or "default" (the embedded slices).
+        run: run folder.
+        config: the configuration (default: Config()).
+        kind: which prior (default: config.prior.kind).
+        fresh: redo every stage instead of reusing what the run folder holds.
+        progress: show progress bars.
+        say: where each stage's one-line summary goes (print by default).
+
+    Returns a dict with each stage's summary: "vqvae", "prior", "tune" (None if skipped),
+    "samples" (without the arrays), "evaluation" and "report" (its path); on a DDP rank other than
+    0 only the two training stages.
+    """
+    cfg = config or Config()
+    kind = kind or cfg.prior.kind
+    out: dict = {"vqvae": vqvae.train_vqvae(data, str(run), cfg, fresh=fresh, progress=progress)}
+    if out["vqvae"].get("is_global_zero", True):
+        say(vqvae.describe(out["vqvae"]))
+    out["prior"] = prior.train_prior(str(run), cfg, kind, data, fresh=fresh, progress=progress)
+    if not out["prior"].get("is_global_zero", True):
+        return out  # a DDP worker's part ends with training
+    say(prior.describe(out["prior"], kind))
+    out["tune"] = tune_stage(run, kind, cfg, data, fresh, progress, say)
+    drawn = sample_run(run, kind, SAMPLES, SAMPLE_SEED, progress=progress)
+    say(describe_samples(drawn))
+    out["samples"] = {k: v for k, v in drawn.items() if k not in ("codes", "images")}
+    out["evaluation"] = evaluate_run(run, data, say=say)
+    out["report"] = write_report(run)
+    say(f"report -> {out['report']}")
+    return out

@@ -1,0 +1,104 @@
+"""Which prior classes exist, how to build one, and where a run keeps and loads them
+(RUN/prior-<kind>.safetensors: weights, the codebook it was trained on, the config TOML in the
+file's metadata; loading runs no code)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from brainvq.config import PRIOR_KINDS, Config, PriorConfig
+from brainvq.errors import RunError
+from brainvq.priors.base import Prior
+from brainvq.priors.dcgan import DCGANPrior
+from brainvq.priors.maskgit import MaskGITPrior
+from brainvq.priors.pixelcnn import PixelCNNPrior
+from brainvq.priors.transformer import TransformerPrior
+from brainvq.runs import Run, RunDir
+
+PRIOR_CLASSES: dict[str, type[Prior]] = {
+    "dcgan": DCGANPrior,
+    "pixelcnn": PixelCNNPrior,
+    "transformer": TransformerPrior,
+    "maskgit": MaskGITPrior,
+}
+assert set(PRIOR_CLASSES) == set(PRIOR_KINDS)
+
+
+def build_prior(pcfg: PriorConfig, codebook: torch.Tensor, code_size: int) -> Prior:
+    """A fresh prior of kind pcfg.kind (built from prior.<kind>) over the given codebook (K, D)
+    and code-map side."""
+    return PRIOR_CLASSES[pcfg.kind](pcfg.settings(), codebook, code_size)
+
+
+def prior_path(run: RunDir, kind: str = "dcgan") -> Path:
+    """RUN/prior-<kind>.safetensors."""
+    return run.path / f"prior-{kind}.safetensors"
+
+
+def load_prior_file(path: str | Path) -> Prior:
+    """A prior from its safetensors file (kind, config and code size from the metadata)."""
+    path = Path(path)
+    if not path.exists():
+        raise RunError(f"{path}: no prior here; train one with `brainvq train-prior`")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    kind = meta.get("kind", "").removeprefix("prior-")
+    if kind not in PRIOR_CLASSES or "config" not in meta or "code_size" not in meta:
+        raise RunError(f"{path}: not a brainvq prior file; retrain with --fresh")
+    cfg = Config.from_dict(tomllib.loads(meta["config"]), source=str(path))
+    cfg.prior.kind = kind
+    state = load_file(str(path))
+    if "codebook" not in state:
+        raise RunError(f"{path}: the prior carries no codebook; retrain with --fresh")
+    prior = build_prior(cfg.prior, state["codebook"], int(meta["code_size"]))
+    expected = prior.state_dict()
+    bad = [k for k, v in expected.items() if k not in state or state[k].shape != v.shape]
+    if bad:
+        raise RunError(
+            f"{path}: weights do not fit the config in its metadata ({bad[0]}); retrain with --fresh"
+        )
+    prior.load_state_dict(state)
+    prior.sampling = (cfg.prior.sampling_temperature(), cfg.prior.top_k)
+    return prior.eval()
+
+
+def load_prior(run: Run, kind: str = "dcgan") -> Prior:
+    """The trained prior of a run (RUN/prior-<kind>.safetensors), checked against its codebook."""
+    if kind not in PRIOR_CLASSES:
+        raise RunError(f"prior kind {kind!r}: use one of {', '.join(PRIOR_CLASSES)}")
+    prior = load_prior_file(prior_path(run.dir, kind))
+    if prior.kind != kind:
+        raise RunError(f"{prior_path(run.dir, kind)}: holds a {prior.kind} prior, not {kind}")
+    emb = run.vqvae.quantizer.embedding.detach().float().cpu()
+    if prior.codebook.shape != emb.shape or not torch.allclose(prior.codebook, emb):
+        raise RunError(
+            f"{prior_path(run.dir, kind)}: trained on another VQ-VAE codebook than "
+            f"{run.dir.vqvae}; retrain the prior with --fresh"
+        )
+    return prior
+
+
+def trained_kinds(run: RunDir) -> list[str]:
+    """The prior kinds a run folder holds weights for, in PRIOR_KINDS order."""
+    return [k for k in PRIOR_KINDS if prior_path(run, k).exists()]
+
+
+def pick_kind(run: Run, kind: str | None = None, likelihood: bool = False) -> str:
+    """``kind`` if given, else the run's configured prior if trained, else a trained one (with
+    ``likelihood``: an autoregressive one, the transformer first); RunError if there is none."""
+    if kind:
+        return kind
+    have = trained_kinds(run.dir)
+    if likelihood:
+        have = [k for k in ("transformer", "pixelcnn") if k in have]
+    if not have:
+        what, how = ("autoregressive ", " --kind transformer") if likelihood else ("", "")
+        raise RunError(
+            f"{run.dir.path}: no trained {what}prior; run `brainvq train-prior{how}` first"
+        )
+    return run.config.prior.kind if run.config.prior.kind in have else have[0]

@@ -1,0 +1,36 @@
+"""The raster-order transformer prior (brainvq.nn.transformer); settings in
+``prior.transformer``."""
+
+from __future__ import annotations
+
+import torch
+
+from brainvq.config import TransformerConfig, TransformerSizes
+from brainvq.nn.transformer import CodeTransformer
+from brainvq.priors.base import AutoregressivePrior
+
+
+def network_sizes(cfg: TransformerSizes) -> dict:
+    """A transformer section's sizes (and dropout) as keyword arguments of the networks."""
+    return {
+        "dim": cfg.dim,
+        "layers": cfg.layers,
+        "heads": cfg.heads,
+        "kv_heads": cfg.kv_heads,
+        "dropout": cfg.dropout,
+    }
+
+
+class TransformerPrior(AutoregressivePrior):
+    """A small decoder-only transformer over raster-ordered codes, sampled with a KV cache."""
+
+    kind = "transformer"
+
+    def __init__(self, cfg: TransformerConfig, codebook: torch.Tensor, code_size: int) -> None:
+        net = CodeTransformer(
+            codebook.shape[0], code_size * code_size, window=cfg.window, **network_sizes(cfg)
+        )
+        super().__init__(net, codebook, code_size)
+
+    def _draw(self, n: int, pick, generator, progress) -> torch.Tensor:
+        return self.net.generate(n, (self.code_size, self.code_size), pick, progress=progress)

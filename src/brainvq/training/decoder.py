@@ -1,0 +1,318 @@
+"""The decoder-tuning stage: a copy of the VQ-VAE decoder tuned to the slips of a MaskGIT prior.
+
+A prior's samples differ from real code maps mostly by local slips: a code here and there that
+fits its neighbours less well than the real one would, which the decoder, trained on real maps
+only, turns into blotchy texture. This stage shows the decoder what such slips look like: each
+training map gets a random share of its codes (up to ``tune.max_share``) redrawn by the prior
+given the rest (one pass of the MaskGIT network, ``MaskedCodeTransformer.redraw``), and a copy of
+the decoder learns to map the slipped map back to the real slice (the VQ-VAE's image loss),
+alongside the unslipped maps so that reconstructions stay as they were. The encoder and codebook
+are untouched, so the code maps, the priors and every reconstruction measure stay valid; the tuned
+decoder, RUN/decoder-<kind>.safetensors, is used only to decode that prior's samples, and only
+while the prior it was tuned on is the run's current one (brainvq.priors.tuned_decoder).
+
+A stage like the others: Lightning, a budget of ``tune.max_steps`` / ``tune.max_minutes``,
+RUN/state/decoder-<kind>/last.ckpt (resume after Ctrl-C or a crash), RUN/logs/decoder-<kind>/.
+The slipped maps are drawn once and kept beside the checkpoint (slipped.safetensors, with the
+settings they were drawn under); other settings or another prior start over. A finished tuning
+removes its state.
+
+    from brainvq.training.decoder import tune_decoder
+    summary = tune_decoder("runs/oasis", "maskgit")      # or `brainvq tune-decoder`
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+from torch.utils.data import DataLoader, Dataset
+
+from brainvq.codes import code_maps
+from brainvq.config import TuneConfig
+from brainvq.data import load_splits
+from brainvq.errors import RunError
+from brainvq.io import atomic_write_text, file_digest
+from brainvq.metrics import mean_pairwise_ssim, ssim_reference
+from brainvq.nn.vqvae import VQVAE, image_loss
+from brainvq.priors import categorical_picker, load_prior, prior_path
+from brainvq.priors.tuned_decoder import TUNABLE_KINDS, decoder_path, refusal_path
+from brainvq.progress import Progress
+from brainvq.runs import RunDir, atomic_save_safetensors, load_run
+from brainvq.training.trainer import fit_stage, make_trainer, resume_path, stage_config
+
+CHECK_SAMPLES = 16  # prior samples decoded by both decoders for the diversity check
+
+
+@torch.no_grad()
+def slip_codes(
+    prior,
+    codes: torch.Tensor,
+    max_share: float,
+    generator: torch.Generator,
+    batch_size: int = 128,
+    done: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """codes (N, h, w) with a random share in [0, max_share) of each map redrawn by the prior;
+    ``done(k)`` after each k maps (progress)."""
+    pick = categorical_picker(1.0, 0, generator)
+    out = []
+    for i in range(0, len(codes), batch_size):
+        c = codes[i : i + batch_size]
+        share = torch.rand(len(c), 1, 1, generator=generator) * max_share
+        hidden = torch.rand(c.shape, generator=generator) < share
+        out.append(prior.net.redraw(c, hidden, pick))
+        if done is not None:
+            done(len(c))
+    return torch.cat(out)
+
+
+def decode_loss(vq: VQVAE, codes: torch.Tensor, x: torch.Tensor, ssim_weight: float):
+    """The VQ-VAE's image loss of decoding code maps (B, h, w) against slices x (B, 1, H, W)."""
+    return image_loss(vq.decode_latents(vq.quantizer.lookup(codes)), x, ssim_weight)[0]
+
+
+class SlippedPairs(Dataset):
+    """(code map, slice) pairs: every variant of every training map (the real map first, then
+    the slipped copies) with its real slice; one epoch sees each pair once."""
+
+    def __init__(self, pool: torch.Tensor, images: torch.Tensor) -> None:
+        self.pool, self.images = pool, images  # (V + 1, N, h, w), (N, 1, H, W)
+
+    def __len__(self) -> int:
+        return self.pool.shape[0] * self.pool.shape[1]
+
+    def __getitem__(self, i: int):
+        variant, j = divmod(i, self.pool.shape[1])
+        return self.pool[variant, j], self.images[j]
+
+
+class DecoderTuningModule(L.LightningModule):
+    """Tunes the decoder of a VQ-VAE copy; the encoder and the codebook stay frozen."""
+
+    def __init__(self, vqvae: VQVAE, lr: float, ssim_weight: float) -> None:
+        super().__init__()
+        self.vq = copy.deepcopy(vqvae).float().requires_grad_(False)
+        self.vq.decoder.requires_grad_(True)
+        self.lr, self.ssim_weight = lr, ssim_weight
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        codes, x = batch
+        loss = decode_loss(self.vq, codes, x, self.ssim_weight)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite decoder tuning loss at step {self.global_step}")
+        self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.vq.decoder.parameters(), lr=self.lr)
+
+
+@torch.no_grad()
+def sample_alikeness(prior, decoders: list[VQVAE], n: int = CHECK_SAMPLES, seed: int = 0):
+    """Mean pairwise SSIM of the same n prior samples (seeded, at the prior's own temperature)
+    decoded by each decoder: higher means the samples look more alike."""
+    temperature, top_k = prior.sampling
+    codes = prior.sample(max(n, 2), seed=seed, temperature=temperature, top_k=top_k)
+    return [mean_pairwise_ssim(vq.decode(codes)) for vq in decoders]
+
+
+@torch.no_grad()
+def recon_ssim(
+    vq: VQVAE,
+    maps: torch.Tensor,
+    images: np.ndarray,
+    batch_size: int = 64,
+    done: Callable[[int], None] | None = None,
+) -> float:
+    """Mean skimage SSIM of the decoded maps against the images (N, H, W) in [0, 1]; ``done(1)``
+    after each image."""
+    recons = vq.decode(maps, batch_size)[:, 0].numpy()
+    scores = []
+    for i in range(len(images)):
+        scores.append(ssim_reference(images[i], recons[i]))
+        if done is not None:
+            done(1)
+    return float(np.mean(scores))
+
+
+def _slipped_pool(
+    run, prior, real: torch.Tensor, tune: TuneConfig, settings: dict, state: Path, progress: bool
+):
+    """The real maps and tune.variants slipped copies, (V + 1, N, h, w): read back from
+    state/slipped.safetensors when drawn under the same settings, else drawn now (and the stage's
+    old state, made under other settings, removed)."""
+    path = state / "slipped.safetensors"
+    want = json.dumps(settings, sort_keys=True)
+    if path.exists():
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                same = (f.metadata() or {}).get("settings") == want
+            if same:
+                return load_file(str(path))["pool"].long(), True
+        except Exception as e:  # any unreadable file (safetensors has its own error type)
+            warnings.warn(f"{path}: unreadable ({e}); decoder tuning starts over", stacklevel=3)
+    shutil.rmtree(state, ignore_errors=True)
+    shutil.rmtree(run.dir.logs / state.name, ignore_errors=True)
+    gen = torch.Generator().manual_seed(tune.seed)
+    desc = f"drawing {tune.variants} slipped copies of the training maps"
+    with Progress(tune.variants * len(real), desc, "map", progress) as bar:
+        slipped = [
+            slip_codes(prior, real, tune.max_share, gen, done=bar.update)
+            for _ in range(tune.variants)
+        ]
+    pool = torch.stack([real, *slipped])
+    small = pool.max() < 2**15  # int16 holds any codebook up to 32768 codes
+    tensors = {"pool": pool.to(torch.int16 if small else torch.int32)}
+    atomic_save_safetensors(tensors, path, {"settings": want})
+    return pool, False
+
+
+def tune_decoder(
+    run_path: str,
+    kind: str = "maskgit",
+    tune: TuneConfig | None = None,
+    data: str | None = None,
+    fresh: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Tune a copy of the run's decoder to ``kind``'s slips; write RUN/decoder-<kind>.safetensors.
+
+    Args:
+        run_path: run folder with a trained VQ-VAE and a ``kind`` prior.
+        kind: the prior (one that redraws codes given the rest: maskgit).
+        tune: the stage's settings (default: the run's ``tune`` section).
+        data: data folder (default: the one the run was trained on).
+        fresh: start over instead of resuming an unfinished tuning.
+        progress: show a progress bar.
+
+    Returns the steps, seconds, the test reconstruction SSIM of both decoders on the real test
+    maps, and the mean pairwise SSIM of 16 prior samples decoded by each; the tuned decoder is
+    written only if that rises by at most ``tune.max_diversity_rise`` (``kept``), else a refusal
+    is recorded for this prior. ``resumed_at``: the step an unfinished tuning went on from (0 =
+    started afresh)."""
+    if kind not in TUNABLE_KINDS:
+        raise RunError(
+            f"prior kind {kind!r}: decoder tuning needs a prior that redraws codes given the "
+            f"rest of the map ({', '.join(TUNABLE_KINDS)})"
+        )
+    run = load_run(run_path)
+    tune = copy.deepcopy(tune or run.config.tune)
+    tune.validate()
+    if not tune.enabled():
+        raise RunError("give decoder tuning a budget: tune.max_minutes > 0 or tune.max_steps > 0")
+    run.dir.ensure_writable()
+    prior = load_prior(run, kind)
+    root = run.data_root(data)
+    maps = code_maps(run, root, progress=progress)
+    arrays = load_splits(root, run.config.data, progress=False)
+    real = torch.from_numpy(np.asarray(maps["train"])).long()
+    images = torch.from_numpy(np.asarray(arrays["train"], dtype=np.float32) / 255.0)[:, None]
+    stage = f"decoder-{kind}"
+    state = run.dir.stage_state(stage)
+    ckpt = resume_path(run.dir, stage, fresh)
+    settings = {
+        "prior_sha256": file_digest(prior_path(run.dir, kind)),
+        "maps": len(real),
+        **{k: getattr(tune, k) for k in ("max_share", "variants", "lr", "batch_size", "seed")},
+    }
+    t0 = time.perf_counter()
+    pool, reused = _slipped_pool(run, prior, real, tune, settings, state, progress)
+    slip_seconds = time.perf_counter() - t0
+    if not reused:
+        ckpt = None  # the state dir was made under other settings and is gone
+    # the budget is tune.max_steps / tune.max_minutes, not epochs
+    t = stage_config(
+        run.config.train, tune.batch_size, 10**9, tune.max_steps, tune.max_minutes, tune.seed
+    )
+    L.seed_everything(t.seed, verbose=False)
+    module = DecoderTuningModule(run.vqvae, tune.lr, run.config.train.ssim_loss_weight)
+    loader = DataLoader(
+        SlippedPairs(pool, images),
+        batch_size=tune.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(tune.seed),
+    )
+    resumed_at = _checkpoint_step(ckpt)
+    trainer = make_trainer(run.dir, stage, t, progress)
+    t1 = time.perf_counter()
+    fit_stage(trainer, module, loader, None, ckpt, run.dir, stage)
+    tune_seconds = time.perf_counter() - t1
+    vq = module.vq.cpu().eval()
+    result = {
+        "kind": kind,
+        "steps": trainer.global_step,
+        "resumed_at": resumed_at,
+        "slip_seconds": slip_seconds,
+        "tune_seconds": tune_seconds,
+        "slipped_share": float((pool[1:] != real).float().mean()) if tune.variants else 0.0,
+        "path": str(decoder_path(run.dir, kind)),
+        "is_global_zero": trainer.is_global_zero,
+    }
+    if not trainer.is_global_zero:
+        return result
+    result.update(_keep_or_refuse(run.dir, kind, prior, run.vqvae, vq, settings, tune))
+    shutil.rmtree(state, ignore_errors=True)  # finished: nothing to resume
+    test = np.asarray(arrays["test"], dtype=np.float32) / 255.0
+    test_maps = torch.from_numpy(np.asarray(maps["test"])).long()
+    desc = "test reconstruction SSIM of both decoders"
+    with Progress(2 * len(test), desc, "slice", progress) as bar:
+        result["test_ssim_vqvae"] = recon_ssim(run.vqvae, test_maps, test, done=bar.update)
+        result["test_ssim_tuned"] = recon_ssim(vq, test_maps, test, done=bar.update)
+    return result
+
+
+def _checkpoint_step(ckpt: Path | None) -> int:
+    """The global step a Lightning checkpoint was saved at (0 without one)."""
+    if ckpt is None:
+        return 0
+    return int(torch.load(ckpt, map_location="cpu", weights_only=True).get("global_step", 0))
+
+
+def _keep_or_refuse(run: RunDir, kind, prior, vqvae, tuned, settings, tune: TuneConfig) -> dict:
+    """Write the tuned decoder if the prior's samples stay as varied with it, else record that
+    tuning to this prior was refused."""
+    alike_vqvae, alike_tuned = sample_alikeness(prior, [vqvae, tuned], CHECK_SAMPLES, tune.seed)
+    kept = alike_tuned - alike_vqvae <= tune.max_diversity_rise
+    sha = settings["prior_sha256"]
+    if kept:
+        meta = {"kind": f"decoder-{kind}", "prior_sha256": sha, "max_share": tune.max_share}
+        atomic_save_safetensors(tuned.decoder.state_dict(), decoder_path(run, kind), meta)
+        refusal_path(run, kind).unlink(missing_ok=True)
+    else:
+        record = {"prior_sha256": sha, "samples_alike_vqvae": alike_vqvae}
+        record["samples_alike_tuned"] = alike_tuned
+        atomic_write_text(refusal_path(run, kind), json.dumps(record))
+    return {"kept": kept, "samples_alike_vqvae": alike_vqvae, "samples_alike_tuned": alike_tuned}
+
+
+def describe(result: dict) -> str:
+    """What tune_decoder did, in one or two lines."""
+    lines = []
+    if result["resumed_at"]:
+        lines.append(f"resumed an unfinished tuning at step {result['resumed_at']}")
+    done = (
+        f"{result['steps']} steps in {result['tune_seconds']:.0f}s on maps with "
+        f"{result['slipped_share']:.1%} of codes redrawn; test reconstruction SSIM "
+        f"{result['test_ssim_tuned']:.4f} (VQ-VAE decoder {result['test_ssim_vqvae']:.4f}); "
+        f"samples' mean pairwise SSIM {result['samples_alike_tuned']:.3f} "
+        f"(VQ-VAE decoder {result['samples_alike_vqvae']:.3f})"
+    )
+    if result["kept"]:
+        lines.append(f"decoder tuned to the {result['kind']} prior: {done} -> {result['path']}")
+    else:
+        lines.append(
+            f"decoder tuning not kept: it made the {result['kind']} prior's samples more alike "
+            f"({done}); they stay decoded by the VQ-VAE's decoder"
+        )
+    return "\n".join(lines)
