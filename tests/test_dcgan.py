@@ -10,7 +10,14 @@ import torch
 from brainvq.config import Config
 from brainvq.errors import ConfigError, RunError
 from brainvq.nn.dcgan import Discriminator, Generator, random_translate, snap
-from brainvq.priors import DCGANPrior, load_prior, load_prior_file, prior_path
+from brainvq.priors import (
+    DCGANPrior,
+    gumbel_argmax,
+    load_prior,
+    load_prior_file,
+    prior_path,
+    shape_logits,
+)
 from brainvq.runs import load_run
 from brainvq.training.dcgan import DCGANModule
 from brainvq.training.prior import train_prior
@@ -66,6 +73,40 @@ def test_samples_are_valid_and_seeded(design):
     assert torch.equal(a, prior.sample(6, seed=0))
     assert not torch.equal(a, prior.sample(6, seed=1))
     assert torch.equal(prior.sample(6, seed=0, batch_size=4), a)  # batching does not change them
+    assert torch.equal(prior.sample(6, seed=0, batch_size=1), a)
+
+
+def test_cdf_draw_reads_each_positions_logits_and_draws_the_same_distribution():
+    cfg = tiny_prior(Config(), design="gumbel")
+    prior = DCGANPrior(cfg.prior.dcgan, torch.randn(32, 8), 8).eval()
+    with torch.no_grad():
+        for w in prior.generator.parameters():
+            w.normal_(0, 0.5)
+        argmax = prior._raw(prior.noise(6, 3)).argmax(dim=1)
+    # top-1 leaves one code per position: both draws must find that position's argmax
+    assert torch.equal(prior.sample(6, seed=3, top_k=1, draw="cdf"), argmax)
+    assert torch.equal(prior.sample(6, seed=3, top_k=1, draw="gumbel"), argmax)
+    cdf = prior.sample(300, seed=0)  # the default draw
+    assert torch.equal(cdf, prior.sample(300, seed=0, batch_size=7, draw="cdf"))
+    gumbel = prior.sample(300, seed=0, draw="gumbel")
+    assert torch.equal(gumbel, prior.sample(300, seed=0, batch_size=64, draw="gumbel"))
+    assert not torch.equal(cdf, gumbel)  # other numbers, other maps
+    # same noise, so the same distribution at every position: the code frequencies agree
+    freq = [torch.bincount(c.flatten(), minlength=32) / c.numel() for c in (cdf, gumbel)]
+    assert 0.5 * (freq[0] - freq[1]).abs().sum() < 0.05
+    with pytest.raises(ValueError, match="draw"):
+        prior.sample(2, draw="inverse")
+
+
+@pytest.mark.parametrize(("temperature", "top_k"), [(0.8, 0), (1.0, 3)])
+def test_gumbel_argmax_is_the_out_of_place_formula(temperature, top_k):
+    """The in-place Gumbel-max draw gives the codes of the formula it replaced, bit for bit."""
+    logits = torch.randn(5, 32, 8, 8) * 3
+    u = torch.rand(logits.shape, generator=torch.Generator().manual_seed(4)).clamp_(1e-9, 1 - 1e-9)
+    shaped = shape_logits(logits, temperature, top_k, dim=1)
+    expected = (shaped - torch.log(-torch.log(u))).argmax(dim=1)
+    g = torch.Generator().manual_seed(4)
+    assert torch.equal(gumbel_argmax(logits.clone(), temperature, top_k, g), expected)
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -56,7 +58,8 @@ def test_generate_fills_every_code_in_the_given_steps_and_repeats_under_a_seed()
 
     def draw(seed):
         g = torch.Generator().manual_seed(seed)
-        return net.generate(5, (6, 6), categorical_picker(1.0, 0, g), 4, 4.5, g, done.append)
+        pick = categorical_picker(1.0, 0, g)
+        return net.generate(5, (6, 6), pick, 4, 4.5, g, done.append, chunk=5)  # 1 pass a step
 
     a = draw(3)
     assert a.shape == (5, 6, 6) and int(a.min()) >= 0 and int(a.max()) < K
@@ -169,3 +172,70 @@ def test_sample_like_writes_variations_of_given_slices(run_copy, tmp_path, capsy
     assert "--like" in capsys.readouterr().err
     assert main([*args, "--like", str(tmp_path / "none.png")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def sharp_net() -> MaskedCodeTransformer:
+    """tiny_net with weights spread like a trained net's, so its logits are far from uniform."""
+    net = tiny_net()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.3)
+    return net
+
+
+@torch.no_grad()
+def plain_generate(net, n, size, pick, steps, noise, generator, start=None):
+    """MaskedCodeTransformer.generate as first written: one pass over all maps per step, the
+    logits of every position, no step shared between maps (the reference the fast path keeps)."""
+    t = size[0] * size[1]
+    tokens = torch.full((n, t), K) if start is None else start.reshape(n, t).clone()
+    n_hidden = int((tokens == K).sum(1)[0])
+    first = int(math.floor(steps * 2 / math.pi * math.acos(min(1.0, n_hidden / t))))
+    for s in range(min(first, steps - 1), steps):
+        hidden = tokens == K
+        logits = net._logits(tokens, 0, None)[hidden]
+        drawn = pick(logits)
+        conf = torch.full((n, t), math.inf)
+        conf[hidden] = logits.float().log_softmax(-1).gather(1, drawn[:, None]).squeeze(1)
+        tokens[hidden] = drawn
+        keep = 0 if s == steps - 1 else int(math.floor(hidden_share((s + 1) / steps) * t))
+        keep = max(0, min(keep, n_hidden - 1))
+        if keep:
+            u = torch.rand(n, t, generator=generator).clamp_(1e-9, 1 - 1e-9)
+            conf = conf + noise * (1 - (s + 1) / steps) * -torch.log(-torch.log(u))
+            tokens.scatter_(1, conf.topk(keep, dim=1, largest=False).indices, K)
+        n_hidden = keep
+        if not n_hidden:
+            break
+    return tokens.reshape(n, *size)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 8])
+@pytest.mark.parametrize(("temperature", "top_k"), [(1.0, 0), (0.6, 5)])
+def test_fast_generate_draws_the_plain_loops_maps(chunk, temperature, top_k):
+    """Chunked passes, logits only where hidden and the shared first step change no map."""
+    net = sharp_net()
+
+    def draw(fn, start=None):
+        g = torch.Generator().manual_seed(11)
+        pick = categorical_picker(temperature, top_k, g)
+        if fn is plain_generate:
+            return plain_generate(net, 7, (6, 6), pick, 5, 4.5, g, start)
+        return net.generate(7, (6, 6), pick, 5, 4.5, g, start=start, chunk=chunk)
+
+    new = draw(net.generate)
+    assert torch.equal(new, draw(plain_generate))
+    assert len(set(new.flatten().tolist())) > 3  # a real draw, not one code everywhere
+    start, _ = net.hide(new, torch.Generator().manual_seed(2), share=0.4)  # as Prior.vary
+    assert torch.equal(draw(net.generate, start), draw(plain_generate, start))
+
+
+def test_logits_at_rows_are_the_full_logits_there():
+    net = sharp_net()
+    tokens = torch.randint(0, K + 1, (3, 36))
+    rows = torch.stack([torch.randperm(36)[:10].sort().values for _ in range(3)])
+    with torch.no_grad():
+        full = net._logits(tokens, 0, None)
+        part = net._logits(tokens, 0, None, rows)
+    assert part.shape == (3, 10, K)
+    assert torch.equal(part, full.gather(1, rows[:, :, None].expand(-1, -1, K)))

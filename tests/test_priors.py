@@ -27,6 +27,7 @@ from brainvq.priors import (
     trained_kinds,
 )
 from brainvq.runs import load_run
+from brainvq.sampling import sample_images
 from brainvq.training.prior import train_prior
 
 from .conftest import brainvq, tiny, tiny_config
@@ -198,6 +199,10 @@ def test_train_sample_and_reload_through_the_run_folder(run_copy, kind):
     assert torch.equal(codes, load_prior(run, kind).sample(3, seed=5))
     assert not torch.equal(codes, prior.sample(3, seed=6))
     assert run.vqvae.decode(codes).shape == (3, 1, 32, 32)
+    # sample_images decodes a few maps at a time: the images of one pass over all of them
+    few, all_at_once = (sample_images(run, prior, 11, seed=5, batch_size=b) for b in (4, 64))
+    assert torch.equal(few["codes"], all_at_once["codes"])
+    assert abs(few["images"] - all_at_once["images"]).max() < 1e-5
     # round trip: same weights, same likelihoods, same samples
     prior.save(run_path / "again.safetensors", cfg)
     again = load_prior_file(run_path / "again.safetensors")

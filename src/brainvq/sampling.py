@@ -50,7 +50,7 @@ def sample_images(
     prior,
     n: int,
     seed: int = 0,
-    batch_size: int = 64,
+    batch_size: int = 8,
     temperature: float | None = None,
     top_k: int | None = None,
     progress: bool = False,
@@ -58,7 +58,10 @@ def sample_images(
     """n samples: code maps (n, h, w) int64, images (n, S, S) float in [0, 1], samples/second,
     the temperature / top_k used (by default those in the prior's own config), and which decoder
     made the images: "tuned" where the run holds a decoder tuned to this prior
-    (brainvq.training.decoder), else "vqvae".
+    (brainvq.training.decoder), else "vqvae". The decoder takes ``batch_size`` maps at a time:
+    on a CPU, 8 decoded twice as fast per slice as 64 (the activations of a few maps stay in the
+    caches, and fresh memory for large ones costs page faults); the images are the same up to
+    float rounding (2e-7 on one thread, bit-equal on two).
     """
 
     def draw(t, k):
@@ -75,7 +78,7 @@ def vary_images(
     n: int,
     share: float,
     seed: int = 0,
-    batch_size: int = 64,
+    batch_size: int = 8,
     temperature: float | None = None,
     top_k: int | None = None,
     progress: bool = False,

@@ -104,9 +104,14 @@ class Generator(nn.Module):
         self.net = nn.Sequential(*layers)
         dcgan_init(self)
 
-    def forward(self, noise: torch.Tensor) -> torch.Tensor:
-        """(B, latent_dim) -> (B, out_channels, size, size)."""
-        return self.net(noise.view(noise.shape[0], self.latent_dim, 1, 1))
+    def forward(self, noise: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+        """(B, latent_dim) -> (B, out_channels, size, size); ``channels_last``: that tensor in
+        channels-last memory, each position's out_channels values side by side (what a draw
+        over K logits per position reads; the CPU's last convolution also writes it directly)."""
+        x = noise.view(noise.shape[0], self.latent_dim, 1, 1)
+        if not channels_last:
+            return self.net(x)
+        return self.net[-1](self.net[:-1](x).contiguous(memory_format=torch.channels_last))
 
 
 class Discriminator(nn.Module):

@@ -107,6 +107,7 @@ class MaskedCodeTransformer(CodeTransformer):
         generator: torch.Generator,
         progress: Callable[[int], None] | None = None,
         start: torch.Tensor | None = None,
+        chunk: int = 4,
     ) -> torch.Tensor:
         """n code maps of ``size`` in ``steps`` parallel steps.
 
@@ -114,7 +115,13 @@ class MaskedCodeTransformer(CodeTransformer):
         noise on the confidences (0 = keep strictly the most confident); ``generator`` (CPU)
         draws that noise. ``start`` (n, h, w): tokens to finish instead of all-hidden maps, the
         same number hidden (the mask token) in each; decoding joins the schedule at the step
-        where that share is still hidden, and visible codes are never changed."""
+        where that share is still hidden, and visible codes are never changed.
+
+        The network runs ``chunk`` maps at a time (small chunks stay in the CPU's caches) and
+        only where codes are hidden at its last block and head; from all-hidden maps the first
+        step's logits, the same for every map, are computed once. None of this changes the
+        maps: the draws take the generator's numbers in the same order as one pass over all n
+        maps would, and each logit is computed the same way."""
         h, w = size
         self._check_size(h, w)
         t = h * w
@@ -129,13 +136,26 @@ class MaskedCodeTransformer(CodeTransformer):
             raise ValueError("start maps must each hide the same number of codes")
         # progress r at which the cosine schedule has n_hidden / t still hidden
         first = int(math.floor(steps * 2 / math.pi * math.acos(min(1.0, n_hidden / t))))
+        all_hidden = n_hidden == t
         for s in range(min(first, steps - 1) if n_hidden else steps, steps):
-            hidden = tokens == self.mask_token
-            logits = self._logits(tokens, 0, None)[hidden]  # (n * n_hidden, K)
-            drawn = pick(logits)
+            # every map has n_hidden codes hidden; rows: where, in raster order
+            rows = (tokens == self.mask_token).nonzero()[:, 1].view(n, n_hidden)
+            drawn = torch.empty(n, n_hidden, dtype=torch.long, device=dev)
             conf = torch.full((n, t), math.inf, device=dev)
-            conf[hidden] = logits.float().log_softmax(-1).gather(1, drawn[:, None]).squeeze(1)
-            tokens[hidden] = drawn
+            shared = self._logits(tokens[:1], 0, None, rows[:1]) if all_hidden else None
+            for c in range(0, n, chunk):
+                m = min(chunk, n - c)
+                if shared is not None:  # all hidden: every map's logits are the first one's
+                    logits = shared.expand(m, -1, -1).reshape(m * n_hidden, -1)
+                else:
+                    logits = self._logits(tokens[c : c + m], 0, None, rows[c : c + m])
+                    logits = logits.reshape(m * n_hidden, -1)
+                codes = pick(logits)
+                logp = logits.float().log_softmax(-1).gather(1, codes[:, None])
+                drawn[c : c + m] = codes.view(m, n_hidden)
+                conf[c : c + m].scatter_(1, rows[c : c + m], logp.view(m, n_hidden))
+            all_hidden = False
+            tokens.scatter_(1, rows, drawn)
             # every map has the same number hidden: each step reveals at least one code and the
             # last step reveals all
             keep = 0 if s == steps - 1 else int(math.floor(hidden_share((s + 1) / steps) * t))

@@ -30,6 +30,11 @@ def band_mask(t: int, window: int, start: int = 0, device=None) -> torch.Tensor:
     return mask
 
 
+def take_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """x (B, T, C) at positions rows (B, n) -> (B, n, C)."""
+    return x.gather(1, rows[:, :, None].expand(-1, -1, x.shape[2]))
+
+
 class SelfAttention(nn.Module):
     """Causal self-attention with grouped key/value heads and an optional key/value cache.
 
@@ -55,12 +60,21 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, dim + 2 * kv_heads * self.head_dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
-        """x (B, T, dim). With ``cache`` (keys "k", "v", "len"), x's tokens extend the cache."""
+    def forward(
+        self, x: torch.Tensor, cache: dict | None = None, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x (B, T, dim). With ``cache`` (keys "k", "v", "len"), x's tokens extend the cache.
+        With ``rows`` (B, n) int64 (non-causal, no cache): the output (B, n, dim) at those
+        positions only, every token still a key and value (the same values as the full output
+        there, for less work where only some positions are wanted)."""
         b, t, d = x.shape
         hd, kvh = self.head_dim, self.kv_heads
         q, k, v = self.qkv(x).split([d, kvh * hd, kvh * hd], dim=-1)
-        q = q.view(b, t, self.heads, hd).transpose(1, 2)
+        if rows is not None:
+            if self.causal or cache is not None:
+                raise ValueError("rows: only for non-causal attention without a cache")
+            q = take_rows(q, rows)
+        q = q.view(b, q.shape[1], self.heads, hd).transpose(1, 2)
         k = k.view(b, t, kvh, hd).transpose(1, 2)
         v = v.view(b, t, kvh, hd).transpose(1, 2)
         start = 0
@@ -87,7 +101,7 @@ class SelfAttention(nn.Module):
             else:
                 mask = band_mask(t, self.window, start, device=x.device)
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
-        return self.proj(y.transpose(1, 2).reshape(b, t, d))
+        return self.proj(y.transpose(1, 2).reshape(b, q.shape[2], d))
 
 
 class Block(nn.Module):
@@ -109,8 +123,12 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.norm1(x), cache))
+    def forward(
+        self, x: torch.Tensor, cache: dict | None = None, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x (B, T, dim) -> (B, T, dim), or (B, n, dim) at ``rows`` (see SelfAttention)."""
+        y = self.drop(self.attn(self.norm1(x), cache, rows))
+        x = x + y if rows is None else take_rows(x, rows) + y
         return x + self.drop(self.mlp(self.norm2(x)))
 
 
@@ -148,11 +166,20 @@ class CodeTransformer(nn.Module):
                 if getattr(m, "bias", None) is not None:
                     nn.init.zeros_(m.bias)
 
-    def _logits(self, tokens: torch.Tensor, start: int, caches: list | None) -> torch.Tensor:
-        """Inputs tokens (B, T) at positions start .. start+T-1 -> logits (B, T, K)."""
+    def _logits(
+        self,
+        tokens: torch.Tensor,
+        start: int,
+        caches: list | None,
+        rows: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Inputs tokens (B, T) at positions start .. start+T-1 -> logits (B, T, K); with
+        ``rows`` (B, n) (non-causal models, no cache), only the logits (B, n, K) at those
+        positions: the last block, the final norm and the head run there alone."""
         x = self.drop(self.tok(tokens) + self.pos[:, start : start + tokens.shape[1]])
+        last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            x = block(x, None if caches is None else caches[i])
+            x = block(x, None if caches is None else caches[i], rows if i == last else None)
         return self.head(self.norm(x))
 
     def _check_size(self, h: int, w: int) -> None:

@@ -9,7 +9,13 @@ images = run.vqvae.decode(codes)
 bits = prior.bits_per_code(codes)                      # (16,)
 """
 
-from brainvq.priors.base import AutoregressivePrior, Prior, categorical_picker, shape_logits
+from brainvq.priors.base import (
+    AutoregressivePrior,
+    Prior,
+    categorical_picker,
+    gumbel_argmax,
+    shape_logits,
+)
 from brainvq.priors.dcgan import DCGANPrior
 from brainvq.priors.maskgit import MaskGITPrior
 from brainvq.priors.pixelcnn import PixelCNNPrior
@@ -34,6 +40,7 @@ __all__ = [
     "TransformerPrior",
     "build_prior",
     "categorical_picker",
+    "gumbel_argmax",
     "load_prior",
     "load_prior_file",
     "pick_kind",

@@ -70,6 +70,23 @@ def shape_logits(logits: torch.Tensor, temperature: float, top_k: int, dim: int 
     return logits
 
 
+def gumbel_argmax(
+    logits: torch.Tensor, temperature: float, top_k: int, generator: torch.Generator, dim: int = 1
+) -> torch.Tensor:
+    """One categorical draw per position along ``dim`` (the Gumbel-max trick): the argmax of the
+    shaped logits (shape_logits) plus Gumbel noise from one uniform number per logit, drawn from
+    ``generator`` (CPU) in the logits' order. Works in place: ``logits`` (float) is consumed."""
+    u = torch.rand(logits.shape, generator=generator).clamp_(1e-9, 1 - 1e-9)
+    gumbel = u.log_().neg_().log_().to(logits.device)  # log(-log u): the Gumbel noise, negated
+    if 0 < top_k < logits.shape[dim]:
+        logits = shape_logits(logits, temperature, top_k, dim=dim)
+    else:  # shape_logits without its copy
+        if temperature <= 0:
+            raise ValueError(f"temperature {temperature}: must be > 0")
+        logits = logits.float().div_(temperature)
+    return logits.sub_(gumbel).argmax(dim=dim)
+
+
 def categorical_picker(
     temperature: float, top_k: int, generator: torch.Generator
 ) -> Callable[[torch.Tensor], torch.Tensor]:
