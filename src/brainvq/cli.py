@@ -1,8 +1,5 @@
-"""`brainvq` command line: parse, call one library function, print.
-
-Errors are one line on stderr and exit 2; Ctrl-C exits 130. The library is imported by each command
-when it runs, so `brainvq --help` starts at once.
-"""
+"""`brainvq` command line: parse, call one library function, print. Errors are one line on stderr
+and exit 2; Ctrl-C exits 130; each command imports the library when it runs (a fast --help)."""
 
 from __future__ import annotations
 
@@ -188,6 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=("pixelcnn", "transformer"), help=KIND_HELP)
     p.add_argument("--data", help="data folder for the test-split reference (default: the run's)")
 
+    p = command("anomaly", "anomaly maps: where slices depart from the run's healthy brains",
+        "Redraw the codes the prior finds unlikely, decode, map where the slice differs; flag "
+        "slices above the 99th percentile of the run's real test slices.")  # fmt: skip
+    common(p, "run folder with a transformer (or maskgit) prior", "data for the test reference")
+    p.add_argument("images", nargs="+", help="PNG/JPEG slices or folders of them")
+    p.add_argument("--kind", choices=("transformer", "maskgit"), help="default: transformer")
+    p.add_argument("--out", help="for NAME_anomaly.png, NAME_map.npy, scores.csv (RUN/anomaly)")
+
     p = command(
         "prepare-oasis1",
         "turn the raw OASIS-1 release into keras_png_slices train/validate/test folders",
@@ -289,6 +294,14 @@ def cmd_score(args, overrides) -> int:
     return 0
 
 
+def cmd_anomaly(args, overrides) -> int:
+    from brainvq.evaluation.anomaly import anomaly_files, describe
+
+    res = anomaly_files(args.run, args.images, args.out, args.kind, args.data, not args.quiet)
+    print(describe(res))
+    return 0
+
+
 def cmd_prepare_oasis1(args, overrides) -> int:
     from brainvq.data.volumes import describe, prepare_oasis1
 
@@ -313,27 +326,14 @@ def cmd_config(args, overrides) -> int:
     return 0
 
 
-COMMANDS = {
-    "train-vqvae": cmd_train_vqvae,
-    "train-prior": cmd_train_prior,
-    "tune-decoder": cmd_tune_decoder,
-    "sample": cmd_sample,
-    "evaluate": cmd_evaluate,
-    "run": cmd_run,
-    "score": cmd_score,
-    "prepare-oasis1": cmd_prepare_oasis1,
-    "report": cmd_report,
-    "config": cmd_config,
-}
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `brainvq` command."""
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
     args, extra = build_parser().parse_known_args(argv)
     _quiet_libraries()
     try:
-        return COMMANDS[args.command](args, assignments_from_args(extra))
+        command = globals()["cmd_" + args.command.replace("-", "_")]  # NAME runs cmd_NAME
+        return command(args, assignments_from_args(extra))
     except Interrupted as e:
         print(f"brainvq: {e}", file=sys.stderr)
         return 130
