@@ -46,13 +46,13 @@ import torch
 import torch.nn.functional as F
 from matplotlib import colormaps
 from PIL import Image
-from tqdm.auto import tqdm
 
 from brainvq.data import decode_slice, load_splits, named_slice_files, to_square
 from brainvq.errors import DataError, RunError
 from brainvq.io import atomic_write_bytes, atomic_write_text, file_digest
 from brainvq.metrics import as_images
 from brainvq.priors import load_prior, prior_path, trained_kinds
+from brainvq.progress import Progress
 from brainvq.runs import Run, RunDir, load_run
 
 FLAG_PERCENTILE = 99.0  # a slice scoring above this percentile of the real test slices is flagged
@@ -217,16 +217,15 @@ def anomaly_maps(
     priors = priors or load_priors(run, settings)
     batch_size = batch_size or run.config.eval.batch_size
     scores, maps, healed = [], [], []
-    bar = tqdm(total=len(x), desc=desc, unit="slice", disable=not progress)
-    for i in range(0, len(x), batch_size):
-        xb = x[i : i + batch_size]
-        out = heal(run, priors, xb, settings)
-        m = anomaly_map(xb, out["healed"], out["redrawn"], settings.sigma)
-        scores.append(slice_scores(m, settings.top_share))
-        maps.append(m)
-        healed.append(out["healed"][:, 0])
-        bar.update(len(xb))
-    bar.close()
+    with Progress(len(x), desc, "slice", enabled=progress) as bar:
+        for i in range(0, len(x), batch_size):
+            xb = x[i : i + batch_size]
+            out = heal(run, priors, xb, settings)
+            m = anomaly_map(xb, out["healed"], out["redrawn"], settings.sigma)
+            scores.append(slice_scores(m, settings.top_share))
+            maps.append(m)
+            healed.append(out["healed"][:, 0])
+            bar.update(len(xb))
     return (
         torch.cat(scores).numpy(),
         torch.cat(maps).float().numpy(),
