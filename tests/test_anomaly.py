@@ -14,7 +14,15 @@ import pytest
 import torch
 from PIL import Image
 
-from brainvq.evaluation.anomaly import AnomalySettings, anomaly_maps, from_square, place_picker
+from brainvq.errors import DataError, RunError
+from brainvq.evaluation.anomaly import (
+    MASKGIT_ONLY,
+    AnomalySettings,
+    anomaly_maps,
+    from_square,
+    place_picker,
+    settings_for,
+)
 from brainvq.evaluation.lesions import (
     auroc,
     average_precision,
@@ -134,7 +142,7 @@ def _with_lesion(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out, inside
 
 
-@pytest.mark.parametrize("settings", [AnomalySettings(threshold=0.05), AnomalySettings(detect="maskgit", heal="maskgit", threshold=0.01)], ids=["transformer", "maskgit"])  # fmt: skip
+@pytest.mark.parametrize("settings", [AnomalySettings(), AnomalySettings(detect="maskgit", heal="maskgit", threshold=0.01)], ids=["transformer", "maskgit"])  # fmt: skip
 def test_a_lesion_scores_above_the_clean_slice_and_the_map_peaks_inside_it(healthy_run, settings):
     run = load_run(healthy_run[0])
     clean = np.stack([fake_slice(np.random.default_rng(100 + i), 32) for i in range(8)]) / 255.0
@@ -145,6 +153,9 @@ def test_a_lesion_scores_above_the_clean_slice_and_the_map_peaks_inside_it(healt
     assert (s1 > s0).mean() >= 0.75
     peaks = [inside.ravel()[m.argmax()] for m in m1]
     assert np.mean(peaks) >= 0.75
+    # the lesion scores higher inside than the rest of the slice, and than the clean slice there
+    assert (m1[:, inside].mean(1) > m1[:, ~inside].mean(1)).mean() >= 0.75
+    assert m1[:, inside].mean() > 2 * m0[:, inside].mean()
     # deterministic, and a slice heals the same alone as in a batch
     again, maps, healed = anomaly_maps(run, lesioned[3:4], settings)
     assert again[0] == pytest.approx(s1[3], rel=1e-5) and np.allclose(maps[0], m1[3], atol=1e-6)
@@ -205,7 +216,16 @@ def test_cli_anomaly_refuses_bad_inputs_in_one_line(healthy_run, tmp_path):
     )
 
 
-def test_settings_are_checked():
-    with pytest.raises(Exception, match="detect"):
+def test_settings_are_checked_and_follow_the_priors_a_run_holds(healthy_run, tmp_path):
+    with pytest.raises(RunError, match="detect"):
         AnomalySettings(detect="pixelcnn").check()
     assert math.isclose(AnomalySettings().threshold, 0.01)
+    run, _ = healthy_run
+    assert settings_for(None, RunDir(run)) == AnomalySettings()
+    only_maskgit = tmp_path / "maskgit-only"
+    shutil.copytree(run, only_maskgit, ignore=shutil.ignore_patterns("prior-transformer*"))
+    assert settings_for(None, RunDir(only_maskgit)) == MASKGIT_ONLY
+    with pytest.raises(RunError, match="--kind transformer"):
+        settings_for("transformer", RunDir(only_maskgit))
+    with pytest.raises(DataError, match=r"takes \(N, 1, 32, 32\)"):
+        anomaly_maps(load_run(run), np.zeros((2, 24, 24), np.float32))

@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         "slices above the 99th percentile of the run's real test slices.")  # fmt: skip
     common(p, "run folder with a transformer (or maskgit) prior", "data for the test reference")
     p.add_argument("images", nargs="+", help="PNG/JPEG slices or folders of them")
-    p.add_argument("--kind", choices=("transformer", "maskgit"), help="default: transformer")
+    p.add_argument("--kind", choices=("transformer", "maskgit"), help="default: transformer if any")
     p.add_argument("--out", help="for NAME_anomaly.png, NAME_map.npy, scores.csv (RUN/anomaly)")
 
     p = command(
