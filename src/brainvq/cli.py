@@ -8,7 +8,6 @@ torch loads.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import warnings
@@ -16,6 +15,7 @@ from collections.abc import MutableMapping
 from pathlib import Path
 
 from brainvq import __version__, config
+from brainvq.config import number_arg
 from brainvq.errors import BrainVQError, Interrupted
 
 KIND_HELP = "which prior (default: the run's prior.kind, else the one the run holds)"
@@ -55,23 +55,6 @@ def load_config(args: argparse.Namespace, overrides: list[str]) -> config.Config
     return cfg.override(assignments)
 
 
-def _number(low: float, high: float = math.inf, closed_low: bool = False):
-    """argparse type: a number in (low, high] ([low, high] with closed_low)."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not ((value >= low if closed_low else value > low) and value <= high):
-            bound = f"{'>=' if closed_low else '>'} {low:g}"
-            bound += f" and <= {high:g}" if high < math.inf else ""
-            raise argparse.ArgumentTypeError(f"{text!r}: must be a number {bound}")
-        return value
-
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -94,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     def configurable(p, budget: str = "wall-clock budget per training stage") -> None:
         p.add_argument("--config", help="TOML config file, or a preset name: quick")
         p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="set a value")
-        p.add_argument("--max-minutes", type=_number(0, closed_low=True), help=budget)
+        p.add_argument("--max-minutes", type=number_arg(0, closed_low=True), help=budget)
         p.add_argument("--fresh", action="store_true", help="start over: discard the run's state")
 
     def common(p, run: str = "run folder", data: str | None = None) -> None:
@@ -107,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-n", type=int, default=n[0], help=n[1])
         p.add_argument("--seed", type=int, default=seed[0], help=seed[1])
         p.add_argument("--kind", choices=config.PRIOR_KINDS, help=kind_help)
-        p.add_argument("--temperature", type=_number(0), help=TEMPERATURE_HELP)
+        p.add_argument("--temperature", type=number_arg(0), help=TEMPERATURE_HELP)
         p.add_argument("--top-k", type=int, help="draw among the k likeliest codes (0 = all)")
 
     run_data = "data folder (default: the one the run was trained on)"
@@ -142,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common(p, "run folder with a trained maskgit prior", run_data)
     p.add_argument("--kind", choices=("maskgit",), default="maskgit", help="which prior (maskgit)")
-    p.add_argument("--max-share", type=_number(0, 1), help="tune.max_share: largest share redrawn")
+    p.add_argument(
+        "--max-share", type=number_arg(0, 1), help="tune.max_share: largest share redrawn"
+    )
     p.add_argument("--seed", type=int, help="tune.seed")
     configurable(p, budget="tune.max_minutes: the tuning budget (default 3)")
 
@@ -156,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     sampling(p, n=(64, "how many slices (default 64)"), seed=(0, "random seed (default 0)"))
     p.add_argument("--like", nargs="+", metavar="IMAGE", help="slices (or folders) to vary")
-    p.add_argument("--redraw", type=_number(0, 1), help="with --like: share redrawn (0.5)")
+    p.add_argument("--redraw", type=number_arg(0, 1), help="with --like: share redrawn (0.5)")
     p.add_argument("--out", help="output folder (default RUN/samples)")
 
     p = command(
@@ -193,6 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="PNG/JPEG slices or folders of them")
     p.add_argument("--kind", choices=("pixelcnn", "transformer"), help=KIND_HELP)
     p.add_argument("--data", help="data folder for the test-split reference (default: the run's)")
+
+    p = command("anomaly", "anomaly maps: where slices depart from the run's healthy brains",
+        "Redraw the codes the prior finds unlikely, decode, map where the slice differs; flag "
+        "slices above the 99th percentile of the run's real test slices.")  # fmt: skip
+    common(p, "run folder with a transformer (or maskgit) prior", "data for the test reference")
+    p.add_argument("images", nargs="+", help="PNG/JPEG slices or folders of them")
+    p.add_argument("--kind", choices=("transformer", "maskgit"), help="default: transformer if any")
+    p.add_argument("--out", help="for NAME_anomaly.png, NAME_map.npy, scores.csv (RUN/anomaly)")
 
     p = command(
         "prepare-oasis1",
@@ -290,6 +283,14 @@ def cmd_score(args, overrides) -> int:
     from brainvq.evaluation.likelihood import format_scores, score_run
 
     print(format_scores(score_run(args.run, args.images, args.kind, args.data)))
+    return 0
+
+
+def cmd_anomaly(args, overrides) -> int:
+    from brainvq.evaluation.anomaly import anomaly_files, describe
+
+    res = anomaly_files(args.run, args.images, args.out, args.kind, args.data, not args.quiet)
+    print(describe(res))
     return 0
 
 

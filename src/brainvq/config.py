@@ -13,6 +13,7 @@ line an old key is refused with a message naming the new one.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import re
@@ -598,6 +599,23 @@ def assignments_from_args(args: list[str]) -> list[str]:
         else:
             raise ConfigError(f"{tok} needs a value")
     return out
+
+
+def number_arg(low: float, high: float = math.inf, closed_low: bool = False):
+    """Command-line type (argparse): a number in (low, high] ([low, high] with closed_low)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not ((value >= low if closed_low else value > low) and value <= high):
+            bound = f"{'>=' if closed_low else '>'} {low:g}"
+            bound += f" and <= {high:g}" if high < math.inf else ""
+            raise argparse.ArgumentTypeError(f"{text!r}: must be a number {bound}")
+        return value
+
+    return parse
 
 
 def _leaves(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from brainvq.data.subjects import describe as describe_subjects
 from brainvq.data.subjects import leak_warning
 from brainvq.errors import RunError
+from brainvq.evaluation.anomaly import anomaly_html
 from brainvq.evaluation.evaluate import NEAR_TWIN_MEANS, near_twin_warning
 from brainvq.io import atomic_write_text
 from brainvq.runs import RunDir
@@ -176,6 +177,7 @@ def render(run: RunDir) -> str:
         if figs:
             parts.append(f"<h2>{section}</h2>")
             parts += [_img(run.figures / f, c) for f, c in figs]
+    parts.append(anomaly_html(run))
     parts.append(f"<h2>Config</h2><pre>{html.escape(config)}</pre></body></html>")
     return "\n".join(parts)
 

@@ -171,3 +171,56 @@ class MaskedCodeTransformer(CodeTransformer):
             if not n_hidden:
                 break
         return tokens.reshape(n, h, w)
+
+    @torch.no_grad()
+    def code_log_probs(self, codes: torch.Tensor, block: int = 1) -> torch.Tensor:
+        """ln p of each code of codes (B, h, w) given the codes around it, (B, h, w): four passes,
+        each hiding a quarter of the map as block x block squares on a lattice of period 2 *
+        block (shifted by block across and down between passes) and scoring the hidden codes."""
+        b, h, w = codes.shape
+        self._check_size(h, w)
+        codes = codes.to(self.pos.device)
+        ys = torch.arange(h, device=codes.device)[:, None] // block % 2
+        xs = torch.arange(w, device=codes.device)[None, :] // block % 2
+        out = torch.zeros(codes.shape, device=codes.device)
+        for dy in (0, 1):
+            for dx in (0, 1):
+                hidden = (ys == dy) & (xs == dx)
+                tokens = codes.masked_fill(hidden, self.mask_token)
+                logp = self(tokens).float().log_softmax(1).gather(1, codes[:, None])[:, 0]
+                out = torch.where(hidden, logp, out)
+        return out
+
+    @torch.no_grad()
+    def fill(
+        self,
+        codes: torch.Tensor,
+        hidden: torch.Tensor,
+        pick: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        steps: int,
+    ) -> torch.Tensor:
+        """codes (B, h, w) with the codes where ``hidden`` (B, h, w, bool) is set drawn anew given
+        the rest in ``steps`` parallel passes: each pass draws every code still hidden and keeps
+        the most confident, so that each map's share still hidden follows the cosine schedule
+        (maps may hide different numbers). ``pick(logits (m, K), positions (m,)) -> codes (m,)``
+        draws them (positions: raster indices, so that draws can be tied to places)."""
+        b, h, w = codes.shape
+        self._check_size(h, w)
+        flat = codes.reshape(b, -1).to(self.pos.device)
+        hid = hidden.reshape(flat.shape).to(flat.device)
+        tokens = flat.masked_fill(hid, self.mask_token)
+        total = hid.sum(1, keepdim=True)
+        for s in range(steps):
+            still = tokens == self.mask_token
+            if not still.any():
+                break
+            logits = self._logits(tokens, 0, None)[still].float()  # (m, K)
+            drawn = tokens.clone()
+            drawn[still] = pick(logits, still.nonzero()[:, 1])
+            conf = torch.full(tokens.shape, math.inf, device=tokens.device)
+            conf[still] = logits.log_softmax(-1).gather(1, drawn[still][:, None])[:, 0]
+            left = (hidden_share((s + 1) / steps) * total).floor().long()
+            left = 0 if s == steps - 1 else torch.minimum(left, still.sum(1, keepdim=True) - 1)
+            rank = conf.argsort(1).argsort(1)  # 0 = least confident
+            tokens = drawn.masked_fill(still & (rank < left), self.mask_token)
+        return tokens.view(b, h, w)

@@ -12,6 +12,7 @@ cache=False)`` recomputes the prefix at each step; a test checks both give the s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -182,6 +183,15 @@ class CodeTransformer(nn.Module):
             x = block(x, None if caches is None else caches[i], rows if i == last else None)
         return self.head(self.norm(x))
 
+    def _caches(self, n: int) -> list[dict]:
+        """Empty key/value caches of every layer for n sequences of this model's length."""
+        attn, dev = self.blocks[0].attn, self.pos.device
+        shape = (n, attn.kv_heads, self.length, attn.head_dim)
+        return [
+            {"k": torch.zeros(shape, device=dev), "v": torch.zeros(shape, device=dev), "len": 0}
+            for _ in self.blocks
+        ]
+
     def _check_size(self, h: int, w: int) -> None:
         """A ValueError unless an h x w map has the length this model was built for."""
         if h * w != self.length:
@@ -215,14 +225,7 @@ class CodeTransformer(nn.Module):
         self._check_size(h, w)
         dev = self.pos.device
         out = torch.full((n, self.length + 1), self.codebook_size, dtype=torch.long, device=dev)
-        caches = None
-        if cache:
-            attn = self.blocks[0].attn
-            shape = (n, attn.kv_heads, self.length, attn.head_dim)
-            caches = [
-                {"k": torch.zeros(shape, device=dev), "v": torch.zeros(shape, device=dev), "len": 0}
-                for _ in self.blocks
-            ]
+        caches = self._caches(n) if cache else None
         for t in range(self.length):
             if cache:
                 logits = self._logits(out[:, t : t + 1], t, caches)[:, -1]
@@ -232,3 +235,37 @@ class CodeTransformer(nn.Module):
             if progress is not None and (t + 1) % w == 0:
                 progress(w)
         return out[:, 1:].reshape(n, h, w)
+
+    @torch.no_grad()
+    def heal(
+        self,
+        codes: torch.Tensor,
+        threshold: float,
+        pick: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Codes (B, h, w) read in raster order, each one whose probability given the codes
+        before it, as healed so far, is below ``threshold`` drawn anew (the healing of Pinaya et
+        al., Medical Image Analysis 79, 2022). ``pick(logits (m, K), positions (m,)) -> codes (m,)``
+        draws them (positions: each code's raster index, so that draws can be tied to places
+        rather than to batches). Returns the healed codes, the boolean map of redrawn positions (a draw may
+        give the same code back) and ln p of each given code given the healed codes before it,
+        all (B, h, w); one cached token step per code."""
+        b, h, w = codes.shape
+        self._check_size(h, w)
+        flat = codes.reshape(b, -1).to(self.pos.device)
+        healed, logp = flat.clone(), torch.zeros(flat.shape, device=flat.device)
+        floor = math.log(threshold) if threshold > 0 else -math.inf
+        caches = self._caches(b)
+        token = torch.full((b, 1), self.codebook_size, dtype=torch.long, device=flat.device)
+        for t in range(self.length):
+            logits = self._logits(token, t, caches)[:, -1].float()
+            logp[:, t] = logits.log_softmax(-1).gather(1, flat[:, t : t + 1]).squeeze(1)
+            low = logp[:, t] < floor
+            if low.any():
+                healed[low, t] = pick(logits[low], torch.full((int(low.sum()),), t))
+            token = healed[:, t : t + 1]
+            if progress is not None and (t + 1) % w == 0:
+                progress(w)
+        logp = logp.view(b, h, w)
+        return healed.view(b, h, w), logp < floor, logp

@@ -1,0 +1,455 @@
+"""Where a slice departs from what a run has learned: anomaly maps by healing.
+
+The method of Pinaya et al. (MIDL 2021; Medical Image Analysis 79, 2022), with a run's VQ-VAE and
+priors. A slice is encoded into a code map; the prior says how likely each code is; the codes it
+finds unlikely (probability below ``threshold``) are drawn anew by the prior, "healing" the map;
+the healed map is decoded. Where the slice and its healed version differ, inside the (smoothed)
+region of redrawn codes, is the anomaly map: high where the slice holds something the run never
+saw in healthy brains. Each slice also gets one anomaly score, set beside the scores of the run's
+own real test slices: above their 99th percentile is flagged.
+
+Detection and healing (``AnomalySettings``; the defaults are measured in
+bench/results/anomaly.md):
+
+- ``detect="transformer"`` (default): the raster-order transformer reads the codes in order; a code
+  less likely than ``threshold`` given the codes before it, as healed so far, is redrawn there
+  and then (``CodeTransformer.heal``: one cached pass).
+- ``detect="maskgit"``: MaskGIT scores each code given the codes around it (four passes, each
+  hiding a quarter of the map); a run without a transformer can use it.
+- ``heal="transformer"`` redraws as above (raster order, only the codes before are seen);
+  ``heal="maskgit"`` hides the flagged codes and lets MaskGIT fill them in a few parallel steps
+  given the codes on every side.
+
+Draws are seeded per code position (one uniform number per position, the same for every slice),
+so a slice heals the same way alone or in a folder, and under the same seed, every time.
+
+    from brainvq.runs import load_run
+    from brainvq.evaluation.anomaly import anomaly_maps
+    scores, maps, healed = anomaly_maps(load_run("runs/oasis"), images)   # images (B, 1, S, S)
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import dataclasses
+import hashlib
+import html
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib import colormaps
+from PIL import Image
+
+from brainvq.data import decode_slice, load_splits, named_slice_files, to_square
+from brainvq.errors import DataError, RunError
+from brainvq.io import atomic_write_bytes, atomic_write_text, file_digest
+from brainvq.metrics import as_images
+from brainvq.priors import load_prior, prior_path, trained_kinds
+from brainvq.progress import Progress
+from brainvq.runs import Run, RunDir, load_run
+
+FLAG_PERCENTILE = 99.0  # a slice scoring above this percentile of the real test slices is flagged
+KINDS = ("transformer", "maskgit")
+
+
+@dataclass(frozen=True)
+class AnomalySettings:
+    """How anomaly maps are made; the defaults are those bench/anomaly.py chose on the
+    validation brains of the development data."""
+
+    detect: str = "transformer"  # which prior flags unlikely codes: transformer | maskgit
+    heal: str = "transformer"  # which prior redraws them: transformer | maskgit
+    threshold: float = 0.01  # codes less likely than this are redrawn
+    temperature: float = 1.0  # of the redraws; 0 = the likeliest code
+    maskgit_steps: int = 4  # parallel steps of a maskgit fill
+    maskgit_block: int = 1  # side of the squares maskgit hides to score codes
+    sigma: float = 1.0  # px: Gaussian smoothing of |slice - healed|
+    top_share: float = 0.01  # the score: mean of the map's highest pixels, this share of them
+    seed: int = 0
+
+    def priors(self) -> set[str]:
+        """The prior kinds these settings use."""
+        return {self.detect, self.heal}
+
+    def check(self) -> AnomalySettings:
+        """Raise RunError for a value that would fail later; return self."""
+        for name in ("detect", "heal"):
+            if getattr(self, name) not in KINDS:
+                raise RunError(
+                    f"anomaly {name} = {getattr(self, name)!r}: use transformer or maskgit"
+                )
+        if not 0 <= self.threshold <= 1 or self.temperature < 0 or not 0 < self.top_share <= 1:
+            raise RunError(
+                f"anomaly settings {self}: threshold and top_share in [0, 1], temperature >= 0"
+            )
+        return self
+
+
+def settings_for(kind: str | None, run_dir: RunDir) -> AnomalySettings:
+    """The settings for ``kind`` ("transformer", "maskgit" or None = the best the run holds):
+    a RunError naming the command that trains what is missing."""
+    have = trained_kinds(run_dir)
+    if kind is None:
+        kind = "transformer" if "transformer" in have or "maskgit" not in have else "maskgit"
+    if kind not in KINDS:
+        raise RunError(f"--kind {kind}: anomaly maps need a transformer or maskgit prior")
+    settings = AnomalySettings() if kind == "transformer" else MASKGIT_ONLY
+    missing = sorted(settings.priors() - set(have))
+    if missing:
+        raise RunError(
+            f"{run_dir.path}: no trained {missing[0]} prior, which anomaly maps need; run "
+            f"`brainvq train-prior --run {run_dir.path} --kind {missing[0]}` first"
+        )
+    return settings
+
+
+# MaskGIT's pseudo-likelihoods have a heavier tail: p < 0.01 flagged a third of the codes of healthy
+# validation slices on the development run, p < 0.001 one in twenty (bench/results/anomaly.md)
+MASKGIT_ONLY = AnomalySettings(detect="maskgit", heal="maskgit", threshold=0.001)
+
+
+def place_picker(seed: int, temperature: float, length: int):
+    """pick(logits (m, K), positions (m,)) -> codes (m,): a categorical draw at ``temperature``
+    (0 = the likeliest code) from one seeded uniform number per code position, the same for every
+    map, so that a map's draws depend on its own logits only."""
+    u = torch.rand(length, generator=torch.Generator().manual_seed(int(seed)))
+
+    def pick(logits: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        if temperature == 0:
+            return logits.argmax(-1)
+        cdf = (logits.float() / temperature).softmax(-1).cumsum(-1)
+        v = u.to(cdf.device)[positions.to(cdf.device)][:, None] * cdf[:, -1:]
+        return torch.searchsorted(cdf, v).squeeze(1).clamp_max(cdf.shape[1] - 1)
+
+    return pick
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """x (B, 1, H, W) smoothed by a Gaussian of ``sigma`` pixels (reflected at the edges)."""
+    if sigma <= 0:
+        return x
+    r = max(1, int(math.ceil(3 * sigma)))
+    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float32) / sigma) ** 2)
+    k = (k / k.sum()).to(x.device, x.dtype)
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1))
+
+
+def redrawn_region(redrawn: torch.Tensor, size: int) -> torch.Tensor:
+    """The code-level mask of redrawn codes (B, h, w) as pixel weights (B, 1, S, S) in [0, 1]:
+    each code's square, its edges smoothed over half a code."""
+    scale = size // redrawn.shape[-1]
+    m = F.interpolate(redrawn.float()[:, None], scale_factor=scale, mode="nearest")
+    return gaussian_blur(m, scale / 2).clamp(0, 1)
+
+
+def anomaly_map(x: torch.Tensor, healed: torch.Tensor, redrawn: torch.Tensor, sigma: float):
+    """|x - healed| smoothed by ``sigma`` px, weighted by the redrawn region: (B, S, S)."""
+    residual = gaussian_blur((x.float() - healed.float()).abs(), sigma)
+    return (residual * redrawn_region(redrawn, x.shape[-1]))[:, 0]
+
+
+def slice_scores(maps: torch.Tensor, top_share: float) -> torch.Tensor:
+    """One score per map (B, S, S): the mean of its highest ``top_share`` of pixels."""
+    flat = maps.reshape(len(maps), -1)
+    k = max(1, int(round(top_share * flat.shape[1])))
+    return flat.topk(k, dim=1).values.mean(1)
+
+
+@torch.no_grad()
+def heal(run: Run, priors: dict, x: torch.Tensor, settings: AnomalySettings) -> dict:
+    """One batch x (B, 1, S, S) in [0, 1] encoded, scored and healed: a dict of "codes",
+    "healed_codes", "redrawn" (bool) and "log_p" (ln p of each code as the detector saw it),
+    all (B, h, w), and "recon" and "healed" images (B, 1, S, S)."""
+    s = settings
+    codes = run.vqvae.encode(x)
+    pick = place_picker(s.seed, s.temperature, codes.shape[1] * codes.shape[2])
+    if s.detect == "transformer":
+        healed_codes, redrawn, log_p = priors["transformer"].net.heal(codes, s.threshold, pick)
+    else:
+        log_p = priors["maskgit"].net.code_log_probs(codes, s.maskgit_block)
+        redrawn = log_p < (math.log(s.threshold) if s.threshold > 0 else -math.inf)
+        healed_codes = codes
+    if s.heal == "maskgit":
+        healed_codes = priors["maskgit"].net.fill(codes, redrawn, pick, s.maskgit_steps)
+    elif s.detect != "transformer":
+        raise RunError("anomaly heal = transformer needs detect = transformer")
+    return {
+        "codes": codes,
+        "healed_codes": healed_codes.cpu(),
+        "redrawn": redrawn.cpu(),
+        "log_p": log_p.cpu(),
+        "recon": run.vqvae.decode(codes),
+        "healed": run.vqvae.decode(healed_codes),
+    }
+
+
+def load_priors(run: Run, settings: AnomalySettings) -> dict:
+    """The priors the settings use, by kind."""
+    return {kind: load_prior(run, kind) for kind in sorted(settings.priors())}
+
+
+def anomaly_maps(
+    run: Run,
+    images,
+    settings: AnomalySettings | None = None,
+    batch_size: int = 0,
+    progress: bool = False,
+    priors: dict | None = None,
+    desc: str = "anomaly maps",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Anomaly scores (N,), maps (N, S, S) float32 (higher = more anomalous) and healed slices
+    (N, S, S) float32 in [0, 1] of ``images``: float (N, 1, S, S) or (N, S, S) in [0, 1], or
+    uint8 (N, S, S), at the run's data.image_size. ``settings`` default: the best the run holds
+    (settings_for)."""
+    settings = (settings or settings_for(None, run.dir)).check()
+    x = as_images(images)
+    size = run.config.data.image_size
+    if x.dim() != 4 or x.shape[1] != 1 or x.shape[-2:] != (size, size):
+        raise DataError(
+            f"images of shape {tuple(x.shape)}: this run takes (N, 1, {size}, {size}) in [0, 1]"
+        )
+    priors = priors or load_priors(run, settings)
+    batch_size = batch_size or run.config.eval.batch_size
+    scores, maps, healed = [], [], []
+    with Progress(len(x), desc, "slice", enabled=progress) as bar:
+        for i in range(0, len(x), batch_size):
+            xb = x[i : i + batch_size]
+            out = heal(run, priors, xb, settings)
+            m = anomaly_map(xb, out["healed"], out["redrawn"], settings.sigma)
+            scores.append(slice_scores(m, settings.top_share))
+            maps.append(m)
+            healed.append(out["healed"][:, 0])
+            bar.update(len(xb))
+    return (
+        torch.cat(scores).numpy(),
+        torch.cat(maps).float().numpy(),
+        torch.cat(healed).float().numpy(),
+    )
+
+
+# ---- the run's own test slices as the reference ------------------------------------------------
+
+
+def _reference_key(run: Run, settings: AnomalySettings, test: np.ndarray) -> str:
+    h = hashlib.sha256(json.dumps(dataclasses.asdict(settings), sort_keys=True).encode())
+    h.update(file_digest(run.dir.vqvae).encode())
+    for kind in sorted(settings.priors()):
+        h.update(file_digest(prior_path(run.dir, kind)).encode())
+    h.update(np.ascontiguousarray(test).tobytes())
+    return h.hexdigest()[:20]
+
+
+def test_reference(
+    run: Run,
+    settings: AnomalySettings,
+    data: str | None = None,
+    priors: dict | None = None,
+    progress: bool = False,
+) -> dict | None:
+    """The anomaly scores of the run's real test slices, with their FLAG_PERCENTILE-th percentile
+    ("limit") and the 99th percentile of their map pixels ("map_scale"); kept in
+    RUN/anomaly/reference-<key>.json (keyed by settings, weights and slices). None when the run's
+    data is not at hand."""
+    try:
+        test = load_splits(run.data_root(data), run.config.data, progress=False)["test"]
+    except (RunError, DataError):
+        return None
+    if len(test) == 0:
+        return None
+    key = _reference_key(run, settings, test)
+    path = run.dir.path / "anomaly" / f"reference-{key}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    desc = "reference: the run's test slices"
+    scores, maps, _ = anomaly_maps(run, test, settings, 0, progress, priors, desc)
+    ref = {
+        "n": len(scores),
+        "scores": [round(float(s), 6) for s in scores],
+        "limit": float(np.percentile(scores, FLAG_PERCENTILE)),
+        "map_scale": float(max(np.percentile(maps, 99.9), 1e-6)),
+        "settings": dataclasses.asdict(settings),
+    }
+    atomic_write_text(path, json.dumps(ref) + "\n")
+    return ref
+
+
+# ---- files in, PNGs / maps / CSV out ---------------------------------------------------------
+
+
+def from_square(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Undo brainvq.data.to_square: an (S, S) float array resized (bilinear) to the padded square
+    of a slice of ``shape`` and cropped back to that shape."""
+    h, w = shape
+    side = max(h, w)
+    out = np.asarray(
+        Image.fromarray(np.asarray(image, dtype=np.float32), mode="F").resize(
+            (side, side), Image.BILINEAR
+        )
+    )
+    top, left = (side - h) // 2, (side - w) // 2
+    return out[top : top + h, left : left + w]
+
+
+def heat_overlay(image: np.ndarray, amap: np.ndarray, scale: float) -> np.ndarray:
+    """An RGB uint8 picture of a grey slice in [0, 1] with the map over it (inferno colours,
+    opaque where map >= scale, clear where 0)."""
+    grey = np.repeat(np.clip(image, 0, 1)[..., None], 3, axis=2)
+    level = np.clip(amap / scale, 0, 1)
+    colour = colormaps["inferno"](level)[..., :3]
+    alpha = (0.85 * np.sqrt(level))[..., None]
+    return np.round((grey * (1 - alpha) + colour * alpha) * 255).astype(np.uint8)
+
+
+def _png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    return np.repeat(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+def _names(files: list[Path]) -> list[str]:
+    """A distinct output name per file: its stem (".nii" dropped), numbered when stems repeat."""
+    stems = [f.name.split(".")[0] for f in files]
+    seen: dict[str, int] = {}
+    names = []
+    for s in stems:
+        seen[s] = seen.get(s, 0) + 1
+        names.append(s if stems.count(s) == 1 else f"{s}_{seen[s]}")
+    return names
+
+
+def anomaly_files(
+    run_path: str | Path,
+    paths: list[str],
+    out: str | Path | None = None,
+    kind: str | None = None,
+    data: str | None = None,
+    progress: bool = False,
+) -> dict:
+    """What `brainvq anomaly` does: anomaly scores and maps of slice files (or folders of them).
+
+    For each slice NAME, in ``out`` (default RUN/anomaly): NAME_anomaly.png (the slice, its healed
+    version, the map as heat over the slice, at the file's own size), NAME_map.npy (float32, the
+    file's own size, higher = more anomalous) and a line of scores.csv (file, score, flagged);
+    RUN/anomaly/summary.json records the call for the report. ``kind``: "transformer" (default
+    where the run has one) or "maskgit". The reference is the run's real test slices (``data``:
+    its data folder, default the one it was trained on): above their 99th percentile is flagged.
+    """
+    run = load_run(run_path)
+    settings = settings_for(kind, run.dir).check()
+    files = named_slice_files(paths)
+    size = run.config.data.image_size
+    originals = [decode_slice(f)[0] for f in files]
+    squares = np.stack([to_square(a, size) for a in originals])
+    priors = load_priors(run, settings)
+    scores, maps, healed = anomaly_maps(run, squares, settings, progress=progress, priors=priors)
+    ref = test_reference(run, settings, data, priors, progress)
+    folder = Path(out) if out else run.dir.path / "anomaly"
+    scale = ref["map_scale"] if ref else float(max(np.percentile(maps, 99.9), 1e-6))
+    rows = []
+    for name, f, a, m, h, s in zip(
+        _names(files), files, originals, maps, healed, scores, strict=True
+    ):
+        own = from_square(m, a.shape).astype(np.float32)
+        image = a.astype(np.float32) / 255
+        panel = np.concatenate(
+            [_grey(image), _grey(from_square(h, a.shape)), heat_overlay(image, own, scale)], axis=1
+        )
+        atomic_write_bytes(folder / f"{name}_anomaly.png", _png(panel))
+        buf = io.BytesIO()
+        np.save(buf, own)
+        atomic_write_bytes(folder / f"{name}_map.npy", buf.getvalue())
+        flagged = bool(ref and s > ref["limit"])
+        rows.append({"file": str(f), "name": name, "score": float(s), "flagged": flagged})
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["file", "score", "flagged"])
+    writer.writerows([r["file"], f"{r['score']:.6g}", int(r["flagged"])] for r in rows)
+    atomic_write_text(folder / "scores.csv", text.getvalue())
+    result = {
+        "settings": dataclasses.asdict(settings),
+        "out": str(folder.resolve()),
+        "slices": rows,
+        "reference": None if ref is None else {"n": ref["n"], "limit": ref["limit"]},
+    }
+    atomic_write_text(run.dir.path / "anomaly" / "summary.json", json.dumps(result, indent=2))
+    return result
+
+
+def describe(result: dict) -> str:
+    """One line per slice (score, and 'ANOMALOUS' above the test reference), then a summary."""
+    rows = result["slices"]
+    width = max(len(r["file"]) for r in rows)
+    s = result["settings"]
+    lines = [f"{'slice':<{width}}  anomaly score ({s['detect']} detection, {s['heal']} healing)"]
+    for r in rows:
+        lines.append(
+            f"{r['file']:<{width}}  {r['score']:10.4f}{'  ANOMALOUS' if r['flagged'] else ''}"
+        )
+    ref = result["reference"]
+    if ref:
+        n = sum(r["flagged"] for r in rows)
+        lines.append(
+            f"{n} of {len(rows)} above the {FLAG_PERCENTILE:g}th percentile of the run's "
+            f"{ref['n']} real test slices ({ref['limit']:.4f}); maps, PNGs and scores.csv in "
+            f"{result['out']}"
+        )
+    else:
+        lines.append(
+            f"(no test split at hand to compare with: pass --data); output in {result['out']}"
+        )
+    return "\n".join(lines)
+
+
+# ---- the report's section -----------------------------------------------------------------------
+
+
+def anomaly_html(run_dir: RunDir, shown: int = 6) -> str:
+    """The report's "Anomaly maps" section from RUN/anomaly/summary.json ("" when absent): the
+    scores, the test reference, and the panels of the highest-scoring slices."""
+    try:
+        result = json.loads((run_dir.path / "anomaly" / "summary.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    rows = sorted(result.get("slices", []), key=lambda r: -r["score"])
+    s, ref = result["settings"], result.get("reference")
+    intro = (
+        f"{len(rows)} slice(s) scored by `brainvq anomaly` ({s['detect']} detection, {s['heal']} "
+        f"healing, codes below p = {s['threshold']:g} redrawn)"
+    )
+    if ref:
+        intro += f"; flagged: above {ref['limit']:.4f}, the 99th percentile of {ref['n']} real test slices"
+    table = "".join(
+        f"<tr><td>{html.escape(Path(r['file']).name)}</td><td class='num'>{r['score']:.4f}</td>"
+        f"<td>{'anomalous' if r['flagged'] else ''}</td></tr>"
+        for r in rows
+    )
+    figures = []
+    for r in rows[:shown]:
+        panel = Path(result["out"]) / f"{r['name']}_anomaly.png"
+        if panel.exists():
+            data = base64.b64encode(panel.read_bytes()).decode("ascii")
+            cap = html.escape(
+                f"{Path(r['file']).name}: slice, healed, anomaly map (score {r['score']:.4f})"
+            )
+            figures.append(
+                f"<figure><img alt='{cap}' src='data:image/png;base64,{data}'>"
+                f"<figcaption>{cap}</figcaption></figure>"
+            )
+    return (
+        f"<h2>Anomaly maps</h2><p>{html.escape(intro)}.</p>"
+        f"<table><tr><th>slice</th><th>score</th><th></th></tr>{table}</table>" + "".join(figures)
+    )
