@@ -389,6 +389,9 @@ class TuneConfig:
         return self.max_minutes > 0 or self.max_steps > 0
 
 
+REFERENCE_SPLITS = ("test", "validate")  # what eval.reference may name
+
+
 @dataclass
 class EvalConfig:
     """What `evaluate` measures."""
@@ -399,11 +402,15 @@ class EvalConfig:
     # distance (0 = with every training slice; exhaustive but slow on full OASIS).
     nn_candidates: int = 128
     seed: int = 0  # seed of the samples that evaluate draws
+    # the real slices samples are scored against: "test", or "validate" to choose sampling
+    # settings on the validation subjects and keep the test subjects for one final score
+    reference: str = "test"
 
     def validate(self, prefix: str = "eval") -> None:
         """Raise ConfigError for a value that would fail later."""
         _positive(self, prefix, "n_samples", "batch_size")
         _non_negative(self, prefix, "nn_candidates")
+        _one_of(self, prefix, "reference", REFERENCE_SPLITS)
 
 
 def _old_prior_keys() -> dict[str, tuple[str, ...]]:

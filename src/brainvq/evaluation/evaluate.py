@@ -205,12 +205,13 @@ def evaluate_samples(
     seed = cfg.eval.seed if seed is None else seed
     drawn = sample_images(run, prior, n, seed, cfg.eval.batch_size, temperature, top_k, progress)
     arrays = load_splits(root, cfg.data, progress=progress)
-    real_codes = code_maps(run, root, progress=progress)["test"]
+    ref = cfg.eval.reference  # the split whose real slices the samples are scored against
+    real_codes = code_maps(run, root, progress=progress)[ref]
     train = np.asarray(arrays["train"])
     scores, per = score_samples(
         drawn["images"],
         train,
-        np.asarray(arrays["test"]),
+        np.asarray(arrays[ref]),
         drawn["codes"].numpy(),
         real_codes,
         cfg.vqvae.codebook_size,
@@ -219,6 +220,7 @@ def evaluate_samples(
         progress=progress,
     )
     scores["samples_per_second"] = drawn["samples_per_second"]
+    scores["reference"] = ref  # the real_test_* values are of this split's slices
     scores["seed"] = seed
     scores["decoder"] = drawn["decoder"]
     if kind != "dcgan" or prior.design == "gumbel":
@@ -249,7 +251,7 @@ def evaluate_samples(
     # what realism 1 means on this data: real test slices above their nearest training slices
     real_pick = np.linspace(0, len(per["real_nn_ssim"]) - 1, min(8, len(per["real_nn_ssim"])))
     real_pick = real_pick.round().astype(int)
-    test = np.asarray(arrays["test"])
+    test = np.asarray(arrays[ref])
     real_pairs = np.concatenate([test[real_pick], train[per["real_nearest"][real_pick]]]) / 255.0
     image_grid(real_pairs, figs / "real_nearest_pairs.png", ncol=len(real_pick))
     code_map_figure(
@@ -275,12 +277,14 @@ def _sampling(s: dict) -> str:
 
 
 def format_sample_table(s: dict, kind: str) -> str:
-    """A short plain-text table of the sample metrics."""
+    """A short plain-text table of the sample metrics ("real X": the reference split's slices)."""
+    real = f"real {s.get('reference', 'test')}"
     rows = [
         (f"{kind} samples", f"{s['n_samples']} (seed {s['seed']}{_sampling(s)})"),
+        ("scored against", f"the {s.get('reference', 'test')} split's slices"),
         ("NN-SSIM mean / max", f"{s['nn_ssim_mean']:.4f} / {s['nn_ssim_max']:.4f}"),
         ("share NN-SSIM > 0.6", f"{s['share_over_0.6']:.0%}"),
-        ("real test NN-SSIM", f"{s['real_test_nn_ssim_mean']:.4f}"),
+        (f"{real} NN-SSIM", f"{s['real_test_nn_ssim_mean']:.4f}"),
     ]
     if "share_in_real_range" in s:
         rows.append(
@@ -292,7 +296,7 @@ def format_sample_table(s: dict, kind: str) -> str:
     rows.append(("realism ratio", f"{s['realism_ratio']:.3f}"))
     rows += [
         (
-            "diversity samples/real",
+            f"diversity samples/{real}",
             f"{s['diversity_samples']:.4f} / {s['diversity_real_test']:.4f}",
         ),
         ("copies", f"{s['copies']} (threshold {s['copy_threshold']:.4f})"),
