@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -203,7 +204,12 @@ def main() -> None:
     ]
     mean = ["test mean +- std", f"{chosen:g}", "/".join(map(str, args.seeds))]
     mean += [spread(test_rows, "realism_ratio"), spread(test_rows, "diversity_gap") + " (gap)"]
-    mean += [spread(test_rows, "copies"), spread(test_rows, "sample_near_twin_share"), "", ""]
+    mean += [
+        spread(test_rows, "copies"),
+        spread(test_rows, "sample_near_twin_share") + " (samples)",
+        "",
+        "",
+    ]
     rows.append(mean)
     budget = f" ({args.budget})" if args.budget else ""
     text = (
@@ -217,7 +223,7 @@ def main() -> None:
         f"Wall time of this command: {time.perf_counter() - t_start:.0f} s (samples already on "
         "disk are reused, their 's' is from when they were drawn).\n\n"
         f"Targets over the test rows:\n{verdict(test_rows, args.low)}\n\n"
-        f"`PYTHONPATH=src python {' '.join(sys.argv)}`\n"
+        f"`PYTHONPATH=src python {shlex.join(sys.argv)}`\n"
     )
     heading = f"{args.kind}: temperature chosen on validation brains, test brains scored once"
     append_result(RESULTS, "Realism on new brains", result_block(heading, text, COLUMNS, rows))
