@@ -1,6 +1,7 @@
 """End-to-end runs of the `brainvq` command on tiny models and generated data."""
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -272,6 +273,41 @@ def test_evaluate_applies_eval_overrides_to_this_evaluation(run_copy, monkeypatc
     assert (run / "config.toml").read_text() == before  # the run's config is unchanged
     bad = brainvq("evaluate", "--run", str(run), "--eval.n_samples", "0", check=False)
     assert bad.returncode == 2 and "eval.n_samples = 0" in bad.stderr
+
+
+def test_evaluate_scores_samples_against_the_split_eval_reference_names(run_copy):
+    """Sampling settings are chosen against the validation subjects, the test ones kept for the
+    final score: both the metrics and the printed table say which split was the reference."""
+    import numpy as np
+
+    from brainvq.data import load_splits
+    from brainvq.evaluation.realism import real_reference
+    from brainvq.runs import load_run
+    from brainvq.training.prior import train_prior
+
+    from .test_priors import ar_prior
+
+    run, root = run_copy
+    train_prior(str(run), ar_prior("maskgit"), data=str(root), progress=False)
+    arrays = load_splits(root, load_run(run).config.data, progress=False)
+    train = np.asarray(arrays["train"])
+    scored = {}
+    for ref in ("validate", "test"):
+        extra = ["--eval.reference", ref] if ref == "validate" else []  # test: the default
+        r = brainvq(
+            "evaluate", "--run", str(run), "--kind", "maskgit", "-n", "4", "--quiet", *extra
+        )
+        assert re.search(rf"scored against +the {ref} split's slices", r.stdout), r.stdout
+        s = json.loads((run / "metrics.json").read_text())["samples-maskgit"]
+        real = real_reference(train, np.asarray(arrays[ref]))[0]
+        assert s["reference"] == ref
+        assert s["real_test_nn_ssim_mean"] == pytest.approx(real["real_test_nn_ssim_mean"])
+        assert s["diversity_real_test"] == pytest.approx(real["diversity_real_test"])
+        scored[ref] = s
+    assert scored["validate"]["nn_ssim_mean"] == pytest.approx(scored["test"]["nn_ssim_mean"])
+    assert scored["validate"]["real_test_nn_ssim_mean"] != scored["test"]["real_test_nn_ssim_mean"]
+    bad = brainvq("evaluate", "--run", str(run), "--eval.reference", "train", check=False)
+    assert bad.returncode == 2 and "eval.reference = 'train'" in bad.stderr
 
 
 def test_help_and_version_and_what_each_command_reads():

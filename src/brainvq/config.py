@@ -410,6 +410,9 @@ class TuneConfig:
         return self.max_minutes > 0 or self.max_steps > 0
 
 
+REFERENCE_SPLITS = ("test", "validate")  # what eval.reference may name
+
+
 @dataclass
 class EvalConfig:
     """What `evaluate` measures."""
@@ -420,11 +423,15 @@ class EvalConfig:
     # distance (0 = with every training slice; exhaustive but slow on full OASIS).
     nn_candidates: int = 128
     seed: int = 0  # seed of the samples that evaluate draws (and of the C2ST classifier)
+    # the real slices samples are scored against: "test", or "validate" to choose sampling
+    # settings on the validation subjects and keep the test subjects for one final score
+    reference: str = "test"
     # Classifier two-sample test (brainvq.evaluation.c2st) of the reconstructions and of each
-    # prior's samples against the real test slices, at full resolution and 2x2-averaged: a small
-    # CNN trained fresh per fold; about a minute per pool on 2 CPU cores for a few hundred slices.
+    # prior's samples against the real reference slices, at full resolution and 2x2-averaged: a
+    # small CNN trained fresh per fold; about a minute per pool on 2 CPU cores for a few hundred
+    # slices.
     c2st: bool = True
-    # folds of the C2ST (at most the number of test brains: folds keep each brain whole)
+    # folds of the C2ST (at most the number of reference brains: folds keep each brain whole)
     c2st_folds: int = 5
 
     def validate(self, prefix: str = "eval") -> None:
@@ -432,6 +439,7 @@ class EvalConfig:
         _positive(self, prefix, "n_samples", "batch_size")
         _non_negative(self, prefix, "nn_candidates")
         _need(self.c2st_folds >= 2, f"{prefix}.c2st_folds", self.c2st_folds, "must be >= 2")
+        _one_of(self, prefix, "reference", REFERENCE_SPLITS)
 
 
 def _old_prior_keys() -> dict[str, tuple[str, ...]]:

@@ -169,19 +169,19 @@ C2ST_POOLS = (1, 2)  # full resolution; 2x2 pixel blocks averaged (past the JPEG
 C2ST_MEANS = "0.5 = a classifier cannot tell them from real test slices, 1.0 = it always can"
 
 
-def c2st_folds(splits: Splits) -> tuple[list | None, str]:
-    """The brain of each real test slice as C2ST fold groups (None: folds drawn slice by slice,
-    where the test split's slices carry no subject or all come from one brain) and a note."""
-    subjects = splits.subjects.get("test")
+def c2st_folds(splits: Splits, split: str = "test") -> tuple[list | None, str]:
+    """The brain of each real slice of ``split`` as C2ST fold groups (None: folds drawn slice by
+    slice, where the split's slices carry no subject or all come from one brain) and a note."""
+    subjects = splits.subjects.get(split)
     known = subjects is not None and len(subjects) and all(s != "" for s in subjects)
     brains = len(set(subjects)) if known else 0
     if brains < 2:
-        why = "one brain" if brains == 1 else "no subjects in the test names"
+        why = "one brain" if brains == 1 else f"no subjects in the {split} names"
         return None, (
             f"folds by slice ({why}): neighbouring slices of one brain tell even real slices "
             "apart, so read it against real slices' own score"
         )
-    return [str(s) for s in subjects], f"folds by brain ({brains} test brains)"
+    return [str(s) for s in subjects], f"folds by brain ({brains} {split} brains)"
 
 
 def c2st_scores(
@@ -191,8 +191,10 @@ def c2st_scores(
     ev: EvalConfig,
     paired: bool = False,
     progress: bool = False,
+    split: str = "test",
 ) -> dict | None:
-    """C2ST of `other` (N, S, S) in [0, 1] against the real test slices at each of C2ST_POOLS:
+    """C2ST of `other` (N, S, S) in [0, 1] against the real slices ``test`` of ``split`` (test,
+    or the validation split when eval.reference says so) at each of C2ST_POOLS:
     the `c2st` entry of a metrics.json section, or None when eval.c2st is off.
 
     Folds keep each real test brain whole. paired: `other` are the test slices' own
@@ -201,7 +203,7 @@ def c2st_scores(
     with the reason."""
     if not ev.c2st:
         return None
-    groups, note = c2st_folds(splits)
+    groups, note = c2st_folds(splits, split)
     pools = [p for p in C2ST_POOLS if min(test.shape[1:]) >= 16 * p]
     n = min(len(test), len(other))
     if n < MIN_PER_SIDE or not pools:
@@ -296,12 +298,13 @@ def evaluate_samples(
     seed = cfg.eval.seed if seed is None else seed
     drawn = sample_images(run, prior, n, seed, cfg.eval.batch_size, temperature, top_k, progress)
     splits, arrays = load_data(root, cfg.data, progress=progress)
-    real_codes = code_maps(run, root, progress=progress)["test"]
+    ref = cfg.eval.reference  # the split whose real slices the samples are scored against
+    real_codes = code_maps(run, root, progress=progress)[ref]
     train = np.asarray(arrays["train"])
     scores, per = score_samples(
         drawn["images"],
         train,
-        np.asarray(arrays["test"]),
+        np.asarray(arrays[ref]),
         drawn["codes"].numpy(),
         real_codes,
         cfg.vqvae.codebook_size,
@@ -310,6 +313,7 @@ def evaluate_samples(
         progress=progress,
     )
     scores["samples_per_second"] = drawn["samples_per_second"]
+    scores["reference"] = ref  # the real_test_* values are of this split's slices
     scores["seed"] = seed
     scores["decoder"] = drawn["decoder"]
     if kind != "dcgan" or prior.design == "gumbel":
@@ -317,8 +321,9 @@ def evaluate_samples(
     if prior.has_likelihood:  # autoregressive: how well it predicts unseen real code maps
         bits = prior.bits_per_code(torch.from_numpy(real_codes)).numpy()
         scores["test_bits_per_code"] = float(bits.mean())
-    test = np.asarray(arrays["test"])
-    two_sample = c2st_scores(test, drawn["images"], splits, cfg.eval, progress=progress)
+    two_sample = c2st_scores(
+        np.asarray(arrays[ref]), drawn["images"], splits, cfg.eval, progress=progress, split=ref
+    )
     if two_sample:
         scores["c2st"] = two_sample
     figs = run.dir.figures
@@ -344,7 +349,7 @@ def evaluate_samples(
     # what realism 1 means on this data: real test slices above their nearest training slices
     real_pick = np.linspace(0, len(per["real_nn_ssim"]) - 1, min(8, len(per["real_nn_ssim"])))
     real_pick = real_pick.round().astype(int)
-    test = np.asarray(arrays["test"])
+    test = np.asarray(arrays[ref])
     real_pairs = np.concatenate([test[real_pick], train[per["real_nearest"][real_pick]]]) / 255.0
     image_grid(real_pairs, figs / "real_nearest_pairs.png", ncol=len(real_pick))
     code_map_figure(
@@ -370,12 +375,14 @@ def _sampling(s: dict) -> str:
 
 
 def format_sample_table(s: dict, kind: str) -> str:
-    """A short plain-text table of the sample metrics."""
+    """A short plain-text table of the sample metrics ("real X": the reference split's slices)."""
+    real = f"real {s.get('reference', 'test')}"
     rows = [
         (f"{kind} samples", f"{s['n_samples']} (seed {s['seed']}{_sampling(s)})"),
+        ("scored against", f"the {s.get('reference', 'test')} split's slices"),
         ("NN-SSIM mean / max", f"{s['nn_ssim_mean']:.4f} / {s['nn_ssim_max']:.4f}"),
         ("share NN-SSIM > 0.6", f"{s['share_over_0.6']:.0%}"),
-        ("real test NN-SSIM", f"{s['real_test_nn_ssim_mean']:.4f}"),
+        (f"{real} NN-SSIM", f"{s['real_test_nn_ssim_mean']:.4f}"),
     ]
     if "share_in_real_range" in s:
         rows.append(
@@ -387,7 +394,7 @@ def format_sample_table(s: dict, kind: str) -> str:
     rows.append(("realism ratio", f"{s['realism_ratio']:.3f}"))
     rows += [
         (
-            "diversity samples/real",
+            f"diversity samples/{real}",
             f"{s['diversity_samples']:.4f} / {s['diversity_real_test']:.4f}",
         ),
         ("copies", f"{s['copies']} (threshold {s['copy_threshold']:.4f})"),
