@@ -45,8 +45,12 @@ class MaskedCodeTransformer(CodeTransformer):
         heads: int = 4,
         kv_heads: int = 1,
         dropout: float = 0.0,
+        levels: bool = False,
+        below: bool = False,
     ) -> None:
-        super().__init__(codebook_size, length, dim, layers, heads, kv_heads, 0, dropout, False)
+        super().__init__(
+            codebook_size, length, dim, layers, heads, kv_heads, 0, dropout, False, levels, below
+        )
         self.mask_token = codebook_size
 
     def _inputs(self, flat: torch.Tensor) -> torch.Tensor:
@@ -85,6 +89,8 @@ class MaskedCodeTransformer(CodeTransformer):
         codes: torch.Tensor,
         hidden: torch.Tensor,
         pick: Callable[[torch.Tensor], torch.Tensor],
+        levels: torch.Tensor | None = None,
+        below: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """codes (B, h, w) with the codes where ``hidden`` (B, h, w, bool) is set drawn anew, all
         at once, given the visible rest: one network pass, the kind of local slip that parallel
@@ -93,7 +99,8 @@ class MaskedCodeTransformer(CodeTransformer):
         hid = hidden.reshape(flat.shape).to(flat.device)
         tokens = flat.masked_fill(hid, self.mask_token)
         out = flat.clone()
-        out[hid] = pick(self._logits(tokens, 0, None)[hid])
+        extra = self.condition(len(flat), levels, below)
+        out[hid] = pick(self._logits(tokens, 0, None, extra)[hid])
         return out.view_as(codes)
 
     @torch.no_grad()
@@ -107,6 +114,8 @@ class MaskedCodeTransformer(CodeTransformer):
         generator: torch.Generator,
         progress: Callable[[int], None] | None = None,
         start: torch.Tensor | None = None,
+        levels: torch.Tensor | None = None,
+        below: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """n code maps of ``size`` in ``steps`` parallel steps.
 
@@ -114,11 +123,13 @@ class MaskedCodeTransformer(CodeTransformer):
         noise on the confidences (0 = keep strictly the most confident); ``generator`` (CPU)
         draws that noise. ``start`` (n, h, w): tokens to finish instead of all-hidden maps, the
         same number hidden (the mask token) in each; decoding joins the schedule at the step
-        where that share is still hidden, and visible codes are never changed."""
+        where that share is still hidden, and visible codes are never changed. ``levels``,
+        ``below``: the conditions (brainvq.nn.transformer.CodeTransformer.condition)."""
         h, w = size
         self._check_size(h, w)
         t = h * w
         dev = self.pos.device
+        extra = self.condition(n, levels, below)
         if start is None:
             tokens = torch.full((n, t), self.mask_token, dtype=torch.long, device=dev)
         else:
@@ -131,7 +142,7 @@ class MaskedCodeTransformer(CodeTransformer):
         first = int(math.floor(steps * 2 / math.pi * math.acos(min(1.0, n_hidden / t))))
         for s in range(min(first, steps - 1) if n_hidden else steps, steps):
             hidden = tokens == self.mask_token
-            logits = self._logits(tokens, 0, None)[hidden]  # (n * n_hidden, K)
+            logits = self._logits(tokens, 0, None, extra)[hidden]  # (n * n_hidden, K)
             drawn = pick(logits)
             conf = torch.full((n, t), math.inf, device=dev)
             conf[hidden] = logits.float().log_softmax(-1).gather(1, drawn[:, None]).squeeze(1)
