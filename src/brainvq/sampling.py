@@ -176,6 +176,8 @@ def sample_run(
         raise RunError("--like, --volumes and --level: give one of them")
     if slices is not None and not volumes:
         raise RunError("--slices: only with --volumes N (the stacks to draw)")
+    if volumes < 0 or (slices is not None and slices < 2):
+        raise RunError(f"--volumes {volumes} --slices {slices}: ask for >= 1 stacks of >= 2 slices")
     if level is not None and not 0 <= level <= 1:
         raise RunError(f"--level {level:g}: must be in [0, 1] (0 = lowest kept slice, 1 = highest)")
     run = load_run(run_path)

@@ -98,8 +98,8 @@ def categorical_picker(
 
 CONDITIONS = ("level", "below")  # what a prior can be conditioned on (see the module docstring)
 RETRAIN_WITH_LEVELS = (
-    "retrain it on slices named with their level (`slice_Z`): `brainvq train-prior --kind "
-    "maskgit --fresh` (prior.levels auto or on)"
+    "retrain it on slices named with their level (`slice_Z`): `brainvq train-prior --kind {} "
+    "--fresh` (prior.levels auto or on)"
 )
 
 
@@ -127,6 +127,13 @@ class Prior(nn.Module):
         # of the training data: "quantiles" (0th .. 100th percentile of its relative levels) and
         # "per_subject" (levels a subject has, the median): saved in the file's metadata
         self.level_info: dict = {}
+        self.source = ""  # the file it was loaded from (named in errors)
+
+    def _unable(self, what: str) -> RunError:
+        """The error for a condition this prior was not trained with."""
+        name = self.source or f"this {self.kind} prior"
+        fix = RETRAIN_WITH_LEVELS.format(self.kind)
+        return RunError(f"{name}: trained without {what}; {fix}")
 
     @property
     def codebook_size(self) -> int:
@@ -170,10 +177,7 @@ class Prior(nn.Module):
         if levels is None:
             return None
         if not self.level_conditioned:
-            raise RunError(
-                f"this {self.kind} prior was trained without levels, so it cannot draw slices at "
-                f"a level; {RETRAIN_WITH_LEVELS}"
-            )
+            raise self._unable("levels, so it cannot draw slices at a level")
         lv = torch.as_tensor(levels, dtype=torch.float32).reshape(-1)
         lv = lv.expand(n).clone() if lv.numel() == 1 else lv
         if lv.numel() != n:
@@ -267,12 +271,9 @@ class Prior(nn.Module):
         given its level and the map of the slice below, and their levels (slices,). See
         stack_levels for the levels; the same seed gives the same stacks."""
         if not self.stacks:
-            raise RunError(
-                f"this {self.kind} prior was trained without levels and the slice below, so it "
-                f"cannot draw stacks; {RETRAIN_WITH_LEVELS}"
-            )
+            raise self._unable("levels and the slice below, so it cannot draw stacks")
         if volumes < 1 or (slices is not None and slices < 2):
-            raise RunError(f"{volumes} volumes of {slices} slices: ask for >= 1 of >= 2 slices")
+            raise ValueError(f"{volumes} stacks of {slices} slices: ask for >= 1 of >= 2 slices")
         drawn, keep = self.stack_levels(slices)
 
         def draw(s, b, pick, gen, done):

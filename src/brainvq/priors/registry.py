@@ -69,6 +69,7 @@ def load_prior_file(path: str | Path) -> Prior:
     try:
         prior = build_prior(cfg.prior, state["codebook"], int(meta["code_size"]), conditions)
         prior.level_info = json.loads(meta.get("levels", "{}"))
+        prior.source = str(path)
     except (RunError, ValueError):
         raise RunError(
             f"{path}: unreadable conditions in its metadata; retrain with --fresh"
