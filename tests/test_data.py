@@ -95,6 +95,25 @@ def test_sixteen_bit_and_rgb_converted_with_warning(tmp_path):
     assert arr[0].max() == 255 and arr[1].max() == 90
 
 
+def test_named_slices_warn_when_converted_or_resized(tmp_path):
+    """What `score` and `sample --like` read: one warning per kind of change, naming slices."""
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8) + 90).save(odd / "rgb.png")
+    Image.fromarray(np.zeros((32, 40), np.uint8)).save(odd / "wide.png")
+    write_slices(tmp_path / "ok", 1, 32)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        files, images = D.read_named_slices([str(tmp_path / "ok"), str(odd)], 32)
+    assert images.shape == (3, 32, 32) and len(files) == 3
+    msgs = sorted(str(x.message) for x in w)
+    assert msgs == [
+        "1 slice(s) were RGB converted to grayscale: rgb.png",
+        "1 slice(s) were resized from 40x32 to 32x32: wide.png",
+        "1 slice(s) were resized from 64x64 to 32x32: rgb.png",
+    ]
+
+
 def test_mixed_sizes_warn(tmp_path):
     write_slices(tmp_path / "m", 2, 32)
     write_slices(tmp_path / "m", 1, 48, prefix="big")

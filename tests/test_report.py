@@ -15,6 +15,8 @@ from brainvq.io import atomic_write_text
 from brainvq.runs import RunDir
 from brainvq.sampling import image_grid
 
+from .conftest import HANG_GUARD_S
+
 CHROMIUM = (
     shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 )
@@ -75,7 +77,7 @@ def test_report_renders_its_images_in_chromium(run_folder, tmp_path):
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_GUARD_S,
     ).stdout
     m = re.search(r'data-images-ok="(\d+)/(\d+)"', dom)
     assert m, dom[:500]

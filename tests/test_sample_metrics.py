@@ -95,14 +95,14 @@ def test_real_side_is_searched_once_for_the_same_slices(monkeypatch):
     samples = _set(3, 17).astype(np.float32) / 255
     queries = []
 
-    def counting(q, t, candidates=0):
+    def counting(q, t, candidates=0, progress=""):
         queries.append(len(q))
         return searches(q, t, candidates)
 
     searches = sample_metrics.neighbours
     monkeypatch.setattr(sample_metrics, "neighbours", counting)
 
-    def nearest(q, t, candidates=0):
+    def nearest(q, t, candidates=0, progress=""):
         top, where = counting(q, t, candidates)
         return top[:, 0], where[:, 0]
 
@@ -185,7 +185,9 @@ def test_real_side_is_kept_on_disk_for_later_processes(monkeypatch, tmp_path):
     searches = []
     search = sample_metrics.neighbours
     monkeypatch.setattr(
-        sample_metrics, "neighbours", lambda q, t, c=0: searches.append(len(q)) or search(q, t, c)
+        sample_metrics,
+        "neighbours",
+        lambda q, t, c=0, p="": searches.append(len(q)) or search(q, t, c),
     )
     sample_metrics._REAL_CACHE.clear()  # as in a new process
     again, per2 = score_samples(samples, train, test, cache_dir=cache)

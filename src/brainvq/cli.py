@@ -1,7 +1,8 @@
 """`brainvq` command line: parse, call one library function, print.
 
 Errors are one line on stderr and exit 2; Ctrl-C exits 130. The library is imported by each command
-when it runs, so `brainvq --help` starts at once.
+when it runs, so `brainvq --help` starts at once, and so that share_cpu can set up OpenMP before
+torch loads.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ import math
 import os
 import sys
 import warnings
+from collections.abc import MutableMapping
 from pathlib import Path
 
-from brainvq import __version__
-from brainvq.config import PRIOR_KINDS, Config, assignments_from_args
+from brainvq import __version__, config
 from brainvq.errors import BrainVQError, Interrupted
 
 KIND_HELP = "which prior (default: the run's prior.kind, else the one the run holds)"
@@ -25,6 +26,10 @@ OVERRIDE_HELP = (
     "(prior.dcgan, prior.pixelcnn, prior.transformer, prior.maskgit), tune, eval. "
     "`brainvq config` prints every key with its default."
 )
+# the config values each command reads from its command line (None: all of them, as train-vqvae
+# records the run's config; other commands: none); any other --SECTION.KEY is refused, not dropped
+SCOPES = {"train-vqvae": None, "run": None, "config": None, "tune-decoder": ("tune",)}
+SCOPES |= {"evaluate": ("eval",), "train-prior": ("prior", *config.STAGE_TRAIN_KEYS)}
 
 
 def _quiet_libraries() -> None:
@@ -37,9 +42,9 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*litlogger.*")
 
 
-def load_config(args: argparse.Namespace, overrides: list[str]) -> Config:
+def load_config(args: argparse.Namespace, overrides: list[str]) -> config.Config:
     """Defaults, then --config FILE (or a preset name), then --set and --SECTION.KEY overrides."""
-    cfg = Config.load(args.config) if getattr(args, "config", None) else Config()
+    cfg = config.Config.load(args.config) if getattr(args, "config", None) else config.Config()
     assignments = list(getattr(args, "set", None) or []) + overrides
     budget_key = "tune.max_minutes" if args.command == "tune-decoder" else "train.max_minutes"
     for flag, key in (("max_minutes", budget_key), ("max_share", "tune.max_share")):
@@ -77,8 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"brainvq {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, help: str, description: str, overrides: bool = False):
-        epilog = OVERRIDE_HELP if overrides else None
+    def command(name: str, help: str, description: str):
+        scope = SCOPES.get(name, ())
+        epilog = OVERRIDE_HELP if scope is None else None
+        if scope:
+            epilog = (
+                f"Config values it reads: --{config.scope_help(scope).replace(', ', ', --')} VALUE."
+            )
         return sub.add_parser(name, help=help, description=description, epilog=epilog)
 
     def configurable(p, budget: str = "wall-clock budget per training stage") -> None:
@@ -96,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     def sampling(p, n: tuple, seed: tuple, kind_help: str = KIND_HELP) -> None:
         p.add_argument("-n", type=int, default=n[0], help=n[1])
         p.add_argument("--seed", type=int, default=seed[0], help=seed[1])
-        p.add_argument("--kind", choices=PRIOR_KINDS, help=kind_help)
+        p.add_argument("--kind", choices=config.PRIOR_KINDS, help=kind_help)
         p.add_argument("--temperature", type=_number(0), help=TEMPERATURE_HELP)
         p.add_argument("--top-k", type=int, help="draw among the k likeliest codes (0 = all)")
 
@@ -107,7 +117,6 @@ def build_parser() -> argparse.ArgumentParser:
         "Train the VQ-VAE of RUN on DATA. Splits brainvq makes keep each subject (read from the "
         "file names, or by data.subject_pattern) whole. An interrupted run resumes from "
         "RUN/state; a finished one is reused unless --fresh.",
-        overrides=True,
     )
     p.add_argument("--data", required=True, help="data folder (any supported layout) or 'default'")
     common(p)
@@ -118,10 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
         "train (or resume) a prior over the run's code maps",
         "Encode the training split into code maps (cached in RUN/codes) and train a prior that "
         "samples new ones. Checkpoints, resume and the budget work as in train-vqvae.",
-        overrides=True,
     )
     common(p, "run folder with a trained VQ-VAE", run_data)
-    p.add_argument("--kind", choices=PRIOR_KINDS, help="which prior (default prior.kind)")
+    p.add_argument("--kind", choices=config.PRIOR_KINDS, help="which prior (default prior.kind)")
     configurable(p)
 
     p = command(
@@ -131,7 +139,6 @@ def build_parser() -> argparse.ArgumentParser:
         "codes redrawn by the prior back into the real slices. It then decodes that prior's "
         "samples (RUN/decoder-KIND.safetensors) unless they came out less varied. Budget: "
         "tune.max_minutes, tune.max_steps; an interrupted tuning resumes unless --fresh.",
-        overrides=True,
     )
     common(p, "run folder with a trained maskgit prior", run_data)
     p.add_argument("--kind", choices=("maskgit",), default="maskgit", help="which prior (maskgit)")
@@ -173,11 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
         "Train (or reuse) the VQ-VAE and the prior of RUN on DATA, tune a decoder to a maskgit "
         "prior (the tune budget; 0 skips), sample, evaluate, write report.html. Finished stages "
         "are reused unless --fresh. Python: brainvq.pipeline.run.",
-        overrides=True,
     )
     p.add_argument("--data", default="default", help="data folder or 'default' (embedded slices)")
     common(p)
-    p.add_argument("--kind", choices=PRIOR_KINDS, help="which prior (default prior.kind)")
+    p.add_argument("--kind", choices=config.PRIOR_KINDS, help="which prior (default prior.kind)")
     configurable(p)
 
     p = command(
@@ -220,7 +226,6 @@ def build_parser() -> argparse.ArgumentParser:
         "print the config as TOML (defaults, or a file with overrides)",
         "Print every setting: the defaults, or --config FILE with overrides applied. Save it, "
         "edit it, pass it back with --config.",
-        overrides=True,
     )
     p.add_argument("--config", help="TOML config file or preset name")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
@@ -269,9 +274,8 @@ def cmd_sample(args, overrides) -> int:
 def cmd_evaluate(args, overrides) -> int:
     from brainvq.evaluation.evaluate import evaluate_run
 
-    evaluate_run(
-        args.run, args.data, args.kind, args.n, args.seed, args.temperature, args.top_k, print
-    )
+    sampling = (args.kind, args.n, args.seed, args.temperature, args.top_k)
+    evaluate_run(args.run, args.data, *sampling, print, overrides, progress=not args.quiet)
     return 0
 
 
@@ -314,27 +318,25 @@ def cmd_config(args, overrides) -> int:
     return 0
 
 
-COMMANDS = {
-    "train-vqvae": cmd_train_vqvae,
-    "train-prior": cmd_train_prior,
-    "tune-decoder": cmd_tune_decoder,
-    "sample": cmd_sample,
-    "evaluate": cmd_evaluate,
-    "run": cmd_run,
-    "score": cmd_score,
-    "prepare-oasis1": cmd_prepare_oasis1,
-    "report": cmd_report,
-    "config": cmd_config,
-}
+def share_cpu(env: MutableMapping[str, str] = os.environ) -> None:
+    """Let torch's OpenMP threads sleep while they wait instead of spinning (OMP_WAIT_POLICY =
+    PASSIVE, unless the environment sets it): beside another CPU-bound job a spinning thread
+    takes the CPU from the thread the others wait for, and training slows far more than the
+    share it loses (bench/results/cpu_sharing.md). Must run before torch is imported."""
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `brainvq` command."""
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    share_cpu()
     args, extra = build_parser().parse_known_args(argv)
     _quiet_libraries()
     try:
-        return COMMANDS[args.command](args, assignments_from_args(extra))
+        overrides = config.assignments_from_args(extra)
+        given = list(getattr(args, "set", None) or []) + overrides
+        config.check_scope(given, SCOPES.get(args.command, ()), args.command)
+        return globals()[f"cmd_{args.command.replace('-', '_')}"](args, overrides)
     except Interrupted as e:
         print(f"brainvq: {e}", file=sys.stderr)
         return 130

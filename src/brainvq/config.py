@@ -525,6 +525,50 @@ class Config:
         return self.validate()
 
 
+# the train.* keys that serve every training stage: a prior stage takes these from its command
+# line, the rest of `train` from the run (its budget and batch come from `prior`)
+STAGE_TRAIN_KEYS = tuple(
+    f"train.{k}" for k in ("accelerator", "devices", "num_nodes", "tensorboard", "save_rank_states")
+)
+
+
+def _in_scope(dotted: str, accepted: tuple[str, ...]) -> bool:
+    return any(dotted == a or dotted.startswith(a + ".") for a in accepted)
+
+
+def scope_help(accepted: tuple[str, ...]) -> str:
+    """The settings a scope covers, for --help: 'eval.n_samples, eval.batch_size, ...' (each
+    key of a flat section), 'prior.KEY, prior.KIND.KEY' (a section with sub-sections), or the
+    keys named."""
+    out = []
+    for item in accepted:
+        if "." in item:
+            out.append(item)
+            continue
+        section = getattr(Config(), item)
+        keys = [f.name for f in fields(section)]
+        if any(dataclasses.is_dataclass(getattr(section, k)) for k in keys):
+            out.append(f"{item}.KEY, {item}.KIND.KEY")
+        else:
+            out += [f"{item}.{k}" for k in keys]
+    return ", ".join(out)
+
+
+def check_scope(assignments: list[str], accepted: tuple[str, ...] | None, command: str) -> None:
+    """Refuse `section.key=value` overrides that ``command`` would not read: ``accepted`` names
+    the sections ("eval") and keys ("train.devices") it uses; None = every one, () = none."""
+    if accepted is None:
+        return
+    for item in assignments:
+        dotted = item.split("=", 1)[0].strip()
+        if _in_scope(dotted, accepted):
+            continue
+        if not accepted:
+            raise ConfigError(f"--{dotted}: {command} takes no config values; see its --help")
+        names = ", ".join(a if "." in a else f"{a}.*" for a in accepted)
+        raise ConfigError(f"--{dotted}: {command} does not use it (it takes {names})")
+
+
 def assignments_from_args(args: list[str]) -> list[str]:
     """Command-line `--section.key VALUE` / `--section.key=VALUE` as `section.key=VALUE` strings."""
     out, i = [], 0

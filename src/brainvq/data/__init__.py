@@ -9,6 +9,7 @@
 
 from brainvq.data.images import (
     IMAGE_SUFFIXES,
+    atomic_save_npy,
     cache_root,
     decode_slice,
     load_uint8,
@@ -25,6 +26,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "SPLITS",
     "Splits",
+    "atomic_save_npy",
     "cache_root",
     "decode_slice",
     "discover",

@@ -23,13 +23,13 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from brainvq.config import DataConfig
 from brainvq.data.splits import SPLITS, seeded_split
 from brainvq.data.subjects import subject_of
 from brainvq.errors import ConfigError, DataError
 from brainvq.io import atomic_path, atomic_write_bytes, atomic_write_text
+from brainvq.progress import Progress
 
 OASIS1_PATTERN = (
     "OAS1_xxxx_MR1/PROCESSED/MPRAGE/T88_111/OAS1_xxxx_MR1_mpr_n4_anon_111_t88_masked_gfc.hdr"
@@ -230,14 +230,16 @@ def prepare_oasis1(
 
     summary: dict = {s: {"subjects": assignment[s], "slices": 0} for s in SPLITS}
     jobs = [(s, subj) for s in SPLITS for subj in assignment[s]]
-    for s, subj in tqdm(jobs, desc="slicing OASIS-1", unit="subject", disable=not progress):
-        folder = out / f"keras_png_slices_{s}"
-        folder.mkdir(exist_ok=True)
-        number = int(_OASIS1_RE.match(subj).group(1))
-        slices = volume_slices(subjects[subj], first=first, last=last, size=size)
-        for k, img in enumerate(slices):
-            _write_png(img, folder / f"case_{number}_slice_{k}.nii.png")
-        summary[s]["slices"] += len(slices)
+    with Progress(len(jobs), "slicing OASIS-1", "subject", progress) as bar:
+        for s, subj in jobs:
+            folder = out / f"keras_png_slices_{s}"
+            folder.mkdir(exist_ok=True)
+            number = int(_OASIS1_RE.match(subj).group(1))
+            slices = volume_slices(subjects[subj], first=first, last=last, size=size)
+            for k, img in enumerate(slices):
+                _write_png(img, folder / f"case_{number}_slice_{k}.nii.png")
+            summary[s]["slices"] += len(slices)
+            bar.update()
     for s in SPLITS:  # a split with no subjects leaves no (empty) folder behind
         d = out / f"keras_png_slices_{s}"
         if d.is_dir() and not any(d.iterdir()):

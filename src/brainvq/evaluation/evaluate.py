@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from brainvq.codes import code_maps, encode_images
+from brainvq.config import Config, check_scope
 from brainvq.data import load_data, load_splits
 from brainvq.data.subjects import describe as describe_subjects
 from brainvq.data.subjects import warn_leaks, warn_once
@@ -30,8 +31,11 @@ from brainvq.evaluation.figures import (
 from brainvq.evaluation.realism import real_reference, realism_ratio, score_samples
 from brainvq.metrics import code_histogram, codebook_stats, psnr, ssim_reference, summarize
 from brainvq.priors import load_prior, trained_kinds
+from brainvq.progress import Progress
 from brainvq.runs import Run, RunDir, load_run
 from brainvq.sampling import image_grid, sample_images
+
+EVAL_SECTIONS = ("eval",)  # what evaluate takes as overrides: how it measures, not what
 
 
 @torch.no_grad()
@@ -65,16 +69,21 @@ def near_twin_warning(data: dict) -> str | None:
     )
 
 
-def evaluate_data(run_path: str, data: str | None = None) -> dict:
+def evaluate_data(
+    run_path: str,
+    data: str | None = None,
+    overrides: list[str] | None = None,
+    progress: bool = False,
+) -> dict:
     """What the run's splits hold: subjects per split, subjects in more than one split (warned),
     and the share of real test slices with near-twins in training (warned when high); the
     `data` section of metrics.json."""
-    run = load_run(run_path)
+    run = load_for_evaluation(run_path, overrides)
     cfg = run.config
     splits, arrays = load_data(run.data_root(data), cfg.data, progress=False)
     result = {"source": splits.source, **splits.subject_summary()}
     train, test = np.asarray(arrays["train"]), np.asarray(arrays["test"])
-    stats = real_reference(train, test, cfg.eval.nn_candidates, reference_cache(run))[0]
+    stats = real_reference(train, test, cfg.eval.nn_candidates, reference_cache(run), progress)[0]
     if "real_test_near_twin_share" in stats:
         result["real_test_near_twin_share"] = stats["real_test_near_twin_share"]
     warn_leaks(result)
@@ -96,15 +105,36 @@ def format_data(result: dict) -> str:
     return "\n".join(lines)
 
 
-def evaluate_vqvae(run_path: str, data: str | None = None) -> dict:
-    """Score the run's VQ-VAE on the test split, write figures and the `vqvae` metrics section."""
+def load_for_evaluation(run_path: str | Path, overrides: list[str] | None = None) -> Run:
+    """The run, with ``overrides`` (``eval.KEY=VALUE`` strings, the only section evaluate uses
+    from the command line) applied to its config for this evaluation; config.toml is unchanged."""
+    overrides = list(overrides or [])
+    check_scope(overrides, EVAL_SECTIONS, "evaluate")
     run = load_run(run_path)
+    run.config.override(overrides)
+    return run
+
+
+def evaluate_vqvae(
+    run_path: str,
+    data: str | None = None,
+    overrides: list[str] | None = None,
+    progress: bool = False,
+) -> dict:
+    """Score the run's VQ-VAE on the test split, write figures and the `vqvae` metrics section
+    (``overrides``: eval.KEY=VALUE for this evaluation; ``progress``: show the long phases)."""
+    run = load_for_evaluation(run_path, overrides)
     cfg = run.config
-    arrays = load_splits(run.data_root(data), cfg.data, progress=False)
+    arrays = load_splits(run.data_root(data), cfg.data, progress=progress)
     test = np.asarray(arrays["test"])
     x = test.astype(np.float32) / 255.0
     codes, recons = reconstruct_all(run, test, cfg.eval.batch_size)
-    scores = np.array([ssim_reference(x[i], recons[i]) for i in range(len(x))])
+    with Progress(len(x), "scoring test reconstructions", "slice", progress) as bar:
+        scores = []
+        for i in range(len(x)):
+            scores.append(ssim_reference(x[i], recons[i]))
+            bar.update()
+    scores = np.array(scores)
     p = psnr(torch.from_numpy(x)[:, None], torch.from_numpy(recons)[:, None]).numpy()
     book = codebook_stats(codes, cfg.vqvae.codebook_size)
     result = {
@@ -117,7 +147,7 @@ def evaluate_vqvae(run_path: str, data: str | None = None) -> dict:
     train = np.asarray(arrays["train"])
     if len(train):
         result["recon_realism_ratio"] = realism_ratio(
-            recons, test, train, cfg.eval.nn_candidates, reference_cache(run)
+            recons, test, train, cfg.eval.nn_candidates, reference_cache(run), progress
         )
     figs = run.dir.figures
     recon_figure(x, recons, scores, figs / "reconstructions.png")
@@ -160,19 +190,22 @@ def evaluate_samples(
     seed: int | None = None,
     temperature: float | None = None,
     top_k: int | None = None,
+    overrides: list[str] | None = None,
+    progress: bool = False,
 ) -> dict:
     """Sample from the run's prior and score the samples against real slices; write figures.
 
-    temperature / top_k default to those in the prior's own config (see brainvq.priors)."""
-    run = load_run(run_path)
+    temperature / top_k default to those in the prior's own config (see brainvq.priors);
+    overrides and progress as in evaluate_vqvae."""
+    run = load_for_evaluation(run_path, overrides)
     cfg = run.config
     root = run.data_root(data)
     prior = load_prior(run, kind)
     n = n or cfg.eval.n_samples
     seed = cfg.eval.seed if seed is None else seed
-    drawn = sample_images(run, prior, n, seed, cfg.eval.batch_size, temperature, top_k)
-    arrays = load_splits(root, cfg.data, progress=False)
-    real_codes = code_maps(run, root)["test"]
+    drawn = sample_images(run, prior, n, seed, cfg.eval.batch_size, temperature, top_k, progress)
+    arrays = load_splits(root, cfg.data, progress=progress)
+    real_codes = code_maps(run, root, progress=progress)["test"]
     train = np.asarray(arrays["train"])
     scores, per = score_samples(
         drawn["images"],
@@ -183,6 +216,7 @@ def evaluate_samples(
         cfg.vqvae.codebook_size,
         candidates=cfg.eval.nn_candidates,
         cache_dir=reference_cache(run),
+        progress=progress,
     )
     scores["samples_per_second"] = drawn["samples_per_second"]
     scores["seed"] = seed
@@ -280,20 +314,28 @@ def evaluate_run(
     temperature: float | None = None,
     top_k: int | None = None,
     say=None,
+    overrides: list[str] | None = None,
+    progress: bool = False,
 ) -> dict:
     """What `brainvq evaluate` does: the data's section (subjects, leaks, near-twins), the
     VQ-VAE's, then the samples of ``kind`` (default: every prior the run holds); ``say(text)``, if
-    given, gets each table as it is done.
+    given, gets each table as it is done. ``overrides``: eval.KEY=VALUE strings applied to the
+    run's config for this evaluation (the file is unchanged); ``progress``: show the long phases
+    (sampling, nearest-neighbour search).
 
     Returns {"data": ..., "vqvae": ..., "samples": {kind: ...}}, the sections written to
     metrics.json."""
     say = say or (lambda text: None)
-    result = {"data": evaluate_data(str(run_path), data)}
+    check_scope(list(overrides or []), EVAL_SECTIONS, "evaluate")
+    Config().override(list(overrides or []))  # a bad key or value fails before any work
+    result = {"data": evaluate_data(str(run_path), data, overrides, progress)}
     say(format_data(result["data"]))
-    result.update(vqvae=evaluate_vqvae(str(run_path), data), samples={})
+    result.update(vqvae=evaluate_vqvae(str(run_path), data, overrides, progress), samples={})
     say(format_table(result["vqvae"]))
     for k in [kind] if kind else trained_kinds(RunDir(run_path)):
-        s = evaluate_samples(str(run_path), k, data, n, seed, temperature, top_k)
+        s = evaluate_samples(
+            str(run_path), k, data, n, seed, temperature, top_k, overrides, progress
+        )
         result["samples"][k] = s
         say(format_sample_table(s, k))
     say(f"metrics -> {Path(run_path) / 'metrics.json'}; figures -> {Path(run_path) / 'figures'}")

@@ -122,6 +122,9 @@ def _train_vqvae(data: str, run: RunDir, cfg: Config, fresh: bool, progress: boo
     model = getattr(module.model, "_orig_mod", module.model).float().cpu()
     if trainer.is_global_zero:
         save_vqvae(model.to(memory_format=torch.contiguous_format), run.vqvae, cfg)
+    # Under DDP the other ranks go on to the prior stage, which reads these weights: they wait
+    # here until rank 0 has written them.
+    trainer.strategy.barrier("vqvae-saved")
     return {
         "status": "resumed" if ckpt else "trained",
         "epochs": trainer.current_epoch,
