@@ -77,14 +77,15 @@ def brains(tmp_path_factory):
 @pytest.fixture(scope="module")
 def levelled_run(brains, tmp_path_factory):
     """A tiny VQ-VAE run on the levelled brains, with a maskgit prior conditioned on the level
-    and the slice below (trained for a few steps)."""
+    and the slice below (trained for 100 steps: long enough to learn what each level looks like,
+    about 15 s on 2 cores)."""
     from brainvq.training.vqvae import train_vqvae
 
     base = tmp_path_factory.mktemp("levelled")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BRAINVQ_CACHE", str(base / "cache"))
-        train_vqvae(str(brains), str(base / "run"), tiny_config(max_epochs=1), progress=False)
-        cfg = ar_prior("maskgit", max_steps=6)
+        train_vqvae(str(brains), str(base / "run"), tiny_config(max_epochs=6), progress=False)
+        cfg = ar_prior("maskgit", max_steps=100, max_epochs=1000)
         result = train_prior(str(base / "run"), cfg, progress=False)
     return base / "run", result
 
@@ -202,6 +203,7 @@ def test_write_volume_is_what_volume_slices_reads(tmp_path):
     assert tuple(float(z) for z in img.header.get_zooms()) == (1.0, 1.0, 1.0)
     assert "assumption" in img.header["descrip"].item().decode()
     assert nib.aff2axcodes(img.affine) == ("R", "A", "S")
+    assert int(img.header["sform_code"]) == 2 and int(img.header["qform_code"]) == 2
     back = volume_slices(path, 0.0, 1.0, 12)  # brainvq reads it back slice for slice
     u8 = np.rint(stack * 255)
     for k in range(5):
@@ -239,10 +241,30 @@ def test_sample_at_a_level_and_whole_volumes(levelled_run, tmp_path):
         sample_run(run_path, slices=4)
     with pytest.raises(RunError, match="give one of them"):
         sample_run(run_path, level=0.2, volumes=1)
+    for bad in ({"volumes": 2, "slices": 1}, {"volumes": -1, "slices": 4}):
+        with pytest.raises(RunError, match="ask for >= 1 stacks of >= 2 slices"):
+            sample_run(run_path, **bad)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         sample_run(run_path, volumes=1, slices=LEVELS + 2, out=tmp_path / "more")
     assert any("closer than it learned" in str(w.message) for w in caught)
+
+
+def test_a_trained_prior_draws_what_each_level_looks_like(levelled_run, brains, tmp_path):
+    """The fake brains' low slices are wide heads (bright on average), their high slices small
+    ones: samples drawn at level 0 must be nearer the real level-0 slices' mean brightness than
+    the level-1 slices', and the other way round. A prior that ignored the level would draw the
+    same slices for the same seed at both levels, which fails one of the two."""
+    run_path, _ = levelled_run
+    real = {
+        lv: np.mean([np.asarray(Image.open(p)) / 255 for p in brains.glob(f"*/case_*_slice_{z}.*")])
+        for lv, z in ((0.0, 0), (1.0, LEVELS - 1))
+    }
+    assert real[0.0] - real[1.0] > 0.2  # the fake anatomy differs clearly
+    for lv, other in ((0.0, 1.0), (1.0, 0.0)):
+        drawn = sample_run(run_path, n=12, level=lv, seed=0, out=tmp_path / str(lv))
+        mean = float(drawn["images"].mean())
+        assert abs(mean - real[lv]) < abs(mean - real[other]), (lv, mean, real)
 
 
 def test_shuffled_numbering_warns_and_trains_unconditioned(tmp_path, levelled_run, brains):
