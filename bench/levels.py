@@ -2,7 +2,8 @@
 and are generated stacks coherent?
 
 Usage: python bench/levels.py --run RUN [--data ../shared/data/brain-mri-128] [--kind maskgit]
-           [--n-per-band 64] [--volumes 8] [--slices 0] [--vary-share 0.5] [--classifier-steps 600]
+           [--n-per-band 64] [--volumes 8] [--slices 0] [--vary-share 0.5] [--vary-volumes -1]
+           [--classifier-steps 600]
            [--temperature T] [--candidates 0] [--figures bench/results/levels]
 
 RUN holds a prior conditioned on the level and the slice below (`brainvq train-prior` on data
@@ -22,8 +23,10 @@ named with slice_Z). On the development data (24/2/4 brains, 32 slices each, sli
 3. Stacks: --volumes stacks drawn slice by slice, each slice given its level and the map of the
    slice below (Prior.sample_stack), and as a comparison the same number drawn by the "vary"
    chain (slice 0 drawn at level 0, each next slice the previous map with --vary-share of its
-   codes hidden and redrawn at the next level, no map below): adjacent-slice SSIM beside the real
-   stacks', Spearman of the predicted level along each stack, band accuracy on their slices.
+   codes hidden and redrawn at the next level, no map below; --vary-volumes 0 leaves it out):
+   adjacent-slice SSIM beside the real stacks', Spearman of the predicted level along each
+   stack, band accuracy on their slices.
+5. Each of the issue's targets, met or not, computed from the numbers above.
 4. Figures in --figures: montages and mid-sagittal reslices of generated stacks beside real test
    brains.
 Appends the tables, with the machine and the commands, to bench/results/levels.md.
@@ -114,6 +117,48 @@ def reslice_row(stacks: list[np.ndarray], path: Path, gap: int = 4) -> Path:
     return path
 
 
+def targets(real_acc, sample_acc, per_band, real, gen, model, levels) -> list[str]:
+    """The issue's targets, each 'met' or 'NOT met' with the numbers it was judged on."""
+
+    def say(ok: bool, what: str) -> str:
+        return f"{'met' if ok else 'NOT met'}: {what}"
+
+    adj_real, adj_gen = adjacent_ssim(real).mean(), adjacent_ssim(gen).mean()
+    rho = stack_spearman(model, gen)
+    out = [
+        say(real_acc >= 0.8, f"classifier on real test slices {real_acc:.3f} >= 0.80"),
+        say(
+            sample_acc >= 0.9 * real_acc,
+            f"on samples {sample_acc:.3f} >= 90% of real ({0.9 * real_acc:.3f})",
+        ),
+        say(
+            abs(adj_gen - adj_real) <= 0.05,
+            f"adjacent SSIM of generated stacks {adj_gen:.3f} within 0.05 of real {adj_real:.3f}",
+        ),
+        say(bool((rho >= 0.9).all()), f"Spearman >= 0.9 along every stack (min {rho.min():.3f})"),
+    ]
+    for b in per_band:
+        if "realism_ratio" not in b:
+            out.append(f"NOT met: band {b['band']}: no real test slices to score against")
+            continue
+        ratio, div, real_div = b["realism_ratio"], b["diversity_samples"], b["diversity_real_test"]
+        ok = (
+            b["n_samples"] >= 50
+            and 0.9 <= ratio <= 1.1
+            and abs(div - real_div) <= 0.05
+            and b["copies"] == 0
+        )
+        out.append(
+            say(
+                ok,
+                f"band {b['band']}: {b['n_samples']} samples (>= 50), realism {ratio:.3f} in "
+                f"[0.9, 1.1], diversity {div:.3f} within 0.05 of {real_div:.3f}, "
+                f"{b['copies']} copies",
+            )
+        )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", required=True, help="run with a level-conditioned prior")
@@ -123,6 +168,7 @@ def main() -> None:
     ap.add_argument("--volumes", type=int, default=8)
     ap.add_argument("--slices", type=int, default=0, help="0: as the training brains")
     ap.add_argument("--vary-share", type=float, default=0.5)
+    ap.add_argument("--vary-volumes", type=int, default=-1, help="-1: --volumes; 0: no vary chain")
     ap.add_argument("--classifier-steps", type=int, default=600)
     ap.add_argument("--temperature", type=float, default=None)
     ap.add_argument("--top-k", type=int, default=None)
@@ -172,19 +218,23 @@ def main() -> None:
     stacks = sample_volumes(run, prior, args.volumes, slices, 0, 64, args.temperature, args.top_k)
     gen = list(stacks["images"])
     stack_levels = stacks["levels"]
-    chain = list(
-        vary_chain(
-            run, prior, args.volumes, stack_levels, args.vary_share, 0, stacks["temperature"],
-            stacks["top_k"],
-        )
-    )  # fmt: skip
+    n_vary = args.volumes if args.vary_volumes < 0 else args.vary_volumes
+    chain = []
+    if n_vary:
+        chain = list(
+            vary_chain(
+                run, prior, n_vary, stack_levels, args.vary_share, 0, stacks["temperature"],
+                stacks["top_k"],
+            )
+        )  # fmt: skip
     print(f"stacks drawn ({time.time() - t0:.0f}s)")
 
     # 4. figures
     for i in range(min(2, len(gen))):
         montage_pair(gen[i], real01[i], figures / f"montage_generated_{i}_over_real_{i}.png")
     reslice_row(gen[:4], figures / "sagittal_generated.png")
-    reslice_row(chain[:4], figures / "sagittal_vary_chain.png")
+    if chain:
+        reslice_row(chain[:4], figures / "sagittal_vary_chain.png")
     reslice_row(real01, figures / "sagittal_real_test.png")
     reslice_row(recon, figures / "sagittal_real_test_reconstructed.png")
 
@@ -233,8 +283,10 @@ def main() -> None:
         stack_row("real test brains", real01, model, real_levels),
         stack_row("their VQ-VAE reconstructions", recon, model, real_levels),
         stack_row(f"generated: slice below ({len(stack_levels)} slices)", gen, model, stack_levels),
-        stack_row(f"generated: vary chain, share {args.vary_share}", chain, model, stack_levels),
     ]
+    if chain:
+        name = f"generated: vary chain, share {args.vary_share}"
+        real_rows.append(stack_row(name, chain, model, stack_levels))
     stack_cols = [
         "stacks",
         "n",
@@ -251,13 +303,16 @@ def main() -> None:
         + "\n**Stacks** (targets: adjacent SSIM within 0.05 of real, Spearman >= 0.9 for each "
         "stack):"
     )
-    block = result_block("Levels and stacks", text, stack_cols, real_rows)
+    verdicts = targets(real_acc, sample_acc, per_band, real01, gen, model, stack_levels)
+    text_after = "\n**Targets** (issue 22):\n\n" + "".join(f"- {v}\n" for v in verdicts)
+    block = result_block("Levels and stacks", text, stack_cols, real_rows) + text_after
     append_result(RESULTS, "Level-conditioned sampling and stacks", block)
     summary = {
         "real_band_accuracy": real_acc,
         "sample_band_accuracy": sample_acc,
         "bands": per_band,
         "stacks": real_rows,
+        "targets": verdicts,
     }
     (figures / "last.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
 
