@@ -56,6 +56,7 @@ from brainvq.evaluation.levels import (
     stack_spearman,
 )
 from brainvq.priors import load_prior
+from brainvq.priors.base import STACK_HIDE_BELOW
 from brainvq.priors.tuned_decoder import tuned_vqvae
 from brainvq.runs import load_run
 from brainvq.sampling import image_grid, png_bytes, sagittal, sample_images, sample_volumes
@@ -168,6 +169,7 @@ def main() -> None:
     ap.add_argument("--volumes", type=int, default=8)
     ap.add_argument("--slices", type=int, default=0, help="0: as the training brains")
     ap.add_argument("--vary-share", type=float, default=0.5)
+    ap.add_argument("--hide-below", type=float, default=STACK_HIDE_BELOW)
     ap.add_argument("--vary-volumes", type=int, default=-1, help="-1: --volumes; 0: no vary chain")
     ap.add_argument("--classifier-steps", type=int, default=600)
     ap.add_argument("--temperature", type=float, default=None)
@@ -215,7 +217,10 @@ def main() -> None:
 
     # 3. stacks
     slices = args.slices or None
-    stacks = sample_volumes(run, prior, args.volumes, slices, 0, 64, args.temperature, args.top_k)
+    stacks = sample_volumes(
+        run, prior, args.volumes, slices, 0, 64, args.temperature, args.top_k, False,
+        args.hide_below,
+    )  # fmt: skip
     gen = list(stacks["images"])
     stack_levels = stacks["levels"]
     n_vary = args.volumes if args.vary_volumes < 0 else args.vary_volumes
@@ -282,7 +287,13 @@ def main() -> None:
     real_rows = [
         stack_row("real test brains", real01, model, real_levels),
         stack_row("their VQ-VAE reconstructions", recon, model, real_levels),
-        stack_row(f"generated: slice below ({len(stack_levels)} slices)", gen, model, stack_levels),
+        stack_row(
+            f"generated: slice below, {args.hide_below:.0%} of it hidden ({len(stack_levels)} "
+            "slices)",
+            gen,
+            model,
+            stack_levels,
+        ),  # fmt: skip
     ]
     if chain:
         name = f"generated: vary chain, share {args.vary_share}"

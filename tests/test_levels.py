@@ -193,6 +193,35 @@ def test_a_conditioned_prior_file_keeps_its_conditions(tmp_path, kind):
         build_prior(ar_prior("pixelcnn").prior, torch.randn(K, 4), 6, ("level",))
 
 
+def test_a_stack_slice_is_drawn_given_part_of_the_map_below(tmp_path):
+    """Each slice of a stack is drawn given the map just drawn below it with ``hide_below`` of
+    its codes replaced by "no slice below" (K); the lowest is drawn with none."""
+    torch.manual_seed(0)
+    prior = build_prior(ar_prior("maskgit").prior, torch.randn(K, 4), 6, ("level", "below"))
+    prior.level_info = {"quantiles": np.linspace(0, 1, 101).tolist(), "per_subject": 4}
+    given, real_draw = [], prior._draw
+
+    def spy(n, pick, gen, progress, **cond):
+        given.append(None if cond["below"] is None else cond["below"].clone())
+        out = real_draw(n, pick, gen, progress, **cond)
+        given.append(out.clone())
+        return out
+
+    prior._draw = spy
+    for hide, low, high in ((0.0, 0.0, 0.0), (0.5, 0.35, 0.65), (1.0, 1.0, 1.0)):
+        given.clear()
+        codes, _ = prior.sample_stack(3, 4, seed=0, hide_below=hide)
+        assert given[0] is None and len(given) == 8
+        for below, drawn_below in zip(given[2::2], given[1:-1:2], strict=True):
+            hidden = below == K
+            assert low <= float(hidden.float().mean()) <= high, hide
+            assert torch.equal(below[~hidden], drawn_below[~hidden])  # the rest: the map below
+    a, _ = prior.sample_stack(3, 4, seed=0, hide_below=0.5)
+    assert torch.equal(a, prior.sample_stack(3, 4, seed=0, hide_below=0.5)[0])
+    with pytest.raises(ValueError, match="hide_below"):
+        prior.sample_stack(1, 4, hide_below=1.5)
+
+
 def test_write_volume_is_what_volume_slices_reads(tmp_path):
     rng = np.random.default_rng(0)
     stack = rng.uniform(0, 1, (5, 12, 12)).astype(np.float32)

@@ -19,6 +19,7 @@ from brainvq.data.volumes import write_volume
 from brainvq.errors import RunError
 from brainvq.io import atomic_write_bytes
 from brainvq.priors import load_prior, pick_kind
+from brainvq.priors.base import STACK_HIDE_BELOW
 from brainvq.priors.tuned_decoder import tuned_vqvae
 from brainvq.runs import Run, load_run
 
@@ -88,13 +89,17 @@ def sample_volumes(
     temperature: float | None = None,
     top_k: int | None = None,
     progress: bool = False,
+    hide_below: float = STACK_HIDE_BELOW,
 ) -> dict:
-    """Whole stacks from a prior conditioned on levels and the slice below (Prior.sample_stack):
-    the sample_images dict with codes (V, S, h, w), images (V, S, H, W) and levels (S,)."""
+    """Whole stacks from a prior conditioned on levels and the slice below (Prior.sample_stack,
+    ``hide_below`` of each map below hidden): the sample_images dict with codes (V, S, h, w),
+    images (V, S, H, W) and levels (S,)."""
     found = {}
 
     def draw(t, k):
-        codes, found["levels"] = prior.sample_stack(volumes, slices, seed, t, k, progress=progress)
+        codes, found["levels"] = prior.sample_stack(
+            volumes, slices, seed, t, k, progress=progress, hide_below=hide_below
+        )
         found["shape"] = codes.shape[:2]
         return codes.flatten(0, 1)
 
