@@ -134,14 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "sample",
         "draw new slices from a run's prior: PNGs and a grid",
-        "Sample N code maps, decode them and write RUN/samples/ (or --out): sample_0000.png ... "
-        "and grid.png; the same --seed gives the same slices. --like: variations of given slices "
-        "(maskgit), --redraw of each one's codes drawn anew, like_pairs.png beside them.",
+        "Sample N slices to RUN/samples/ (or --out): sample_0000.png ..., grid.png; the same "
+        "--seed, the same slices. --like: variations (maskgit). --level, --volumes (NIfTI stacks, "
+        "montages, sagittal reslices): a prior trained on levelled slices (docs/levels.md).",
     )
     common(p)
     sampling(p, n=(64, "how many slices (default 64)"), seed=(0, "random seed (default 0)"))
     p.add_argument("--like", nargs="+", metavar="IMAGE", help="slices (or folders) to vary")
     p.add_argument("--redraw", type=number_arg(0, 1), help="with --like: share redrawn (0.5)")
+    p.add_argument(
+        "--level", type=number_arg(0, 1, True), help="axial level: 0 lowest .. 1 highest"
+    )
+    p.add_argument("--volumes", type=int, default=0, help="draw N whole stacks instead")
+    p.add_argument("--slices", type=int, help="slices per stack (default: as in training)")
     p.add_argument("--out", help="output folder (default RUN/samples)")
 
     p = command(
@@ -255,10 +260,8 @@ def cmd_tune_decoder(args, overrides) -> int:
 def cmd_sample(args, overrides) -> int:
     from brainvq.sampling import describe_samples, sample_run
 
-    drawn = sample_run(
-        args.run, args.kind, args.n, args.seed, args.temperature, args.top_k, args.out,
-        args.like, args.redraw, progress=not args.quiet,
-    )  # fmt: skip
+    keys = "kind n seed temperature top_k out like redraw level volumes slices".split()
+    drawn = sample_run(args.run, progress=not args.quiet, **{k: vars(args)[k] for k in keys})
     print(describe_samples(drawn))
     return 0
 

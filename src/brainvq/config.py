@@ -346,6 +346,17 @@ class PriorConfig:
     # sampling: temperature (0 = the kind's own, KIND_TEMPERATURE) and top-k (0 = all codes)
     temperature: float = 0.0
     top_k: int = 0
+    # condition maskgit and transformer priors on each slice's axial level (slice_Z in its name,
+    # normalised per subject): "auto" where the training slices' levels pass the order check
+    # (neighbouring Z alike; brainvq.data.levels), "on" (an error where they do not), "off"
+    levels: str = "auto"
+    # with levels, also condition on the code map of the slice below, so whole stacks can be drawn
+    slice_below: bool = True
+    # share of training maps shown without the slice below: what single slices are drawn from
+    below_dropout: float = 0.5
+    # a prior file of the same kind and codebook (e.g. an unconditioned RUN/prior-maskgit
+    # .safetensors) whose weights a fresh stage starts from; conditions it lacks start untrained
+    init: str = ""
     dcgan: DCGANConfig = field(default_factory=DCGANConfig)
     pixelcnn: PixelCNNConfig = field(default_factory=PixelCNNConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
@@ -354,6 +365,9 @@ class PriorConfig:
     def validate(self, prefix: str = "prior") -> None:
         """Raise ConfigError for a value that would fail later (every kind's section too)."""
         _one_of(self, prefix, "kind", PRIOR_KINDS)
+        _one_of(self, prefix, "levels", ("auto", "on", "off"))
+        dropout = self.below_dropout
+        _need(0 <= dropout < 1, f"{prefix}.below_dropout", dropout, "must be in [0, 1)")
         _positive(self, prefix, "max_epochs")
         _non_negative(
             self, prefix, "batch_size", "max_steps", "max_minutes", "temperature", "top_k"

@@ -1,5 +1,6 @@
 """Draw new slices: prior -> code maps -> VQ-VAE decoder (or the decoder tuned to that prior),
-with PNG and grid output."""
+with PNG and grid output; at chosen axial levels, or as whole stacks written as NIfTI volumes
+(a level-conditioned prior, brainvq.priors.base)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from PIL import Image
 
 from brainvq.codes import encode_images
 from brainvq.data import read_named_slices
+from brainvq.data.volumes import write_volume
 from brainvq.errors import RunError
 from brainvq.io import atomic_write_bytes
 from brainvq.priors import load_prior, pick_kind
+from brainvq.priors.base import STACK_HIDE_BELOW
 from brainvq.priors.tuned_decoder import tuned_vqvae
 from brainvq.runs import Run, load_run
 
@@ -54,20 +57,61 @@ def sample_images(
     temperature: float | None = None,
     top_k: int | None = None,
     progress: bool = False,
+    levels=None,
 ) -> dict:
     """n samples: code maps (n, h, w) int64, images (n, S, S) float in [0, 1], samples/second,
-    the temperature / top_k used (by default those in the prior's own config), and which decoder
+    the temperature / top_k used (by default those in the prior's own config), which decoder
     made the images: "tuned" where the run holds a decoder tuned to this prior
     (brainvq.training.decoder), else "vqvae". The decoder takes ``batch_size`` maps at a time:
     on a CPU, 8 decoded twice as fast per slice as 64 (the activations of a few maps stay in the
     caches, and fresh memory for large ones costs page faults); the images are the same up to
-    float rounding (2e-7 on one thread, bit-equal on two).
+    float rounding (2e-7 on one thread, bit-equal on two). "levels" (n,): each sample's relative
+    level, ``levels`` (one for all, or (n,)) or, for a level-conditioned prior given none, drawn
+    as in its training data; NaN for a prior without levels.
     """
+    lv = prior.draw_levels(n, seed) if levels is None else torch.as_tensor(levels).float()
+    lv = lv.expand(n).clone() if lv.numel() == 1 else lv
+    given = lv if prior.level_conditioned or levels is not None else None
 
     def draw(t, k):
-        return prior.sample(n, seed=seed, temperature=t, top_k=k, progress=progress)
+        return prior.sample(n, seed=seed, temperature=t, top_k=k, progress=progress, levels=given)
 
-    return _drawn(run, prior, draw, n, batch_size, temperature, top_k)
+    out = _drawn(run, prior, draw, n, batch_size, temperature, top_k)
+    out["levels"] = lv.numpy()
+    return out
+
+
+@torch.no_grad()
+def sample_volumes(
+    run: Run,
+    prior,
+    volumes: int,
+    slices: int | None = None,
+    seed: int = 0,
+    batch_size: int = 64,
+    temperature: float | None = None,
+    top_k: int | None = None,
+    progress: bool = False,
+    hide_below: float = STACK_HIDE_BELOW,
+) -> dict:
+    """Whole stacks from a prior conditioned on levels and the slice below (Prior.sample_stack,
+    ``hide_below`` of each map below hidden): the sample_images dict with codes (V, S, h, w),
+    images (V, S, H, W) and levels (S,)."""
+    found = {}
+
+    def draw(t, k):
+        codes, found["levels"] = prior.sample_stack(
+            volumes, slices, seed, t, k, progress=progress, hide_below=hide_below
+        )
+        found["shape"] = codes.shape[:2]
+        return codes.flatten(0, 1)
+
+    out = _drawn(run, prior, draw, volumes, batch_size, temperature, top_k)
+    v, s = found["shape"]
+    out["codes"] = out["codes"].view(v, s, *out["codes"].shape[1:])
+    out["images"] = out["images"].reshape(v, s, *out["images"].shape[1:])
+    out["levels"] = found["levels"]
+    return out
 
 
 @torch.no_grad()
@@ -107,6 +151,9 @@ def sample_run(
     like: list[str] | None = None,
     redraw: float | None = None,
     progress: bool = False,
+    level: float | None = None,
+    volumes: int = 0,
+    slices: int | None = None,
 ) -> dict:
     """What `brainvq sample` does: n slices from the run's prior written as PNGs and a grid.
 
@@ -120,19 +167,37 @@ def sample_run(
             ``redraw`` of its codes (default 0.5) hidden and drawn anew given the rest.
         redraw: with ``like``, the share of each slice's codes drawn anew, in (0, 1].
         progress: show a progress bar.
+        level: draw every slice at this relative axial level (0 = the lowest kept slice, 1 = the
+            highest; a level-conditioned prior); by default levels are drawn as in training.
+        volumes, slices: instead of n slices, ``volumes`` whole stacks of ``slices`` slices
+            (default: as many as the training brains have), each written as
+            volume_NNN.nii.gz, volume_NNN_montage.png and volume_NNN_sagittal.png.
 
-    Returns the sample_images / vary_images dict plus "kind", "out", "grid" and, with ``like``,
-    "files", "pairs" (each slice above its variation) and "changed" (share of codes changed)."""
+    Returns the sample_images / vary_images / sample_volumes dict plus "kind", "out", "grid"
+    and, with ``like``, "files", "pairs" (each slice above its variation) and "changed" (share
+    of codes changed); with ``volumes``, "volumes", "montages" and "reslices" (paths)."""
     if n < 1:
         raise RunError(f"-n {n}: ask for at least one sample")
     if redraw is not None and not like:
         raise RunError("--redraw: only with --like IMAGE... (the slices to draw variations of)")
+    if sum(bool(x) for x in (like, volumes, level is not None)) > 1:
+        raise RunError("--like, --volumes and --level: give one of them")
+    if slices is not None and not volumes:
+        raise RunError("--slices: only with --volumes N (the stacks to draw)")
+    if volumes < 0 or (slices is not None and slices < 2):
+        raise RunError(f"--volumes {volumes} --slices {slices}: ask for >= 1 stacks of >= 2 slices")
+    if level is not None and not 0 <= level <= 1:
+        raise RunError(f"--level {level:g}: must be in [0, 1] (0 = lowest kept slice, 1 = highest)")
     run = load_run(run_path)
     kind = pick_kind(run, kind)
     prior = load_prior(run, kind)
     folder = Path(out) if out else run.dir.path / "samples"
+    if volumes:
+        drawn = sample_volumes(run, prior, volumes, slices, seed, 64, temperature, top_k, progress)
+        drawn.update(kind=kind, out=folder, **write_volumes(drawn["images"], folder))
+        return drawn
     if not like:
-        drawn = sample_images(run, prior, n, seed, 64, temperature, top_k, progress)
+        drawn = sample_images(run, prior, n, seed, 64, temperature, top_k, progress, level)
         drawn.update(kind=kind, out=folder, grid=write_samples(drawn["images"], folder))
         return drawn
     share = 0.5 if redraw is None else redraw
@@ -160,6 +225,17 @@ def describe_samples(drawn: dict) -> str:
             f"{drawn['pairs']}"
         )
     tuned = ", tuned decoder" if drawn["decoder"] == "tuned" else ""
+    if "volumes" in drawn:
+        v, s = drawn["images"].shape[:2]
+        return (
+            f"{v} volumes of {s} slices by the {drawn['kind']} prior in {drawn['seconds']:.1f}s"
+            f"{tuned} -> {drawn['out']}/volume_*.nii.gz (1 mm spacing assumed), "
+            "volume_*_montage.png, volume_*_sagittal.png"
+        )
+    lv = np.asarray(drawn.get("levels", [np.nan]))
+    if not np.isnan(lv).all():
+        same = np.ptp(lv) == 0
+        tuned += f", level {lv[0]:.2f}" if same else ", levels as in training"
     return (
         f"{len(drawn['images'])} {drawn['kind']} samples in {drawn['seconds']:.2f}s "
         f"({drawn['samples_per_second']:.1f}/s{tuned}) -> {drawn['out']}/sample_*.png, "
@@ -173,6 +249,32 @@ def write_samples(images: np.ndarray, folder: Path, prefix: str = "sample") -> P
     for i, img in enumerate(images):
         atomic_write_bytes(folder / f"{prefix}_{i:04d}.png", png_bytes(img))
     return image_grid(images[:64], folder / "grid.png")
+
+
+def sagittal(stack: np.ndarray, stretch: int = 1, column: int | None = None) -> np.ndarray:
+    """The reslice of a stack (S, H, W) (lowest slice first, anterior up) through one image
+    column (default the middle): (S * stretch, H), the highest slice at the top, anterior at
+    the left; each slice's row repeated ``stretch`` times."""
+    col = stack.shape[2] // 2 if column is None else column
+    return np.repeat(stack[::-1, :, col], stretch, axis=0)
+
+
+def write_volumes(stacks: np.ndarray, folder: Path, spacing: float = 1.0) -> dict:
+    """Stacks (V, S, H, W) in [0, 1] as volume_NNN.nii.gz (brainvq.data.volumes.write_volume),
+    a montage of its slices (volume_NNN_montage.png, lowest first) and a mid-sagittal reslice
+    (volume_NNN_sagittal.png: coherent stacks show smooth anatomy from bottom to top; rows
+    stretched so that the picture is about half as tall as wide); returns the paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out: dict = {"volumes": [], "montages": [], "reslices": []}
+    for i, stack in enumerate(stacks):
+        name = folder / f"volume_{i:03d}"
+        out["volumes"].append(write_volume(f"{name}.nii.gz", stack, spacing))
+        out["montages"].append(image_grid(stack, Path(f"{name}_montage.png")))
+        stretch = max(1, round(stack.shape[1] / 2 / len(stack)))
+        reslice = sagittal(stack, stretch)
+        atomic_write_bytes(f"{name}_sagittal.png", png_bytes(reslice))
+        out["reslices"].append(Path(f"{name}_sagittal.png"))
+    return out
 
 
 def png_bytes(image: np.ndarray) -> bytes:

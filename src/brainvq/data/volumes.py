@@ -15,6 +15,7 @@ zeros or centre-cropped to size x size; it is never resized.
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from pathlib import Path
@@ -27,7 +28,7 @@ from brainvq.config import DataConfig
 from brainvq.data.splits import SPLITS, seeded_split
 from brainvq.data.subjects import subject_of
 from brainvq.errors import ConfigError, DataError
-from brainvq.io import atomic_path, atomic_write_text
+from brainvq.io import atomic_path, atomic_write_bytes, atomic_write_text
 from brainvq.progress import Progress
 
 OASIS1_PATTERN = (
@@ -119,6 +120,29 @@ def volume_slices(path: Path, first: float = 0.2, last: float = 0.8, size: int =
     for k, z in enumerate(zs):
         out[k] = _fit(np.rot90(vol[:, :, z]), size)
     return out
+
+
+# what a written volume's header says of its spacing (the NIfTI description holds 80 bytes)
+ASSUMED_SPACING = "brainvq synthetic stack; voxel spacing {:g} mm is an assumption, not learned"
+
+
+def write_volume(path: str | Path, slices: np.ndarray, spacing: float = 1.0) -> Path:
+    """Axial slices (S, H, W) in [0, 1], lowest first and anterior up (as volume_slices gives
+    them), as a gzipped NIfTI-1 volume of uint8 voxels in RAS+ orientation (the inverse of
+    volume_slices' rotation), ``spacing`` mm on every axis centred on the origin. The spacing is
+    an assumption the header's description says so (sform code 2, "aligned": no scanner space is
+    claimed). Written atomically; returns the path."""
+    u8 = np.clip(np.rint(np.asarray(slices, dtype=np.float32) * 255), 0, 255).astype(np.uint8)
+    vol = np.ascontiguousarray(np.stack([np.rot90(s, -1) for s in u8], axis=2))  # (x, y, z)
+    affine = np.diag([spacing, spacing, spacing, 1.0])
+    affine[:3, 3] = -spacing * (np.array(vol.shape) - 1) / 2
+    img = nib.Nifti1Image(vol, affine)
+    img.set_sform(affine, code=2)
+    img.set_qform(affine, code=2)
+    img.header.set_xyzt_units("mm")
+    img.header["descrip"] = ASSUMED_SPACING.format(spacing).encode()[:79]
+    atomic_write_bytes(path, gzip.compress(img.to_bytes(), mtime=0))
+    return Path(path)
 
 
 # -- raw OASIS-1 -> keras PNG layout ----------------------------------------------------------------

@@ -45,8 +45,12 @@ class MaskedCodeTransformer(CodeTransformer):
         heads: int = 4,
         kv_heads: int = 1,
         dropout: float = 0.0,
+        levels: bool = False,
+        below: bool = False,
     ) -> None:
-        super().__init__(codebook_size, length, dim, layers, heads, kv_heads, 0, dropout, False)
+        super().__init__(
+            codebook_size, length, dim, layers, heads, kv_heads, 0, dropout, False, levels, below
+        )
         self.mask_token = codebook_size
 
     def _inputs(self, flat: torch.Tensor) -> torch.Tensor:
@@ -85,6 +89,8 @@ class MaskedCodeTransformer(CodeTransformer):
         codes: torch.Tensor,
         hidden: torch.Tensor,
         pick: Callable[[torch.Tensor], torch.Tensor],
+        levels: torch.Tensor | None = None,
+        below: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """codes (B, h, w) with the codes where ``hidden`` (B, h, w, bool) is set drawn anew, all
         at once, given the visible rest: one network pass, the kind of local slip that parallel
@@ -93,7 +99,8 @@ class MaskedCodeTransformer(CodeTransformer):
         hid = hidden.reshape(flat.shape).to(flat.device)
         tokens = flat.masked_fill(hid, self.mask_token)
         out = flat.clone()
-        out[hid] = pick(self._logits(tokens, 0, None)[hid])
+        extra = self.condition(len(flat), levels, below)
+        out[hid] = pick(self._logits(tokens, 0, None, extra)[hid])
         return out.view_as(codes)
 
     @torch.no_grad()
@@ -108,6 +115,8 @@ class MaskedCodeTransformer(CodeTransformer):
         progress: Callable[[int], None] | None = None,
         start: torch.Tensor | None = None,
         chunk: int = 4,
+        levels: torch.Tensor | None = None,
+        below: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """n code maps of ``size`` in ``steps`` parallel steps.
 
@@ -121,11 +130,14 @@ class MaskedCodeTransformer(CodeTransformer):
         only where codes are hidden at its last block and head; from all-hidden maps the first
         step's logits, the same for every map, are computed once. None of this changes the
         maps: the draws take the generator's numbers in the same order as one pass over all n
-        maps would, and each logit is computed the same way."""
+        maps would, and each logit is computed the same way. ``levels``,
+        ``below``: the conditions (brainvq.nn.transformer.CodeTransformer.condition); with
+        conditions the first step's logits differ per map and are not shared."""
         h, w = size
         self._check_size(h, w)
         t = h * w
         dev = self.pos.device
+        extra = self.condition(n, levels, below)
         if start is None:
             tokens = torch.full((n, t), self.mask_token, dtype=torch.long, device=dev)
         else:
@@ -136,19 +148,20 @@ class MaskedCodeTransformer(CodeTransformer):
             raise ValueError("start maps must each hide the same number of codes")
         # progress r at which the cosine schedule has n_hidden / t still hidden
         first = int(math.floor(steps * 2 / math.pi * math.acos(min(1.0, n_hidden / t))))
-        all_hidden = n_hidden == t
+        all_hidden = n_hidden == t and extra is None  # conditioned maps differ from the start
         for s in range(min(first, steps - 1) if n_hidden else steps, steps):
             # every map has n_hidden codes hidden; rows: where, in raster order
             rows = (tokens == self.mask_token).nonzero()[:, 1].view(n, n_hidden)
             drawn = torch.empty(n, n_hidden, dtype=torch.long, device=dev)
             conf = torch.full((n, t), math.inf, device=dev)
-            shared = self._logits(tokens[:1], 0, None, rows[:1]) if all_hidden else None
+            shared = self._logits(tokens[:1], 0, None, None, rows[:1]) if all_hidden else None
             for c in range(0, n, chunk):
                 m = min(chunk, n - c)
                 if shared is not None:  # all hidden: every map's logits are the first one's
                     logits = shared.expand(m, -1, -1).reshape(m * n_hidden, -1)
                 else:
-                    logits = self._logits(tokens[c : c + m], 0, None, rows[c : c + m])
+                    part = None if extra is None else extra[c : c + m]
+                    logits = self._logits(tokens[c : c + m], 0, None, part, rows[c : c + m])
                     logits = logits.reshape(m * n_hidden, -1)
                 codes = pick(logits)
                 logp = logits.float().log_softmax(-1).gather(1, codes[:, None])

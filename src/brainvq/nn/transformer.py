@@ -8,6 +8,12 @@ embeddings, tied nothing: a model file that reads top to bottom, in the manner o
 Sampling keeps every layer's keys and values (a KV cache), so each new token costs one token's
 worth of work against the cache instead of a pass over the whole prefix. ``generate(...,
 cache=False)`` recomputes the prefix at each step; a test checks both give the same codes.
+
+Conditions (``levels=True``, ``below=True``), each a vector added to every input token:
+``LevelEmbedding`` of the slice's normalised axial level (0 lowest, 1 highest; NaN = unknown),
+and an embedding of the code at the same position of the map of the slice below (index K = no
+slice below). Maps of neighbouring slices are spatially aligned, so the code below is where the
+code to draw most likely is; raster order is kept because the whole map below is known.
 """
 
 from __future__ import annotations
@@ -133,6 +139,27 @@ class Block(nn.Module):
         return x + self.drop(self.mlp(self.norm2(x)))
 
 
+class LevelEmbedding(nn.Module):
+    """A level in [0, 1] -> a vector (B, dim): linear interpolation between ``bins`` learned
+    vectors spread over [0, 1], so nearby levels share what they learn; NaN (unknown level) ->
+    one more learned vector."""
+
+    def __init__(self, dim: int, bins: int = 32) -> None:
+        super().__init__()
+        self.bins = bins
+        self.table = nn.Embedding(bins + 1, dim)  # row `bins`: unknown level
+
+    def forward(self, levels: torch.Tensor) -> torch.Tensor:
+        lv = levels.float()
+        known = ~torch.isnan(lv)
+        pos = lv.nan_to_num(0.0).clamp(0, 1) * (self.bins - 1)
+        low = pos.floor().long().clamp_max(self.bins - 2) if self.bins > 1 else pos.long() * 0
+        frac = (pos - low)[:, None]
+        w = self.table.weight
+        vec = w[low] * (1 - frac) + w[(low + 1).clamp_max(self.bins - 1)] * frac
+        return torch.where(known[:, None], vec, w[self.bins].expand_as(vec))
+
+
 class CodeTransformer(nn.Module):
     """Logits (B, K, h, w) of each code given the codes before it in raster order."""
 
@@ -147,12 +174,17 @@ class CodeTransformer(nn.Module):
         window: int = 0,
         dropout: float = 0.1,
         causal: bool = True,
+        levels: bool = False,
+        below: bool = False,
     ) -> None:
         super().__init__()
         self.codebook_size = codebook_size
         self.length = length
         # index K is the start token (the mask token of brainvq.nn.maskgit)
         self.tok = nn.Embedding(codebook_size + 1, dim)
+        # conditions (see the module docstring); index K of `below_tok`: no slice below
+        self.level = LevelEmbedding(dim) if levels else None
+        self.below_tok = nn.Embedding(codebook_size + 1, dim) if below else None
         self.pos = nn.Parameter(torch.zeros(1, length, dim))
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
@@ -167,17 +199,47 @@ class CodeTransformer(nn.Module):
                 if getattr(m, "bias", None) is not None:
                     nn.init.zeros_(m.bias)
 
+    def condition(
+        self, n: int, levels: torch.Tensor | None = None, below: torch.Tensor | None = None
+    ) -> torch.Tensor | None:
+        """What the conditions add to the inputs of n maps: (n, 1 or length, dim), or None.
+
+        ``levels`` (n,) float (NaN = unknown); ``below`` (n, h, w) codes of the slice below (K =
+        none). A condition the model has but is not given counts as unknown / none; one it lacks
+        is a ValueError."""
+        if (levels is not None and self.level is None) or (
+            below is not None and self.below_tok is None
+        ):
+            raise ValueError("this model was built without that condition")
+        dev = self.pos.device
+        extra = None
+        if self.level is not None:
+            lv = torch.full((n,), math.nan, device=dev) if levels is None else levels.to(dev)
+            extra = self.level(lv.reshape(n))[:, None]
+        if self.below_tok is not None:
+            if below is None:
+                below = torch.full((n, self.length), self.codebook_size, dtype=torch.long)
+            b = self.below_tok(below.reshape(n, self.length).to(dev).long())
+            extra = b if extra is None else extra + b
+        return extra
+
     def _logits(
         self,
         tokens: torch.Tensor,
         start: int,
         caches: list | None,
+        extra: torch.Tensor | None = None,
         rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Inputs tokens (B, T) at positions start .. start+T-1 -> logits (B, T, K); with
-        ``rows`` (B, n) (non-causal models, no cache), only the logits (B, n, K) at those
-        positions: the last block, the final norm and the head run there alone."""
-        x = self.drop(self.tok(tokens) + self.pos[:, start : start + tokens.shape[1]])
+        """Inputs tokens (B, T) at positions start .. start+T-1 -> logits (B, T, K); ``extra``
+        (from ``condition``) is added to the inputs; with ``rows`` (B, n) (non-causal models, no
+        cache), only the logits (B, n, K) at those positions: the last block, the final norm and
+        the head run there alone."""
+        t = tokens.shape[1]
+        x = self.tok(tokens) + self.pos[:, start : start + t]
+        if extra is not None:
+            x = x + (extra if extra.shape[1] == 1 else extra[:, start : start + t])
+        x = self.drop(x)
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
             x = block(x, None if caches is None else caches[i], rows if i == last else None)
@@ -204,11 +266,15 @@ class CodeTransformer(nn.Module):
         bos = torch.full_like(flat[:, :1], self.codebook_size)
         return torch.cat([bos, flat[:, :-1]], dim=1)
 
-    def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes (B, h, w) int64 -> logits (B, K, h, w); position t sees only codes < t."""
+    def forward(
+        self, codes: torch.Tensor, levels: torch.Tensor | None = None, below=None
+    ) -> torch.Tensor:
+        """Codes (B, h, w) int64 -> logits (B, K, h, w); position t sees only codes < t (and the
+        conditions, see ``condition``)."""
         b, h, w = codes.shape
         self._check_size(h, w)
-        logits = self._logits(self._inputs(codes.reshape(b, -1)), 0, None)
+        extra = self.condition(b, levels, below)
+        logits = self._logits(self._inputs(codes.reshape(b, -1)), 0, None, extra)
         return logits.transpose(1, 2).reshape(b, self.codebook_size, h, w)
 
     @torch.no_grad()
@@ -219,18 +285,22 @@ class CodeTransformer(nn.Module):
         pick: Callable[[torch.Tensor], torch.Tensor],
         cache: bool = True,
         progress: Callable[[int], None] | None = None,
+        levels: torch.Tensor | None = None,
+        below: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """n code maps of ``size`` in raster order; ``pick(logits (n, K)) -> codes (n,)``."""
+        """n code maps of ``size`` in raster order; ``pick(logits (n, K)) -> codes (n,)``;
+        ``levels``, ``below``: the conditions (see ``condition``)."""
         h, w = size
         self._check_size(h, w)
         dev = self.pos.device
+        extra = self.condition(n, levels, below)
         out = torch.full((n, self.length + 1), self.codebook_size, dtype=torch.long, device=dev)
         caches = self._caches(n) if cache else None
         for t in range(self.length):
             if cache:
-                logits = self._logits(out[:, t : t + 1], t, caches)[:, -1]
+                logits = self._logits(out[:, t : t + 1], t, caches, extra)[:, -1]
             else:
-                logits = self._logits(out[:, : t + 1], 0, None)[:, -1]
+                logits = self._logits(out[:, : t + 1], 0, None, extra)[:, -1]
             out[:, t + 1] = pick(logits)
             if progress is not None and (t + 1) % w == 0:
                 progress(w)

@@ -20,34 +20,44 @@ class MaskGITPrior(Prior):
 
     kind = "maskgit"
     can_vary = True
+    can_condition = True
 
-    def __init__(self, cfg: MaskGITConfig, codebook: torch.Tensor, code_size: int) -> None:
-        super().__init__(codebook, code_size)
+    def __init__(
+        self, cfg: MaskGITConfig, codebook: torch.Tensor, code_size: int, conditions=()
+    ) -> None:
+        super().__init__(codebook, code_size, conditions)
         self.net = MaskedCodeTransformer(
-            codebook.shape[0], code_size * code_size, **network_sizes(cfg)
+            codebook.shape[0],
+            code_size * code_size,
+            **network_sizes(cfg),
+            levels="level" in self.conditions,
+            below="below" in self.conditions,
         )
         self.steps, self.noise = cfg.steps, cfg.noise
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Tokens (B, h, w) in [0, K] (K = hidden) -> logits (B, K, h, w)."""
-        return self.net(tokens)
+    def forward(self, tokens: torch.Tensor, **cond) -> torch.Tensor:
+        """Tokens (B, h, w) in [0, K] (K = hidden) -> logits (B, K, h, w); ``cond``: levels,
+        below (a conditioned prior)."""
+        return self.net(tokens, **cond)
 
-    def loss(self, codes: torch.Tensor) -> torch.Tensor:
+    def loss(self, codes: torch.Tensor, **cond) -> torch.Tensor:
         """Mean cross-entropy (nats) of the hidden codes of maps with a scheduled share hidden.
 
         In eval mode the hidden positions come from a fixed seed, so validation is repeatable."""
         gen = None if self.training else torch.Generator().manual_seed(0)
         tokens, hidden = self.net.hide(codes, gen)
-        ce = F.cross_entropy(self.net(tokens).float(), codes, reduction="none")
+        ce = F.cross_entropy(self.net(tokens, **cond).float(), codes, reduction="none")
         return ce[hidden].mean()
 
-    def _draw(self, n: int, pick, generator, progress) -> torch.Tensor:
+    def _draw(self, n: int, pick, generator, progress, **cond) -> torch.Tensor:
         size = (self.code_size, self.code_size)
-        return self.net.generate(n, size, pick, self.steps, self.noise, generator, progress)
+        return self.net.generate(n, size, pick, self.steps, self.noise, generator, progress, **cond)
 
-    def _vary(self, codes: torch.Tensor, share: float, pick, generator, progress) -> torch.Tensor:
+    def _vary(
+        self, codes: torch.Tensor, share: float, pick, generator, progress, **cond
+    ) -> torch.Tensor:
         size = (self.code_size, self.code_size)
         tokens, _ = self.net.hide(codes.to(self.codebook.device), generator, share)
         return self.net.generate(
-            len(tokens), size, pick, self.steps, self.noise, generator, progress, tokens
+            len(tokens), size, pick, self.steps, self.noise, generator, progress, tokens, **cond
         )

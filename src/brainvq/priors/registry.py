@@ -4,6 +4,7 @@ file's metadata; loading runs no code)."""
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 
@@ -29,10 +30,18 @@ PRIOR_CLASSES: dict[str, type[Prior]] = {
 assert set(PRIOR_CLASSES) == set(PRIOR_KINDS)
 
 
-def build_prior(pcfg: PriorConfig, codebook: torch.Tensor, code_size: int) -> Prior:
+def build_prior(pcfg: PriorConfig, codebook: torch.Tensor, code_size: int, conditions=()) -> Prior:
     """A fresh prior of kind pcfg.kind (built from prior.<kind>) over the given codebook (K, D)
-    and code-map side."""
-    return PRIOR_CLASSES[pcfg.kind](pcfg.settings(), codebook, code_size)
+    and code-map side; ``conditions``: of brainvq.priors.base.CONDITIONS (maskgit, transformer)."""
+    cls = PRIOR_CLASSES[pcfg.kind]
+    if not conditions:
+        return cls(pcfg.settings(), codebook, code_size)
+    if not cls.can_condition:
+        raise RunError(
+            f"a {pcfg.kind} prior cannot be conditioned on {', '.join(conditions)}; use a "
+            "maskgit or transformer prior, or prior.levels off"
+        )
+    return cls(pcfg.settings(), codebook, code_size, conditions)
 
 
 def prior_path(run: RunDir, kind: str = "dcgan") -> Path:
@@ -55,7 +64,16 @@ def load_prior_file(path: str | Path) -> Prior:
     state = load_file(str(path))
     if "codebook" not in state:
         raise RunError(f"{path}: the prior carries no codebook; retrain with --fresh")
-    prior = build_prior(cfg.prior, state["codebook"], int(meta["code_size"]))
+    # files written without conditions (all before levels existed) load unconditioned
+    conditions = [c for c in meta.get("conditions", "").split(",") if c]
+    try:
+        prior = build_prior(cfg.prior, state["codebook"], int(meta["code_size"]), conditions)
+        prior.level_info = json.loads(meta.get("levels", "{}"))
+        prior.source = str(path)
+    except (RunError, ValueError):
+        raise RunError(
+            f"{path}: unreadable conditions in its metadata; retrain with --fresh"
+        ) from None
     expected = prior.state_dict()
     bad = [k for k, v in expected.items() if k not in state or state[k].shape != v.shape]
     if bad:

@@ -25,12 +25,21 @@ class TransformerPrior(AutoregressivePrior):
     """A small decoder-only transformer over raster-ordered codes, sampled with a KV cache."""
 
     kind = "transformer"
+    can_condition = True
 
-    def __init__(self, cfg: TransformerConfig, codebook: torch.Tensor, code_size: int) -> None:
+    def __init__(
+        self, cfg: TransformerConfig, codebook: torch.Tensor, code_size: int, conditions=()
+    ) -> None:
         net = CodeTransformer(
-            codebook.shape[0], code_size * code_size, window=cfg.window, **network_sizes(cfg)
+            codebook.shape[0],
+            code_size * code_size,
+            window=cfg.window,
+            **network_sizes(cfg),
+            levels="level" in conditions,
+            below="below" in conditions,
         )
-        super().__init__(net, codebook, code_size)
+        super().__init__(net, codebook, code_size, conditions)
 
-    def _draw(self, n: int, pick, generator, progress) -> torch.Tensor:
-        return self.net.generate(n, (self.code_size, self.code_size), pick, progress=progress)
+    def _draw(self, n: int, pick, generator, progress, **cond) -> torch.Tensor:
+        size = (self.code_size, self.code_size)
+        return self.net.generate(n, size, pick, progress=progress, **cond)

@@ -8,6 +8,13 @@ and ``val_bpc`` on the validation maps each epoch. With a few hundred training m
 overfit within minutes, so the module keeps a copy of the weights with the lowest ``val_bpc`` seen
 (carried in the checkpoint, so a resumed run keeps it too) and the stage saves those: early
 stopping without stopping.
+
+A conditioned prior (``conditions``: "level", "below") gets batches (codes, levels, maps of the
+slices below; brainvq.training.loaders.LevelledCodes). In training LEVEL_DROPOUT of the maps are
+shown with the level unknown (so the prior also scores maps whose level is not known) and
+``prior.below_dropout`` without the slice below (what single slices and a stack's lowest slice
+are drawn from); in validation every other map goes without the slice below, the same ones each
+epoch.
 """
 
 from __future__ import annotations
@@ -21,20 +28,53 @@ import torch
 from brainvq.config import Config
 from brainvq.priors import Prior, build_prior
 
+LEVEL_DROPOUT = 0.1  # share of training maps a level-conditioned prior sees without their level
+
 
 class CodePredictionModule(L.LightningModule):
     """Trains a PixelCNNPrior, TransformerPrior or MaskGITPrior on code maps."""
 
-    def __init__(self, cfg: Config, codebook: torch.Tensor, code_size: int) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        codebook: torch.Tensor,
+        code_size: int,
+        conditions: tuple = (),
+        level_info: dict | None = None,
+    ) -> None:
         super().__init__()
         self.cfg = cfg
-        self.prior: Prior = build_prior(cfg.prior, codebook, code_size)
+        self.prior: Prior = build_prior(cfg.prior, codebook, code_size, conditions)
+        self.prior.level_info = dict(level_info or {})
         self.best_val = math.inf
         self.best_state: dict | None = None
 
+    def _unpack(self, batch, training: bool) -> tuple[torch.Tensor, dict]:
+        """(codes, conditions as keyword arguments of the prior's loss), with the dropouts."""
+        if not isinstance(batch, (list, tuple)):
+            return batch, {}
+        if len(batch) == 1 or not self.prior.conditions:
+            return batch[0], {}
+        codes, levels, below = batch
+        n = len(codes)
+        cond = {}
+        if "level" in self.prior.conditions:
+            if training:
+                levels = levels.masked_fill(
+                    torch.rand(n, device=levels.device) < LEVEL_DROPOUT, math.nan
+                )
+            cond["levels"] = levels
+        if "below" in self.prior.conditions:
+            if training:
+                drop = torch.rand(n, device=codes.device) < self.cfg.prior.below_dropout
+            else:
+                drop = torch.arange(n, device=codes.device) % 2 == 0
+            cond["below"] = below.masked_fill(drop[:, None, None], self.prior.codebook_size)
+        return codes, cond
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        codes = batch[0] if isinstance(batch, (list, tuple)) else batch
-        loss = self.prior.loss(codes)
+        codes, cond = self._unpack(batch, training=True)
+        loss = self.prior.loss(codes, **cond)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite prior loss at step {self.global_step}")
         bpc = loss.detach() / math.log(2)
@@ -45,8 +85,8 @@ class CodePredictionModule(L.LightningModule):
         self._val_sums = torch.zeros(2, dtype=torch.float64, device=self.device)
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        codes = batch[0] if isinstance(batch, (list, tuple)) else batch
-        loss = self.prior.loss(codes)
+        codes, cond = self._unpack(batch, training=False)
+        loss = self.prior.loss(codes, **cond)
         n = codes.numel()
         self._val_sums += torch.stack([loss.detach().double() * n, loss.new_tensor(n).double()])
 

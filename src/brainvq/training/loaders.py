@@ -53,3 +53,24 @@ def slice_loader(
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
     )
+
+
+class LevelledCodes(torch.utils.data.Dataset):
+    """Code maps with their conditions: item i is (codes[i], level[i], the map of the slice
+    below or K everywhere where there is none), gathered per item so no second copy of the maps
+    is kept. ``below`` (N,) holds each map's index of the slice below, or -1."""
+
+    def __init__(
+        self, codes: torch.Tensor, levels: np.ndarray, below: np.ndarray, codebook_size: int
+    ) -> None:
+        self.codes = codes
+        self.levels = torch.as_tensor(np.asarray(levels, dtype=np.float32))
+        self.below = torch.as_tensor(np.asarray(below, dtype=np.int64))
+        self.none = torch.full(codes.shape[1:], codebook_size, dtype=codes.dtype)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, i: int):
+        j = int(self.below[i])
+        return self.codes[i], self.levels[i], self.codes[j] if j >= 0 else self.none

@@ -6,16 +6,21 @@ import copy
 import time
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from brainvq.codes import code_maps
 from brainvq.config import PRIOR_KINDS, Config, TrainConfig
-from brainvq.errors import RunError
-from brainvq.priors import prior_path
-from brainvq.runs import load_run
+from brainvq.data import load_data
+from brainvq.data.levels import check_level_order, levels_per_subject, slice_below
+from brainvq.data.subjects import warn_once
+from brainvq.errors import DataError, RunError
+from brainvq.priors import PRIOR_CLASSES, load_prior_file, prior_path
+from brainvq.runs import Run, load_run
 from brainvq.training.code_prior import CodePredictionModule
 from brainvq.training.dcgan import DCGANModule
+from brainvq.training.loaders import LevelledCodes
 from brainvq.training.trainer import fit_stage, make_trainer, resume_path, stage_config
 
 
@@ -32,6 +37,97 @@ def _dcgan_loader(codes: torch.Tensor, batch_size: int, steps_per_epoch: int, se
     n = steps_per_epoch * batch_size
     sampler = RandomSampler(data, num_samples=n, generator=torch.Generator().manual_seed(seed))
     return DataLoader(data, batch_size, sampler=sampler, drop_last=len(codes) >= batch_size)
+
+
+def level_conditions(run: Run, cfg: Config, kind: str, data: str) -> dict:
+    """What a prior of ``kind`` is conditioned on (prior.levels, prior.slice_below), and why.
+
+    Returns {"conditions": ("level", "below") or fewer, "why": one line, "check": the order
+    check (brainvq.data.levels.check_level_order) or None, and where conditioned "levels"
+    {split: relative levels}, "below" {split: index of the slice below or -1}, "info" (the
+    training levels' percentiles and levels per subject, saved with the prior)}. Levels that fail
+    the order check are warned of once and not used (prior.levels on: an error)."""
+    p = cfg.prior
+    if p.levels == "off":
+        return {"conditions": (), "why": "prior.levels off", "check": None}
+    if not PRIOR_CLASSES[kind].can_condition:
+        if p.levels == "on":
+            raise RunError(
+                f"prior.levels on: a {kind} prior takes no level; use --kind maskgit or "
+                "transformer, or prior.levels auto"
+            )
+        return {"conditions": (), "why": f"a {kind} prior takes no level", "check": None}
+    splits, arrays = load_data(data, run.config.data, progress=False)
+    sub, lev = splits.subjects["train"], splits.levels["train"]
+    check = check_level_order(arrays["train"], sub, lev, seed=p.seed)
+    if not check["ok"]:
+        why = f"levels unused: {check['reason']}"
+        if p.levels == "on":
+            raise DataError(
+                f"{data}: prior.levels on, but the slice_Z levels of its training slices fail "
+                f"the order check ({check['reason']}); fix the names or set prior.levels auto"
+            )
+        if check["pairs"]:  # levels there, but not in anatomical order
+            warn_once(
+                f"{data}: the slice_Z numbering does not follow anatomy ({check['reason']}; "
+                "neighbouring levels should be far more alike): the prior is trained without "
+                "levels (prior.levels off silences this)"
+            )
+        return {"conditions": (), "why": why, "check": check}
+    rel = splits.relative_levels()
+    known = rel["train"][~np.isnan(rel["train"])]
+    return {
+        "conditions": ("level", "below") if p.slice_below else ("level",),
+        "why": f"levels checked: {check['reason']}",
+        "check": check,
+        "levels": rel,
+        "below": {k: slice_below(splits.subjects[k], splits.levels[k]) for k in splits.subjects},
+        "info": {
+            "quantiles": [round(float(q), 5) for q in np.percentile(known, np.arange(101))],
+            "per_subject": levels_per_subject(sub, lev),
+        },
+    }
+
+
+def _code_data(codes: torch.Tensor, split: str, cond: dict, codebook_size: int):
+    """The dataset of a split: its maps, with their levels and slices below where conditioned."""
+    if not cond["conditions"]:
+        return TensorDataset(codes)
+    if len(cond["levels"][split]) != len(codes):
+        raise RunError(
+            f"the {split} split has {len(cond['levels'][split])} slices but {len(codes)} code "
+            "maps; re-encode them with `brainvq train-prior --fresh`"
+        )
+    return LevelledCodes(codes, cond["levels"][split], cond["below"][split], codebook_size)
+
+
+def _check_resumable(ckpt, module: CodePredictionModule) -> None:
+    """Refuse a checkpoint of a prior with other conditions (e.g. made before levels)."""
+    state = torch.load(ckpt, map_location="cpu", weights_only=True).get("state_dict", {})
+    if set(state) != set(module.state_dict()):
+        what = ", ".join(module.prior.conditions) or "no conditions"
+        raise RunError(
+            f"{ckpt}: a checkpoint of a prior with other conditions than this one ({what}); "
+            "use --fresh to start over"
+        )
+
+
+def _start_from(module: CodePredictionModule, path: str, kind: str) -> None:
+    """prior.init: load a prior file's weights into a fresh module (conditions it lacks keep
+    their initial weights)."""
+    src = load_prior_file(path)
+    own = module.prior.state_dict()
+    if src.kind != kind:
+        raise RunError(f"{path}: a {src.kind} prior; prior.init takes a {kind} prior file")
+    if src.codebook.shape != own["codebook"].shape or not torch.allclose(
+        src.codebook, own["codebook"]
+    ):
+        raise RunError(f"{path}: trained on another codebook; prior.init needs this run's priors")
+    state = src.state_dict()
+    bad = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
+    if bad:
+        raise RunError(f"{path}: its weights do not fit this prior ({bad[0]}); set prior.init ''")
+    module.prior.load_state_dict(state, strict=False)
 
 
 def train_prior(
@@ -93,14 +189,23 @@ def train_prior(
         sample = prior.sample(min(256, 4 * len(codes)), seed=t.seed)
         extra = {"sample_codes_used": int(torch.unique(sample).numel())}
     else:
-        module = CodePredictionModule(pcfg, codebook, h)
+        cond = level_conditions(run, pcfg, kind, run.data_root(data))
+        pcfg.prior.levels = "on" if cond["conditions"] else "off"  # as trained, for the record
+        k = codebook.shape[0]
+        module = CodePredictionModule(pcfg, codebook, h, cond["conditions"], cond.get("info"))
+        if ckpt:
+            _check_resumable(ckpt, module)
+        elif p.init:
+            _start_from(module, p.init, kind)
         val_codes = torch.from_numpy(maps["validate"]).long()
-        loader = DataLoader(TensorDataset(codes), p.batch_size, shuffle=True)
-        val = DataLoader(TensorDataset(val_codes), p.batch_size) if len(val_codes) else None
+        loader = DataLoader(_code_data(codes, "train", cond, k), p.batch_size, shuffle=True)
+        val_data = _code_data(val_codes, "validate", cond, k)
+        val = DataLoader(val_data, p.batch_size) if len(val_codes) else None
         trainer = make_trainer(run.dir, stage, t, progress)
         fit_stage(trainer, module, loader, val, ckpt, run.dir, stage)
         prior = module.best_prior().float()
-        extra = {"best_val_bpc": module.best_val}
+        extra = {"best_val_bpc": module.best_val, "conditions": list(cond["conditions"])}
+        extra["levels"] = cond["why"]
     if trainer.is_global_zero:
         prior.save(weights, pcfg)
     metrics = trainer.callback_metrics
@@ -129,7 +234,8 @@ def describe(result: dict, kind: str) -> str:
         loss = f"validation {result['best_val_bpc']:.3f} {unit} (best)"
     else:
         loss = f"G loss {result['g_loss']:.3f}, D loss {result['d_loss']:.3f}"
+    conditioned = {("level",): ", by level", ("level", "below"): ", by level and slice below"}
     return (
-        f"{kind} prior {result['status']}: {result['steps']} steps in "
-        f"{result['seconds']:.0f}s, {loss} -> {result['weights']}"
+        f"{kind} prior {result['status']}{conditioned.get(tuple(result.get('conditions', ())), '')}"
+        f": {result['steps']} steps in {result['seconds']:.0f}s, {loss} -> {result['weights']}"
     )
