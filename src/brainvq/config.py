@@ -474,6 +474,22 @@ class Config:
             raise ConfigError(f"{path}: cannot read config ({e.strerror})") from None
         return cls.from_dict(raw, source=str(path))
 
+    def budget_assignments(
+        self, sections: tuple[str, ...], max_steps: int | None, max_minutes: float | None
+    ) -> list[str]:
+        """`section.max_steps=N` / `section.max_minutes=M` for each budgeted section given (train,
+        prior, tune), for `override`; None leaves a key as it is. Decoder tuning is left off where
+        it would otherwise be enabled by the new budget (``tune`` with no budget means: no tuning),
+        unless it is the only section given."""
+        out = []
+        for section in sections:
+            if section == "tune" and len(sections) > 1 and not self.tune.enabled():
+                continue
+            for key, value in (("max_steps", max_steps), ("max_minutes", max_minutes)):
+                if value is not None:
+                    out.append(f"{section}.{key}={value}")
+        return out
+
     def override(self, assignments: list[str]) -> Config:
         """Apply `section.key=value` strings (values parsed as TOML, else taken as strings)."""
         for item in assignments:

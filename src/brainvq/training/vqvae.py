@@ -12,6 +12,7 @@ validation SSIM and MSE per epoch.
 from __future__ import annotations
 
 import json
+import math
 import time
 
 import lightning as L
@@ -23,6 +24,7 @@ from brainvq.io import atomic_write_text
 from brainvq.metrics import ssim
 from brainvq.nn.vqvae import VQVAE, image_loss, recon_loss
 from brainvq.runs import RunDir, check_compatible, save_vqvae
+from brainvq.training.budget import Budget, can_continue, read_finished, stop_text
 from brainvq.training.loaders import slice_loader
 from brainvq.training.trainer import fit_stage, make_trainer, resume_path
 
@@ -77,7 +79,10 @@ def train_vqvae(
     fresh: bool = False,
     progress: bool = True,
 ) -> dict:
-    """Train (or resume, or reuse) the VQ-VAE of a run; returns a summary dict."""
+    """Train (or resume, or reuse) the VQ-VAE of a run; returns a summary dict.
+
+    A finished VQ-VAE is reused, unless ``fresh`` or the budget in ``cfg.train`` is larger than
+    the one it finished under: then training goes on from its last checkpoint ("continued")."""
     run = RunDir(run_path)
     created = not run.path.exists()
     try:
@@ -89,13 +94,18 @@ def train_vqvae(
 
 
 def _train_vqvae(data: str, run: RunDir, cfg: Config, fresh: bool, progress: bool) -> dict:
+    started = time.monotonic()
     run.ensure_writable()
     if fresh:
         run.vqvae.unlink(missing_ok=True)
     else:
         check_compatible(run, cfg)
+    continued = False
     if run.vqvae.exists() and not fresh:
-        return {"status": "reused", "weights": str(run.vqvae)}
+        if not can_continue(run, "vqvae", Budget.of(cfg.train)):
+            finished = read_finished(run, "vqvae")
+            return {"status": "reused", "weights": str(run.vqvae), "finished": finished}
+        continued = True
 
     arrays = load_splits(data, cfg.data, progress=progress)
     cfg.save(run.config)
@@ -114,17 +124,17 @@ def _train_vqvae(data: str, run: RunDir, cfg: Config, fresh: bool, progress: boo
     if t.compile:
         module.model = torch.compile(module.model)
     ckpt = resume_path(run, "vqvae", fresh)
-    trainer = make_trainer(run, "vqvae", t, progress)
-    started = time.time()
-    fit_stage(trainer, module, train_dl, val_dl, ckpt, run, "vqvae")
+    trainer = make_trainer(run, "vqvae", t, progress, started=started)
+    finished = fit_stage(trainer, module, train_dl, val_dl, ckpt, run, "vqvae")
     model = getattr(module.model, "_orig_mod", module.model).float().cpu()
     if trainer.is_global_zero:
         save_vqvae(model.to(memory_format=torch.contiguous_format), run.vqvae, cfg)
     return {
-        "status": "resumed" if ckpt else "trained",
+        "status": "continued" if continued else "resumed" if ckpt else "trained",
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
-        "seconds": round(time.time() - started, 1),
+        "seconds": round(time.monotonic() - started, 1),
+        "finished": finished,
         "val_ssim": float(trainer.callback_metrics.get("val_ssim", float("nan"))),
         "weights": str(run.vqvae),
         "is_global_zero": trainer.is_global_zero,
@@ -132,11 +142,21 @@ def _train_vqvae(data: str, run: RunDir, cfg: Config, fresh: bool, progress: boo
 
 
 def describe(result: dict) -> str:
-    """One line on what train_vqvae did."""
+    """One line on what train_vqvae did, and which limit of its budget ended it."""
+    finished = result.get("finished")
     if result["status"] == "reused":
-        return f"VQ-VAE already trained: {result['weights']} (use --fresh to retrain)"
+        done = ""
+        if finished:
+            done = f" ({finished['steps']} steps; {stop_text(finished, 'train')} ended it)"
+        return (
+            f"VQ-VAE already trained{done}: {result['weights']}; a larger budget continues it, "
+            "--fresh retrains"
+        )
+    ended = f", ended by {stop_text(finished, 'train')}" if finished else ""
+    val = f"validation SSIM {result['val_ssim']:.4f}"
+    if math.isnan(result["val_ssim"]):
+        val = "not validated yet (it ended before an epoch's end)"
     return (
         f"VQ-VAE {result['status']}: {result['epochs']} epochs, {result['steps']} steps in "
-        f"{result['seconds']:.0f}s, validation SSIM {result['val_ssim']:.4f} -> "
-        f"{result['weights']}"
+        f"{result['seconds']:.0f}s{ended}; {val} -> {result['weights']}"
     )
