@@ -3,6 +3,7 @@ the minutes cap counts the stage's preparation; a finished stage given a larger 
 
 import time
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -139,3 +140,28 @@ def test_prior_goes_on_with_a_larger_budget_and_starts_over_when_the_vqvae_chang
     assert train_vqvae(str(root), str(run), cfg, progress=False)["status"] == "continued"
     again = train_prior(str(run), _prior_cfg("maskgit", max_steps=7), "maskgit", progress=False)
     assert again["status"] == "retrained" and again["steps"] == 7
+
+
+@pytest.mark.parametrize("command", ["train-vqvae", "train-prior", "tune-decoder", "run"])
+def test_cli_budget_flags_set_the_commands_own_stages(command):
+    from brainvq.cli import build_parser, load_config
+
+    extra = ["--data", "d"] if command in ("train-vqvae",) else []
+    args = build_parser().parse_args(
+        [command, "--run", "r", *extra, "--max-steps", "12", "--max-minutes", "1.5"]
+    )
+    cfg = load_config(args, [])
+    sections = {
+        "train-vqvae": ["train"],
+        "train-prior": ["prior"],
+        "tune-decoder": ["tune"],
+        "run": ["train", "prior", "tune"],  # the default config tunes
+    }[command]
+    for name in ("train", "prior", "tune"):
+        section = getattr(cfg, name)
+        assert (section.max_steps == 12) == (name in sections), (command, name)
+        assert (section.max_minutes == 1.5) == (name in sections), (command, name)
+    quick = build_parser().parse_args(
+        ["run", "--run", "r", "--config", "quick", "--max-steps", "3"]
+    )
+    assert load_config(quick, []).tune.max_steps == 0  # the quick preset does not tune

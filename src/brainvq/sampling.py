@@ -56,7 +56,7 @@ def sample_images(
     progress: bool = False,
 ) -> dict:
     """n samples: code maps (n, h, w) int64, images (n, S, S) float in [0, 1], samples/second,
-    the temperature / top_k used (by default those in the prior's own config), and which decoder
+    the seed, the temperature / top_k used (by default those in the prior's own config), and which decoder
     made the images: "tuned" where the run holds a decoder tuned to this prior
     (brainvq.training.decoder), else "vqvae".
     """
@@ -64,7 +64,7 @@ def sample_images(
     def draw(t, k):
         return prior.sample(n, seed=seed, temperature=t, top_k=k, progress=progress)
 
-    return _drawn(run, prior, draw, n, batch_size, temperature, top_k)
+    return {**_drawn(run, prior, draw, n, batch_size, temperature, top_k), "seed": seed}
 
 
 @torch.no_grad()
@@ -89,7 +89,7 @@ def vary_images(
         return prior.vary(codes[anchor], share, seed, t, k, progress=progress)
 
     out = _drawn(run, prior, draw, n, batch_size, temperature, top_k)
-    out["anchor"] = anchor.numpy()
+    out["anchor"], out["seed"] = anchor.numpy(), seed
     return out
 
 

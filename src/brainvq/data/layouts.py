@@ -17,6 +17,7 @@ How each file becomes an array: brainvq.data.images.
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from brainvq.data.volumes import nifti_files, nifti_folder_splits
 from brainvq.errors import DataError
 
 DEFAULT_DATA = Path(__file__).parent / "default_data" / "mni152_axial.npz"
+SLICE_LEVEL = re.compile(r"_slice_(\d+)")  # the axial level in OASIS-style names
 
 
 @dataclass
@@ -40,12 +42,24 @@ class Splits:
     root: str
     files: dict[str, list[Path]] = field(default_factory=dict)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    # the axial level of each slice where the source tells (embedded data: the template's z)
+    levels: dict[str, list[int | None]] = field(default_factory=dict)
 
     def sizes(self) -> dict[str, int]:
         """Number of slices in each split."""
         if self.arrays:
             return {k: len(v) for k, v in self.arrays.items()}
         return {k: len(v) for k, v in self.files.items()}
+
+    def slice_levels(self, split: str) -> list[int | None]:
+        """The axial level of each slice of a split where known: the Z of OASIS-style names
+        (``..._slice_Z...``), the template's level for the embedded data; None elsewhere."""
+        if split in self.levels:
+            return list(self.levels[split])
+        found = [SLICE_LEVEL.search(p.name) for p in self.files.get(split, [])]
+        if self.files:
+            return [int(m.group(1)) if m else None for m in found]
+        return [None] * len(self.arrays.get(split, ()))
 
 
 def _is_seg(name: str) -> bool:
@@ -137,13 +151,14 @@ def discover(root: str | Path, cfg: DataConfig | None = None) -> Splits:
 
 def _default_splits(cfg: DataConfig) -> Splits:
     with np.load(DEFAULT_DATA) as z:
-        slices = z["slices"]
+        slices, level = z["slices"], z["z"]
     idx = list(range(len(slices)))
     parts = seeded_split(
         idx, {"validate": cfg.val_fraction, "test": cfg.test_fraction}, cfg.split_seed
     )
     arrays = {k: slices[np.array(v, dtype=np.int64)] for k, v in parts.items()}
-    return Splits("default", "default", arrays=arrays)
+    levels = {k: [int(level[i]) for i in v] for k, v in parts.items()}
+    return Splits("default", "default", arrays=arrays, levels=levels)
 
 
 def split_arrays(splits: Splits, cfg: DataConfig, progress: bool = True) -> dict[str, np.ndarray]:

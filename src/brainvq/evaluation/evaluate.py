@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from brainvq.codes import code_maps, encode_images
-from brainvq.data import load_splits
+from brainvq.data import discover, load_splits
 from brainvq.evaluation.figures import (
     code_map_figure,
     codebook_figure,
@@ -24,12 +24,18 @@ from brainvq.evaluation.figures import (
     nn_ssim_histogram_figure,
     read_csv_log,
     recon_figure,
+    rows_figure,
 )
+from brainvq.evaluation.manifest import reference_cache, write_manifest
 from brainvq.evaluation.realism import realism_ratio, score_samples
+from brainvq.evaluation.verdict import findings
 from brainvq.metrics import code_histogram, codebook_stats, psnr, ssim_reference, summarize
 from brainvq.priors import load_prior, trained_kinds
 from brainvq.runs import Run, RunDir, load_run
 from brainvq.sampling import image_grid, sample_images
+from brainvq.training.budget import read_finished
+
+GRID = 16  # slices in each of the report's side-by-side grids (samples, real test slices)
 
 
 @torch.no_grad()
@@ -37,11 +43,6 @@ def reconstruct_all(run: Run, images: np.ndarray, batch_size: int = 64):
     """Codes (N, h, w) and reconstructions (N, S, S) float32 of uint8 slices."""
     codes = torch.from_numpy(encode_images(run, images, batch_size))
     return codes, run.vqvae.decode(codes, batch_size)[:, 0].numpy()
-
-
-def reference_cache(run: Run) -> Path:
-    """Where evaluate keeps the real test slices' nearest-neighbour search between runs of it."""
-    return run.dir.state / "evaluate"
 
 
 def evaluate_vqvae(run_path: str, data: str | None = None) -> dict:
@@ -61,6 +62,8 @@ def evaluate_vqvae(run_path: str, data: str | None = None) -> dict:
         "ssim": summarize(scores),
         "psnr": summarize(p),
         **book,
+        "codebook_size": cfg.vqvae.codebook_size,
+        "test_positions": int(codes.numel()),  # codes the test split could use at most
     }
     train = np.asarray(arrays["train"])
     if len(train):
@@ -69,6 +72,7 @@ def evaluate_vqvae(run_path: str, data: str | None = None) -> dict:
         )
     figs = run.dir.figures
     recon_figure(x, recons, scores, figs / "reconstructions.png")
+    real_grid(x, _test_levels(run, data), figs / "real_test_slices.png")
     log = read_csv_log(run.dir.logs / "vqvae" / "metrics.csv")
     if log:
         curves_figure(log, figs / "vqvae_curves.png", "VQ-VAE training")
@@ -76,6 +80,19 @@ def evaluate_vqvae(run_path: str, data: str | None = None) -> dict:
     codebook_figure(counts, figs / "codebook_usage.png", "Codebook usage on the test split")
     run.dir.update_metrics("vqvae", result)
     return result
+
+
+def _test_levels(run: Run, data: str | None) -> list:
+    """The axial level of each test slice where known (None elsewhere)."""
+    return discover(run.data_root(data), run.config.data).slice_levels("test")
+
+
+def real_grid(test: np.ndarray, levels: list, path: Path, n: int = GRID) -> Path:
+    """Up to n real test slices, (N, S, S) in [0, 1], evenly spread in axial level where the
+    levels are known, tiled like the samples' grid (4 columns)."""
+    order = np.argsort([-1 if lv is None else lv for lv in levels], kind="stable")
+    pick = order[np.linspace(0, len(order) - 1, min(n, len(order))).round().astype(int)]
+    return image_grid(test[pick], path, ncol=4)
 
 
 def _table(rows: list[tuple[str, str]]) -> str:
@@ -108,17 +125,24 @@ def evaluate_samples(
     seed: int | None = None,
     temperature: float | None = None,
     top_k: int | None = None,
+    drawn: dict | None = None,
 ) -> dict:
     """Sample from the run's prior and score the samples against real slices; write figures.
 
-    temperature / top_k default to those in the prior's own config (see brainvq.priors)."""
+    temperature / top_k default to those in the prior's own config (see brainvq.priors).
+    ``drawn``: samples already drawn by brainvq.sampling.sample_run, scored instead of drawing
+    new ones (n, seed, temperature and top_k are then theirs); their manifest.csv is written
+    beside their PNGs."""
     run = load_run(run_path)
     cfg = run.config
     root = run.data_root(data)
     prior = load_prior(run, kind)
-    n = n or cfg.eval.n_samples
-    seed = cfg.eval.seed if seed is None else seed
-    drawn = sample_images(run, prior, n, seed, cfg.eval.batch_size, temperature, top_k)
+    if drawn is None:
+        n = n or cfg.eval.n_samples
+        seed = cfg.eval.seed if seed is None else seed
+        drawn = sample_images(run, prior, n, seed, cfg.eval.batch_size, temperature, top_k)
+    n, seed = len(drawn["images"]), drawn.get("seed", seed)
+    splits = discover(root, cfg.data)
     arrays = load_splits(root, cfg.data, progress=False)
     real_codes = code_maps(run, root)["test"]
     train = np.asarray(arrays["train"])
@@ -140,6 +164,12 @@ def evaluate_samples(
     if prior.has_likelihood:  # autoregressive: how well it predicts unseen real code maps
         bits = prior.bits_per_code(torch.from_numpy(real_codes)).numpy()
         scores["test_bits_per_code"] = float(bits.mean())
+    if drawn.get("out") is not None:
+        levels = splits.slice_levels("train")
+        copy = per["nn_ssim"] > scores["copy_threshold"]
+        near = {"nn_ssim": per["nn_ssim"], "copy": copy}
+        near["level"] = [levels[i] for i in per["nearest"]]
+        scores["manifest"] = str(write_manifest(drawn["out"], {**drawn, "seed": seed}, near))
     figs = run.dir.figures
     best = int(np.argmax(per["nn_ssim"]))
     nearest_pair_figure(
@@ -147,12 +177,20 @@ def evaluate_samples(
         train[per["nearest"][best]] / 255.0,
         float(per["nn_ssim"][best]),
         figs / f"{kind}_best_vs_nearest.png",
-        f"best of {n} {kind} samples vs nearest real slice",
+        f"the best of {n} {kind} samples",
     )
     image_grid(drawn["images"][:64], figs / f"{kind}_samples.png")
+    image_grid(drawn["images"][:GRID], figs / f"{kind}_sample_grid.png", ncol=4)
     top = np.argsort(per["nn_ssim"])[::-1][:8]  # the 8 samples closest to a training slice
-    pairs = np.concatenate([drawn["images"][top], train[per["nearest"][top]] / 255.0])
-    image_grid(pairs, figs / f"{kind}_nearest_pairs.png", ncol=len(top))
+    rows_figure(
+        [
+            ("samples", drawn["images"][top]),
+            ("nearest\ntraining", train[per["nearest"][top]] / 255),
+        ],
+        figs / f"{kind}_nearest_pairs.png",
+        f"The {len(top)} {kind} samples closest to a training slice, above that slice",
+        [f"SSIM {v:.2f}" for v in per["nn_ssim"][top]],
+    )
     nn_ssim_histogram_figure(
         per["nn_ssim"],
         per["real_nn_ssim"],
@@ -169,8 +207,15 @@ def evaluate_samples(
     real_pick = np.linspace(0, len(per["real_nn_ssim"]) - 1, min(8, len(per["real_nn_ssim"])))
     real_pick = real_pick.round().astype(int)
     test = np.asarray(arrays["test"])
-    real_pairs = np.concatenate([test[real_pick], train[per["real_nearest"][real_pick]]]) / 255.0
-    image_grid(real_pairs, figs / "real_nearest_pairs.png", ncol=len(real_pick))
+    rows_figure(
+        [
+            ("real test", test[real_pick] / 255.0),
+            ("nearest\ntraining", train[per["real_nearest"][real_pick]] / 255.0),
+        ],
+        figs / "real_nearest_pairs.png",
+        "Real test slices above their nearest training slices: what a realism ratio of 1 asks",
+        [f"SSIM {v:.2f}" for v in per["real_nn_ssim"][real_pick]],
+    )
     code_map_figure(
         drawn["codes"][best].numpy(),
         drawn["images"][best],
@@ -237,6 +282,12 @@ def format_sample_table(s: dict, kind: str) -> str:
     return _table(rows)
 
 
+def stages_finished(run: RunDir) -> dict:
+    """{stage: how it ended} of the run's finished training stages (RUN/state/*/finished.json)."""
+    stages = [p.parent.name for p in sorted(run.state.glob("*/finished.json"))]
+    return {stage: read_finished(run, stage) for stage in stages}
+
+
 def evaluate_run(
     run_path: str | Path,
     data: str | None = None,
@@ -246,17 +297,27 @@ def evaluate_run(
     temperature: float | None = None,
     top_k: int | None = None,
     say=None,
+    drawn: dict | None = None,
 ) -> dict:
     """What `brainvq evaluate` does: the VQ-VAE's section, then the samples of ``kind`` (default:
-    every prior the run holds); ``say(text)``, if given, gets each table as it is done.
+    every prior the run holds); ``say(text)``, if given, gets each table as it is done, then one
+    line per warning (brainvq.evaluation.verdict). ``drawn``: {kind: sample_run's dict} of samples
+    already drawn, scored instead of drawing new ones for those kinds.
 
-    Returns {"vqvae": ..., "samples": {kind: ...}}, the sections written to metrics.json."""
+    Returns {"vqvae": ..., "samples": {kind: ...}, "warnings": [line, ...]}; the sections are
+    those written to metrics.json."""
     say = say or (lambda text: None)
+    drawn = drawn or {}
     result = {"vqvae": evaluate_vqvae(str(run_path), data), "samples": {}}
     say(format_table(result["vqvae"]))
     for k in [kind] if kind else trained_kinds(RunDir(run_path)):
-        s = evaluate_samples(str(run_path), k, data, n, seed, temperature, top_k)
+        s = evaluate_samples(str(run_path), k, data, n, seed, temperature, top_k, drawn.get(k))
         result["samples"][k] = s
         say(format_sample_table(s, k))
     say(f"metrics -> {Path(run_path) / 'metrics.json'}; figures -> {Path(run_path) / 'figures'}")
+    metrics = {"vqvae": result["vqvae"]}
+    metrics.update({f"samples-{k}": v for k, v in result["samples"].items()})
+    result["warnings"] = [f.text for f in findings(metrics, stages_finished(RunDir(run_path)))]
+    for line in result["warnings"]:
+        say(f"warning: {line}")
     return result
