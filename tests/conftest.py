@@ -1,12 +1,24 @@
-"""Fixtures: synthetic brain-like slices written to disk in each supported layout, tiny configs."""
+"""Fixtures: synthetic brain-like slices written to disk in each supported layout, tiny configs,
+and the `brainvq` command run in this process (or, where a test needs a process of its own to
+signal or kill, in a subprocess).
+
+Tests never depend on wall-clock speed: tiny runs end on epochs or steps, never on minutes, and a
+subprocess timeout only guards against a hang (HANG_GUARD_S)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
+
+# as `brainvq` does before torch loads (brainvq.cli.share_cpu): OpenMP threads that wait sleep
+# instead of spinning, which keeps this process fast beside other CPU-bound jobs
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import pytest
@@ -30,12 +42,13 @@ def fake_slice(rng: np.random.Generator, size: int) -> np.ndarray:
 def write_slices(
     folder: Path, n: int, size: int, seed: int = 0, prefix: str = "case"
 ) -> list[Path]:
-    """Write n fake slices as PNGs named like the OASIS files."""
+    """Write n fake slices as PNGs named like the OASIS files, each of its own subject
+    (case_{1000 * seed + i}: sets written with different seeds share no subject)."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     paths = []
     for i in range(n):
-        p = folder / f"{prefix}_{i:03d}_slice_0.nii.png"
+        p = folder / f"{prefix}_{1000 * seed + i:03d}_slice_0.nii.png"
         Image.fromarray(fake_slice(rng, size)).save(p)
         paths.append(p)
     return paths
@@ -156,6 +169,7 @@ TINY_OVERRIDES = [
 
 
 CLI_ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
+HANG_GUARD_S = 1800  # a subprocess still running after this is hung, not slow
 
 
 def cli_args(*args: str) -> list[str]:
@@ -163,11 +177,28 @@ def cli_args(*args: str) -> list[str]:
     return [sys.executable, "-m", "brainvq.cli", *args]
 
 
-def brainvq(*args: str, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run the brainvq CLI in a subprocess; with check, fail the test on a non-zero exit."""
-    r = subprocess.run(
-        cli_args(*args), capture_output=True, text=True, env=CLI_ENV, timeout=timeout
-    )
+def brainvq(*args: str, check: bool = True, subprocess_: bool = False):
+    """Run `brainvq ARGS` and return its exit code, stdout and stderr (a CompletedProcess); with
+    check, fail the test on a non-zero exit.
+
+    It runs in this process (brainvq.cli.main, stdout and stderr captured, the warning filters
+    restored after), which spares each call the seconds of a fresh interpreter importing torch;
+    subprocess_=True runs it as its own process (multi-process training needs that)."""
+    if subprocess_:
+        r = subprocess.run(
+            cli_args(*args), capture_output=True, text=True, env=CLI_ENV, timeout=HANG_GUARD_S
+        )
+    else:
+        from brainvq.cli import main
+
+        out, err = io.StringIO(), io.StringIO()
+        with warnings.catch_warnings(), contextlib.redirect_stdout(out):
+            with contextlib.redirect_stderr(err):
+                try:
+                    code = main(list(args))
+                except SystemExit as e:  # argparse's own errors and --help
+                    code = e.code if isinstance(e.code, int) else 2
+        r = subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
     if check and r.returncode != 0:
         raise AssertionError(f"brainvq {args} failed ({r.returncode}):\n{r.stderr[-3000:]}")
     return r

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from .conftest import CLI_ENV, TINY_OVERRIDES, brainvq, cli_args, tiny, write_slices
+from .conftest import CLI_ENV, HANG_GUARD_S, TINY_OVERRIDES, brainvq, cli_args, tiny, write_slices
 
 
 def test_train_evaluate_end_to_end(keras_root, tmp_path):
@@ -43,6 +43,7 @@ def test_train_evaluate_end_to_end(keras_root, tmp_path):
     assert r.returncode == 2 and "different config" in r.stderr and "--fresh" in r.stderr
 
 
+@pytest.mark.slow
 def test_256_pixel_slices(tmp_path):
     root = tmp_path / "big"
     write_slices(root / "keras_png_slices_train", 6, 256)
@@ -91,7 +92,7 @@ def test_resume_after_kill(keras_root, tmp_path):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.time() + 120
+        deadline = time.time() + HANG_GUARD_S
         while time.time() < deadline and (not last.exists() or last.stat().st_mtime_ns == before):
             time.sleep(0.1)
         time.sleep(delay)
@@ -134,7 +135,10 @@ def test_resume_after_kill(keras_root, tmp_path):
             "unknown key",
         ),
         (["evaluate", "--run", "{empty}"], "config.toml: missing"),
-        (["train-vqvae", "--data", "{trunc}", "--run", "{run}", *TINY_OVERRIDES], "trunc.png"),
+        (
+            ["train-vqvae", "--data", "{trunc}", "--run", "{run}", *TINY_OVERRIDES],
+            "case_900_trunc.png",
+        ),
     ],
 )
 def test_bad_input_one_line_exit_2(args, needle, tmp_path, keras_root):
@@ -142,7 +146,7 @@ def test_bad_input_one_line_exit_2(args, needle, tmp_path, keras_root):
     empty.mkdir()
     trunc = tmp_path / "trunc"
     good = write_slices(trunc, 4, 32)[0]
-    (trunc / "trunc.png").write_bytes(good.read_bytes()[:50])
+    (trunc / "case_900_trunc.png").write_bytes(good.read_bytes()[:50])
     badcfg = tmp_path / "bad.toml"
     badcfg.write_text("[train]\nlearning_rate = 1\n")
     fill = dict(
@@ -164,7 +168,11 @@ def test_run_end_to_end_with_prior_and_repeatable_sampling(keras_root, tmp_path)
     r = brainvq(*tiny("run", keras_root, run), "--train.max_epochs", "1", "--kind", "dcgan")
     assert r.stdout.startswith("data: ") and "train 24, validate 4, test 6 slices" in r.stdout
     assert "NN-SSIM" in r.stdout and "realism ratio" in r.stdout
+    # the subjects line, from train-vqvae and from evaluate: keras_root's splits share no subject
+    subjects = "subjects: train 24, validate 4, test 6; 0 subjects in more than one split"
+    assert r.stdout.count(subjects) == 2
     m = json.loads((run / "metrics.json").read_text())
+    assert m["data"]["subjects_in_more_than_one_split"] == 0
     s = m["samples-dcgan"]
     # `run` scores the 64 samples it wrote (not eval.n_samples new ones), listed in the manifest
     assert s["n_samples"] == 64 and 0 < s["nn_ssim_mean"] <= 1 and s["copies"] >= 0
@@ -177,10 +185,10 @@ def test_run_end_to_end_with_prior_and_repeatable_sampling(keras_root, tmp_path)
         "dcgan_code_map.png",
         "prior_dcgan_curves.png",
         "dcgan_nn_ssim.png",
-        "dcgan_neighbour_profile.png",
         "real_nearest_pairs.png",
     ):
         assert (run / "figures" / fig).exists(), fig
+    assert not (run / "figures" / "dcgan_neighbour_profile.png").exists()  # a bench figure now
     assert "share >= lowest real NN-SSIM" in r.stdout and 0 <= s["share_in_real_range"] <= 1
     assert len(list((run / "samples").glob("sample_*.png"))) == 64
     page = (run / "report.html").read_text()
@@ -228,3 +236,63 @@ def test_tensorboard_logging_beside_csv(keras_root, tmp_path):
     )
     assert list((run / "logs" / "vqvae" / "tb").glob("events.out.tfevents.*"))
     assert (run / "logs" / "vqvae" / "metrics.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["sample", "--run", "{run}", "--eval.n_samples", "3"], "sample takes no config values"),
+        (["score", "--run", "{run}", "x.png", "--vqvae.hidden", "8"], "score takes no config"),
+        (["report", "--run", "{run}", "--eval.seed", "1"], "report takes no config values"),
+        (["evaluate", "--run", "{run}", "--prior.kind", "dcgan"], "(it takes eval.*)"),
+        (["train-prior", "--run", "{run}", "--vqvae.codebook_size", "16"], "prior.*, train."),
+        (["train-prior", "--run", "{run}", "--set", "train.lr=1"], "--train.lr: train-prior"),
+        (["tune-decoder", "--run", "{run}", "--train.lr", "1"], "(it takes tune.*)"),
+    ],
+)
+def test_config_values_a_command_does_not_read_are_refused(args, needle, tmp_path):
+    """Refused before any work, with one line naming what the command takes."""
+    r = brainvq(*[a.format(run=tmp_path / "run") for a in args], check=False)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr
+    assert "does not use it" in r.stderr or "takes no config values" in r.stderr
+
+
+def test_evaluate_applies_eval_overrides_to_this_evaluation(run_copy, monkeypatch):
+    from brainvq.evaluation import evaluate
+
+    run, _ = run_copy
+    before = (run / "config.toml").read_text()
+    seen = []
+    real = evaluate.realism_ratio
+
+    def spy(images, test, train, candidates, *rest):
+        seen.append(candidates)
+        return real(images, test, train, candidates, *rest)
+
+    monkeypatch.setattr(evaluate, "realism_ratio", spy)
+    brainvq("evaluate", "--run", str(run), "--quiet", "--eval.nn_candidates", "0")
+    brainvq("evaluate", "--run", str(run), "--quiet")
+    assert seen == [0, 128]  # the override, then the run's own value again
+    assert (run / "config.toml").read_text() == before  # the run's config is unchanged
+    bad = brainvq("evaluate", "--run", str(run), "--eval.n_samples", "0", check=False)
+    assert bad.returncode == 2 and "eval.n_samples = 0" in bad.stderr
+
+
+def test_help_and_version_and_what_each_command_reads():
+    assert brainvq("--version").stdout.startswith("brainvq ")
+    r = brainvq("evaluate", "--help")
+    assert "--eval.nn_candidates" in r.stdout and "--eval.n_samples" in r.stdout
+    assert "--prior" not in r.stdout.split("Config values it reads")[1]
+    assert "prints" in brainvq("config", "--help").stdout.lower()
+    assert "--tune.max_steps" in brainvq("tune-decoder", "--help").stdout
+
+
+def test_brainvq_lets_waiting_openmp_threads_sleep_unless_told_otherwise():
+    from brainvq.cli import share_cpu
+
+    env = {}
+    share_cpu(env)
+    assert env == {"OMP_WAIT_POLICY": "PASSIVE"}
+    env = {"OMP_WAIT_POLICY": "ACTIVE"}
+    share_cpu(env)
+    assert env == {"OMP_WAIT_POLICY": "ACTIVE"}

@@ -43,7 +43,8 @@ def test_plain_folder_seeded_split(tmp_path):
     root = tmp_path / "plain"
     write_slices(root / "a", 10, 32)
     write_slices(root / "b", 10, 32, seed=4, prefix="other")
-    s = D.discover(root, DataConfig(val_fraction=0.1, test_fraction=0.2))
+    with pytest.warns(UserWarning, match="10 of 20 slice names carry no subject"):
+        s = D.discover(root, DataConfig(val_fraction=0.1, test_fraction=0.2))  # other_NNN
     assert s.source == "folder"
     assert s.sizes() == {"validate": 2, "test": 4, "train": 14}
     all_files = [p for fs in s.files.values() for p in fs]
@@ -94,6 +95,25 @@ def test_sixteen_bit_and_rgb_converted_with_warning(tmp_path):
     assert arr[0].max() == 255 and arr[1].max() == 90
 
 
+def test_named_slices_warn_when_converted_or_resized(tmp_path):
+    """What `score` and `sample --like` read: one warning per kind of change, naming slices."""
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8) + 90).save(odd / "rgb.png")
+    Image.fromarray(np.zeros((32, 40), np.uint8)).save(odd / "wide.png")
+    write_slices(tmp_path / "ok", 1, 32)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        files, images = D.read_named_slices([str(tmp_path / "ok"), str(odd)], 32)
+    assert images.shape == (3, 32, 32) and len(files) == 3
+    msgs = sorted(str(x.message) for x in w)
+    assert msgs == [
+        "1 slice(s) were RGB converted to grayscale: rgb.png",
+        "1 slice(s) were resized from 40x32 to 32x32: wide.png",
+        "1 slice(s) were resized from 64x64 to 32x32: rgb.png",
+    ]
+
+
 def test_mixed_sizes_warn(tmp_path):
     write_slices(tmp_path / "m", 2, 32)
     write_slices(tmp_path / "m", 1, 48, prefix="big")
@@ -137,6 +157,11 @@ def test_truncated_and_fake_png_named(tmp_path):
 
 
 @pytest.mark.skipif(not SHARED_128.exists(), reason="../shared development data not present")
-def test_shared_development_data_loads():
+def test_shared_development_data_loads_by_brain():
     s = D.discover(SHARED_128)
     assert s.sizes() == {"train": 768, "validate": 64, "test": 128}  # 24/2/4 brains of 32 slices
+    summary = s.subject_summary()
+    assert summary["subjects"] == {"train": 24, "validate": 2, "test": 4}
+    assert summary["subjects_in_more_than_one_split"] == 0
+    assert summary["slices_without_subject"] == 0
+    assert sorted(set(s.levels["test"])) == list(range(32))  # slice_0 ... slice_31 of each brain

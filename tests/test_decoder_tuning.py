@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from brainvq.config import TuneConfig
+from brainvq.config import Config, TuneConfig
 from brainvq.data import load_splits
 from brainvq.errors import Interrupted, RunError
 from brainvq.io import file_digest
 from brainvq.nn.maskgit import MaskedCodeTransformer
+from brainvq.pipeline import tune_stage
 from brainvq.priors import load_prior, prior_path
 from brainvq.priors.tuned_decoder import tuned_vqvae, tuning_refused
 from brainvq.runs import load_run
@@ -254,11 +255,14 @@ def test_run_tunes_the_decoder_when_asked_and_reuses_it(keras_root, tmp_path):
     kind = ["--train.max_epochs", "1", "--kind", "maskgit", "--prior.maskgit.steps", "2"]
     r = brainvq(*base, *kind)  # the tiny overrides leave tuning no budget
     assert "decoder tuned" not in r.stdout and not (run / "decoder-maskgit.safetensors").exists()
-    # a tuning to this prior that was not kept before is not tried again by `run`
+    # `run`'s tuning stage, called as `run` calls it (the other stages are reused, as the next
+    # full run shows): a tuning to this prior that was not kept before is not tried again
+    cfg, said = Config(), []
+    cfg.tune.max_minutes, cfg.tune.max_steps = 0, 2
     refused = run / "decoder-maskgit.refused.json"
     refused.write_text(json.dumps({"prior_sha256": file_digest(run / "prior-maskgit.safetensors")}))
-    r = brainvq(*base, *kind, "--tune.max_steps", "2")
-    assert "was not kept before" in r.stdout and not (run / "decoder-maskgit.safetensors").exists()
+    assert tune_stage(run, "maskgit", cfg, progress=False, say=said.append) is None
+    assert "was not kept before" in said[-1] and not (run / "decoder-maskgit.safetensors").exists()
     refused.unlink()
     # the same run with a tuning budget: the trained stages are reused, the decoder is tuned
     # and then decodes the samples
@@ -266,5 +270,5 @@ def test_run_tunes_the_decoder_when_asked_and_reuses_it(keras_root, tmp_path):
     assert "prior already trained" in r.stdout
     assert "decoder tuned to the maskgit prior" in r.stdout and "tuned decoder" in r.stdout
     assert (run / "decoder-maskgit.safetensors").exists()
-    r = brainvq(*base, *kind, "--tune.max_steps", "2")
-    assert "decoder already tuned to the maskgit prior" in r.stdout
+    assert tune_stage(run, "maskgit", cfg, progress=False, say=said.append) is None
+    assert "decoder already tuned to the maskgit prior" in said[-1]

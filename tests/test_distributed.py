@@ -47,6 +47,7 @@ def test_two_ranks_keep_identical_codebooks(tmp_path):
     assert abs(float(a["plain_cluster_size"].sum()) - expected) < 1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("kind", "key"), [("dcgan", "generator"), ("transformer", "net.")])
 def test_two_process_ddp_run_keeps_ranks_identical(keras_root, tmp_path, kind, key):
     """`brainvq run --train.devices 2` on CPU (gloo): both stages train on 2 processes, every rank
@@ -68,6 +69,7 @@ def test_two_process_ddp_run_keeps_ranks_identical(keras_root, tmp_path, kind, k
         "true",
         "--kind",
         kind,
+        subprocess_=True,  # Lightning starts the second rank by running this command again
     )
     assert r.stdout.count("VQ-VAE trained") == 1 and r.stdout.count("prior trained") == 1
     assert r.stdout.count("report ->") == 1

@@ -16,7 +16,14 @@ SRC = ROOT / "src" / "brainvq"
 # data -> nn -> priors -> training -> sampling -> evaluation -> pipeline -> cli; a module may import
 # its own layer or lower ones
 LAYERS = [
-    ("brainvq", "brainvq.errors", "brainvq.config", "brainvq.io", "brainvq.metrics"),
+    (
+        "brainvq",
+        "brainvq.errors",
+        "brainvq.config",
+        "brainvq.io",
+        "brainvq.metrics",
+        "brainvq.progress",
+    ),
     ("brainvq.data",),
     ("brainvq.nn",),
     ("brainvq.runs", "brainvq.codes"),
@@ -170,3 +177,20 @@ def test_declared_requirements_cover_what_the_code_calls():
     # and the code still calls those, so the bounds are not higher than needed for no reason
     code = "\n".join(p.read_text() for p in SRC.rglob("*.py"))
     assert "enable_gqa" in code and "weights_only=True" in code and "tomllib" in code
+
+
+def test_the_cli_starts_without_the_heavy_libraries():
+    """`brainvq --help` imports only the CLI, the config and the standard library: each command
+    imports what it needs when it runs (torch alone takes seconds to import)."""
+    import subprocess
+
+    code = (
+        "import sys, brainvq.cli\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'torch', 'numpy', 'lightning', 'safetensors', 'PIL', 'skimage', 'matplotlib', 'tqdm'})\n"
+        "print(','.join(heavy))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=1800
+    )
+    assert r.stdout.strip() == "", f"brainvq.cli imports {r.stdout.strip()}"

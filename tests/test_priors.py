@@ -7,6 +7,7 @@ import json
 import pytest
 import tomli_w
 import torch
+from PIL import Image
 from safetensors.torch import save_file
 
 from brainvq.cli import build_parser
@@ -287,6 +288,13 @@ def test_cli_run_with_transformer_then_score(keras_root, tmp_path):
     ).read_bytes()
     bad = brainvq("score", "--run", str(run), str(tmp_path / "nope.png"), check=False)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "nope.png" in bad.stderr
+    # a colour slice of another size is scored, with a warning for each change
+    rgb = tmp_path / "rgb.png"
+    Image.open(one).convert("RGB").resize((64, 64)).save(rgb)
+    r = brainvq("score", "--run", str(run), str(rgb))
+    assert "rgb.png" in r.stdout
+    assert "brainvq: warning: 1 slice(s) were RGB converted to grayscale: rgb.png" in r.stderr
+    assert "brainvq: warning: 1 slice(s) were resized from 64x64 to 32x32: rgb.png" in r.stderr
 
 
 def test_prior_files_written_before_the_per_kind_sections_still_load(tmp_path):

@@ -16,6 +16,8 @@ from brainvq.io import atomic_write_text
 from brainvq.runs import RunDir
 from brainvq.sampling import image_grid
 
+from .conftest import HANG_GUARD_S
+
 CHROMIUM = (
     shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 )
@@ -114,7 +116,7 @@ def _chromium(page, profile, *flags: str) -> subprocess.CompletedProcess:
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_GUARD_S,
     )
 
 

@@ -17,10 +17,11 @@ from brainvq.nn.vqvae import VQVAE
 from brainvq.training import vqvae as vqvae_module
 from brainvq.training.vqvae import train_vqvae
 
-from .conftest import CLI_ENV, brainvq, cli_args, tiny, tiny_config
+from .conftest import CLI_ENV, HANG_GUARD_S, brainvq, cli_args, tiny, tiny_config
 
 
-def _wait_for(path, proc, seconds=120):
+def _wait_for(path, proc, seconds=HANG_GUARD_S):
+    """Wait until path exists or proc ends (or a hang guard runs out); True if path exists."""
     deadline = time.time() + seconds
     while time.time() < deadline and not path.exists() and proc.poll() is None:
         time.sleep(0.2)
@@ -41,7 +42,7 @@ def test_ctrl_c_saves_checkpoint_and_exits_cleanly(keras_root, tmp_path):
     assert _wait_for(ckpt, proc)
     before = ckpt.stat().st_mtime_ns
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=HANG_GUARD_S)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "checkpoint saved" in err
     assert ckpt.stat().st_mtime_ns >= before
@@ -124,3 +125,81 @@ def test_failed_start_leaves_no_run_folder(tmp_path):
     with pytest.raises(BrainVQError):
         train_vqvae(str(tmp_path / "missing"), str(run), tiny_config(), progress=False)
     assert not run.exists()
+
+
+def test_ctrl_c_ends_a_prior_stage_after_the_step_without_a_validation_pass(run_copy, monkeypatch):
+    """The first Ctrl-C saves after the step in flight and ends the stage there: Lightning's own
+    stop would first validate on the whole validation split (minutes on full OASIS)."""
+    from brainvq.errors import Interrupted
+    from brainvq.training import code_prior
+    from brainvq.training.prior import train_prior
+
+    from .test_priors import ar_prior
+
+    run_path, root = run_copy
+    real_train, real_val = code_prior.CodePredictionModule.training_step, []
+    calls = []
+
+    def train_step(self, batch, batch_idx):
+        calls.append(self.global_step)
+        if len(calls) == 5:  # the second step of the second epoch (3 steps an epoch)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_train(self, batch, batch_idx)
+
+    def val_step(self, batch, batch_idx):
+        real_val.append(len(calls))
+
+    monkeypatch.setattr(code_prior.CodePredictionModule, "training_step", train_step)
+    monkeypatch.setattr(code_prior.CodePredictionModule, "validation_step", val_step)
+    cfg = ar_prior("maskgit", max_epochs=50)
+    with pytest.raises(Interrupted, match="checkpoint saved in .*prior-maskgit; run the same"):
+        train_prior(str(run_path), cfg, data=str(root), progress=False)
+    assert len(calls) == 5 and all(n == 3 for n in real_val)  # validated after epoch 0 only
+    state = torch.load(run_path / "state" / "prior-maskgit" / "last.ckpt", weights_only=True)
+    assert state["global_step"] == 5
+    assert not (run_path / "prior-maskgit.safetensors").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_ctrl_c_before_training_exits_130_and_leaves_nothing_half_written(
+    run_copy, monkeypatch, capsys
+):
+    """Ctrl-C while train-prior encodes the code maps (before fit): exit 130, one line, and no
+    code-map file, whole or partial."""
+    from brainvq import codes
+    from brainvq.cli import main
+
+    run_path, root = run_copy
+    real = codes.encode_images
+
+    def interrupted(*a, **k):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(*a, **k)
+
+    monkeypatch.setattr(codes, "encode_images", interrupted)
+    rc = main(["train-prior", "--run", str(run_path), "--data", str(root), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 130 and err.count("\n") == 1 and "interrupted" in err
+    assert not (run_path / "codes").exists() or not list((run_path / "codes").iterdir())
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_maskgit_prior_process(run_copy):
+    """A real SIGINT to `brainvq train-prior --kind maskgit --quiet` in its own process: it
+    saves and exits 130 with one line (the only time limit is a hang guard)."""
+    run_path, root = run_copy
+    args = ["train-prior", "--run", str(run_path), "--data", str(root), "--kind", "maskgit"]
+    args += ["--quiet", "--prior.max_minutes", "0", "--prior.max_epochs", "100000"]
+    args += ["--prior.batch_size", "4", "--prior.maskgit.dim", "16", "--prior.maskgit.layers", "1"]
+    args += ["--prior.maskgit.heads", "2"]
+    proc = subprocess.Popen(
+        cli_args(*args), env=CLI_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    ckpt = run_path / "state" / "prior-maskgit" / "last.ckpt"
+    assert _wait_for(ckpt, proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=HANG_GUARD_S)
+    assert proc.returncode == 130, err
+    assert err.count("\n") == 1 and "Traceback" not in err and "interrupted" in err
+    assert not (run_path / "prior-maskgit.safetensors").exists()
+    assert torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"] > 0

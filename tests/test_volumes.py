@@ -224,3 +224,34 @@ def test_oasis1_to_report_end_to_end(tmp_path):
     page = (run / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 7
     assert "samples-maskgit" in page and "vqvae" in page
+
+
+def test_nifti_folder_keeps_each_subjects_sessions_together(tmp_path):
+    root = tmp_path / "vols"
+    names = [f"OAS1_{i:04d}_MR{m}.nii.gz" for i in (1, 2, 3) for m in (1, 2)]
+    names += [f"sub-0{i}/ses-{m}/anat/sub-0{i}_ses-{m}_T1w.nii.gz" for i in (1, 2) for m in (1, 2)]
+    names += ["loose.nii"]  # no subject in the name: a subject of its own
+    for i, name in enumerate(names):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        nib.save(nib.Nifti1Image(brain_volume(i, (8, 8, 10)), np.eye(4)), root / name)
+    per = len(slice_range(10))
+    for seed in range(3):
+        cfg = DataConfig(image_size=8, val_fraction=0.2, test_fraction=0.2, split_seed=seed)
+        s = D.discover(root, cfg)
+        where = {}
+        for split, subjects in s.subjects.items():
+            assert len(subjects) == len(s.arrays[split]) == len(s.levels[split])
+            for subject in subjects:
+                where.setdefault(subject, set()).add(split)
+        assert sorted(where) == ["OAS1_0001", "OAS1_0002", "OAS1_0003", "loose", "sub-01", "sub-02"]
+        assert all(len(v) == 1 for v in where.values())  # both sessions in one split
+        summary = s.subject_summary()
+        assert summary["subjects"] == {"train": 4, "validate": 1, "test": 1}
+        assert (
+            summary["subjects_in_more_than_one_split"] == 0
+            and summary["subjects_from"] == "volumes"
+        )
+    # each slice's level is its index among its volume's kept slices, 0 the lowest
+    assert sorted(s.levels["test"].tolist()) == sorted(
+        list(range(per)) * (len(s.levels["test"]) // per)
+    )

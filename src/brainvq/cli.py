@@ -1,7 +1,8 @@
 """`brainvq` command line: parse, call one library function, print.
 
 Errors are one line on stderr and exit 2; Ctrl-C exits 130. The library is imported by each command
-when it runs, so `brainvq --help` starts at once.
+when it runs, so `brainvq --help` starts at once, and so that share_cpu can set up OpenMP before
+torch loads.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ import math
 import os
 import sys
 import warnings
+from collections.abc import MutableMapping
 from pathlib import Path
 
-from brainvq import __version__
-from brainvq.config import PRIOR_KINDS, Config, assignments_from_args
+from brainvq import __version__, config
 from brainvq.errors import BrainVQError, Interrupted
 from brainvq.evaluation.verdict import THRESHOLDS_HELP
 
@@ -26,6 +27,10 @@ OVERRIDE_HELP = (
     "(prior.dcgan, prior.pixelcnn, prior.transformer, prior.maskgit), tune, eval. "
     "`brainvq config` prints every key with its default."
 )
+# the config values each command reads from its command line (None: all of them, as train-vqvae
+# records the run's config; other commands: none); any other --SECTION.KEY is refused, not dropped
+SCOPES = {"train-vqvae": None, "run": None, "config": None, "tune-decoder": ("tune",)}
+SCOPES |= {"evaluate": ("eval",), "train-prior": ("prior", *config.STAGE_TRAIN_KEYS)}
 
 
 def _quiet_libraries() -> None:
@@ -47,12 +52,12 @@ BUDGET_SECTIONS = {"train-vqvae": ("train",), "train-prior": ("prior",), "tune-d
 BUDGET_SECTIONS["run"] = ("train", "prior", "tune")
 
 
-def load_config(args: argparse.Namespace, overrides: list[str]) -> Config:
+def load_config(args: argparse.Namespace, overrides: list[str]) -> config.Config:
     """--config FILE (or a preset name), else the run's own config.toml, else the defaults; then
     --max-steps / --max-minutes (the budget of the command's stages), --set and --SECTION.KEY."""
     own = Path(args.run, "config.toml") if getattr(args, "run", None) else None
     base = getattr(args, "config", None) or (own if own and own.is_file() else None)
-    cfg = Config.load(base) if base else Config()
+    cfg = config.Config.load(base) if base else config.Config()
     sections = BUDGET_SECTIONS.get(args.command, ())
     steps, minutes = getattr(args, "max_steps", None), getattr(args, "max_minutes", None)
     assignments = cfg.budget_assignments(sections, steps, minutes)
@@ -91,8 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"brainvq {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, help: str, description: str, overrides: bool = False):
-        epilog = OVERRIDE_HELP if overrides else None
+    def command(name: str, help: str, description: str):
+        scope = SCOPES.get(name, ())
+        epilog = OVERRIDE_HELP if scope is None else None
+        if scope:
+            epilog = (
+                f"Config values it reads: --{config.scope_help(scope).replace(', ', ', --')} VALUE."
+            )
         return sub.add_parser(name, help=help, description=description, epilog=epilog)
 
     def configurable(p, command: str, note: str = "") -> None:
@@ -113,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     def sampling(p, n: tuple, seed: tuple, kind_help: str = KIND_HELP) -> None:
         p.add_argument("-n", type=int, default=n[0], help=n[1])
         p.add_argument("--seed", type=int, default=seed[0], help=seed[1])
-        p.add_argument("--kind", choices=PRIOR_KINDS, help=kind_help)
+        p.add_argument("--kind", choices=config.PRIOR_KINDS, help=kind_help)
         p.add_argument("--temperature", type=_number(0), help=TEMPERATURE_HELP)
         p.add_argument("--top-k", type=int, help="draw among the k likeliest codes (0 = all)")
 
@@ -121,9 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "train-vqvae",
         "train (or resume) the VQ-VAE of a run",
-        "Train the VQ-VAE of RUN on DATA. An interrupted run resumes from RUN/state; a finished "
-        "one is reused unless --fresh or given a larger budget. Without --config: RUN's config.",
-        overrides=True,
+        "Train the VQ-VAE of RUN on DATA. Splits brainvq makes keep each subject (read from the "
+        "file names, or by data.subject_pattern) whole. An interrupted run resumes from "
+        "RUN/state; a finished one is reused unless --fresh or given a larger budget. Without "
+        "--config: RUN's config.",
     )
     p.add_argument("--data", required=True, help="data folder (any supported layout) or 'default'")
     common(p)
@@ -132,20 +143,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "train-prior",
         "train (or resume) a prior over the run's code maps",
-        "Encode the splits into code maps (RUN/codes) and train a prior that samples new ones; "
-        "checkpoints, resume and budgets as in train-vqvae.",
-        overrides=True,
+        "Encode the splits into code maps (cached in RUN/codes) and train a prior that samples "
+        "new ones. Checkpoints, resume and budgets work as in train-vqvae.",
     )
     common(p, "run folder with a trained VQ-VAE", run_data)
-    p.add_argument("--kind", choices=PRIOR_KINDS, help="which prior (default prior.kind)")
+    p.add_argument("--kind", choices=config.PRIOR_KINDS, help="which prior (default prior.kind)")
     configurable(p, "train-prior", " (a DCGAN step: one D and one G update)")
 
     p = command(
         "tune-decoder",
         "tune a copy of the decoder to a MaskGIT prior's samples (cleaner sample texture)",
-        "Tune a copy of the decoder to turn training maps with up to tune.max_share of codes "
-        "redrawn by the prior into the real slices; kept unless samples come out less varied.",
-        overrides=True,
+        "Tune a copy of the VQ-VAE decoder to turn training maps with up to tune.max_share of "
+        "codes redrawn by the prior back into the real slices. It then decodes that prior's "
+        "samples (RUN/decoder-KIND.safetensors) unless they came out less varied. Budget: "
+        "tune.max_minutes, tune.max_steps; an interrupted tuning resumes unless --fresh.",
     )
     common(p, "run folder with a trained maskgit prior", run_data)
     p.add_argument("--kind", choices=("maskgit",), default="maskgit", help="which prior (maskgit)")
@@ -169,9 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "evaluate",
         "score a run on the test split and write metrics.json and figures",
-        "Score RUN's VQ-VAE on the test split (SSIM, PSNR, codebook use), then each trained "
-        "prior's N samples against real slices (NN-SSIM, realism ratio, diversity, copies, "
-        "code-histogram distance, near-twins). " + THRESHOLDS_HELP,
+        "Subjects per split, subjects in more than one split and real test slices with near-"
+        "twins; test reconstruction SSIM (skimage), PSNR and codebook usage of RUN's VQ-VAE; then "
+        "for each trained prior N samples scored against the real slices: NN-SSIM, realism "
+        "ratio, diversity, copies, code-histogram distance. " + THRESHOLDS_HELP,
     )
     common(p, data=run_data)
     n, seed = (None, "samples per prior (default eval.n_samples)"), (None, "default eval.seed")
@@ -181,13 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         "the whole job: VQ-VAE, prior, samples, evaluation (the original driver.py)",
         "Train (or reuse) the VQ-VAE and the prior of RUN on DATA, tune a decoder to a maskgit "
-        "prior (if tune has a budget), sample 64 slices, evaluate them, write report.html "
-        "(Python: brainvq.pipeline.run). " + THRESHOLDS_HELP,
-        overrides=True,
+        "prior (if tune has a budget), sample 64 slices, evaluate them, write report.html. "
+        "Finished stages are reused unless --fresh or given a larger budget. Python: "
+        "brainvq.pipeline.run. " + THRESHOLDS_HELP,
     )
     p.add_argument("--data", default="default", help="data folder or 'default' (embedded slices)")
     common(p)
-    p.add_argument("--kind", choices=PRIOR_KINDS, help="which prior (default prior.kind)")
+    p.add_argument("--kind", choices=config.PRIOR_KINDS, help="which prior (default prior.kind)")
     configurable(p, "run", " (tune only where the config tunes)")
 
     p = command(
@@ -230,7 +242,6 @@ def build_parser() -> argparse.ArgumentParser:
         "print the config as TOML (defaults, or a file with overrides)",
         "Print every setting: the defaults, or --config FILE with overrides applied. Save it, "
         "edit it, pass it back with --config.",
-        overrides=True,
     )
     p.add_argument("--config", help="TOML config file or preset name")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
@@ -281,8 +292,8 @@ def cmd_sample(args, overrides) -> int:
 def cmd_evaluate(args, overrides) -> int:
     from brainvq.evaluation.evaluate import evaluate_run
 
-    a = args
-    evaluate_run(a.run, a.data, a.kind, a.n, a.seed, a.temperature, a.top_k, print)
+    sampling = (args.kind, args.n, args.seed, args.temperature, args.top_k)
+    evaluate_run(args.run, args.data, *sampling, print, overrides, progress=not args.quiet)
     return 0
 
 
@@ -325,16 +336,25 @@ def cmd_config(args, overrides) -> int:
     return 0
 
 
-COMMANDS = {k[4:].replace("_", "-"): f for k, f in globals().copy().items() if k[:4] == "cmd_"}
+def share_cpu(env: MutableMapping[str, str] = os.environ) -> None:
+    """Let torch's OpenMP threads sleep while they wait instead of spinning (OMP_WAIT_POLICY =
+    PASSIVE, unless the environment sets it): beside another CPU-bound job a spinning thread
+    takes the CPU from the thread the others wait for, and training slows far more than the
+    share it loses (bench/results/cpu_sharing.md). Must run before torch is imported."""
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `brainvq` command."""
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    share_cpu()
     args, extra = build_parser().parse_known_args(argv)
     _quiet_libraries()
     try:
-        return COMMANDS[args.command](args, assignments_from_args(extra))
+        overrides = config.assignments_from_args(extra)
+        given = list(getattr(args, "set", None) or []) + overrides
+        config.check_scope(given, SCOPES.get(args.command, ()), args.command)
+        return globals()[f"cmd_{args.command.replace('-', '_')}"](args, overrides)
     except Interrupted as e:
         print(f"brainvq: {e}", file=sys.stderr)
         return 130

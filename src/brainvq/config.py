@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -58,6 +59,21 @@ def _one_of(section: Any, prefix: str, name: str, choices: tuple[str, ...]) -> N
     _need(value in choices, f"{prefix}.{name}", value, f"use {' or '.join(choices)}")
 
 
+def check_subject_pattern(pattern: str, name: str = "data.subject_pattern") -> None:
+    """Refuse a subject pattern that is no regular expression or has more than one group."""
+    if not pattern:
+        return
+    try:
+        groups = re.compile(pattern).groups
+    except (re.error, OverflowError, RecursionError) as e:
+        raise ConfigError(f"{name} = '{pattern}': not a regular expression ({e})") from None
+    if groups > 1:
+        raise ConfigError(
+            f"{name} = '{pattern}': has {groups} groups; put one group around the subject "
+            "(e.g. 'patient(\\d+)'), or none to take the whole match"
+        )
+
+
 @dataclass
 class DataConfig:
     """Where slices come from and how they become tensors."""
@@ -68,8 +84,13 @@ class DataConfig:
     # Share of train held out for validation when a source has no validate split.
     val_fraction: float = 0.1
     # Share held out for test when a plain folder has no splits at all.
+    # Splits brainvq makes keep each subject whole, and these shares count subjects.
     test_fraction: float = 0.1
     split_seed: int = 0
+    # Regular expression that reads a slice's subject from its file name (else from its folders'
+    # names): its one group, or without a group its whole match ("patient(\d+)"). "" = the
+    # built-in names: case_NNN (OASIS keras PNGs), OAS1_NNNN (OASIS-1), sub-LABEL (BIDS).
+    subject_pattern: str = ""
     # Folder for the decoded uint8 cache ("" = $BRAINVQ_CACHE or ~/.cache/brainvq).
     cache_dir: str = ""
 
@@ -79,6 +100,7 @@ class DataConfig:
         for name in ("val_fraction", "test_fraction"):
             value = getattr(self, name)
             _need(0.0 <= value < 1.0, f"{prefix}.{name}", value, "must be in [0, 1)")
+        check_subject_pattern(self.subject_pattern, f"{prefix}.subject_pattern")
 
 
 @dataclass
@@ -503,6 +525,50 @@ class Config:
                 raise ConfigError(f"--{dotted} is an old key: use {new}")
             _set_value(self, dotted, _parse_scalar(text), "command line")
         return self.validate()
+
+
+# the train.* keys that serve every training stage: a prior stage takes these from its command
+# line, the rest of `train` from the run (its budget and batch come from `prior`)
+STAGE_TRAIN_KEYS = tuple(
+    f"train.{k}" for k in ("accelerator", "devices", "num_nodes", "tensorboard", "save_rank_states")
+)
+
+
+def _in_scope(dotted: str, accepted: tuple[str, ...]) -> bool:
+    return any(dotted == a or dotted.startswith(a + ".") for a in accepted)
+
+
+def scope_help(accepted: tuple[str, ...]) -> str:
+    """The settings a scope covers, for --help: 'eval.n_samples, eval.batch_size, ...' (each
+    key of a flat section), 'prior.KEY, prior.KIND.KEY' (a section with sub-sections), or the
+    keys named."""
+    out = []
+    for item in accepted:
+        if "." in item:
+            out.append(item)
+            continue
+        section = getattr(Config(), item)
+        keys = [f.name for f in fields(section)]
+        if any(dataclasses.is_dataclass(getattr(section, k)) for k in keys):
+            out.append(f"{item}.KEY, {item}.KIND.KEY")
+        else:
+            out += [f"{item}.{k}" for k in keys]
+    return ", ".join(out)
+
+
+def check_scope(assignments: list[str], accepted: tuple[str, ...] | None, command: str) -> None:
+    """Refuse `section.key=value` overrides that ``command`` would not read: ``accepted`` names
+    the sections ("eval") and keys ("train.devices") it uses; None = every one, () = none."""
+    if accepted is None:
+        return
+    for item in assignments:
+        dotted = item.split("=", 1)[0].strip()
+        if _in_scope(dotted, accepted):
+            continue
+        if not accepted:
+            raise ConfigError(f"--{dotted}: {command} takes no config values; see its --help")
+        names = ", ".join(a if "." in a else f"{a}.*" for a in accepted)
+        raise ConfigError(f"--{dotted}: {command} does not use it (it takes {names})")
 
 
 def assignments_from_args(args: list[str]) -> list[str]:

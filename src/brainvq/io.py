@@ -2,20 +2,20 @@
 
 A crash, a kill or a full disk at any moment leaves either the old file or the new one. All of
 brainvq's writes go through ``atomic_path``: weights, checkpoints, caches, logs, figures, JSON.
+This module needs only the standard library (the CLI imports it through brainvq.config, so that
+`brainvq --help` starts at once): the array and weight writers that build on ``atomic_path`` sit
+with what they write (``brainvq.data.images.atomic_save_npy``,
+``brainvq.runs.atomic_save_safetensors``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-
-import numpy as np
-from safetensors.torch import save_file
 
 from brainvq.errors import RunError
 
@@ -67,27 +67,6 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write text (UTF-8) atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
-    """Save one array as .npy atomically."""
-    buf = io.BytesIO()
-    np.save(buf, array)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def atomic_save_safetensors(tensors: dict, path: str | Path, meta: dict) -> None:
-    """Tensors to a safetensors file atomically; ``meta`` values are stored as strings."""
-    clean = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    try:
-        with atomic_path(path) as tmp:
-            save_file(clean, str(tmp), metadata={k: str(v) for k, v in meta.items()})
-    except RunError:
-        raise
-    except Exception as e:  # safetensors reports a full disk as its own error type
-        raise RunError(
-            f"{path}: could not write weights ({e}); free disk space and rerun"
-        ) from None
 
 
 def file_digest(path: str | Path) -> str:

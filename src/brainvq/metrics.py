@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from skimage.metrics import structural_similarity
@@ -74,9 +76,10 @@ def top_ssim_against(
     chunk: int = 256,
     exclude_self: bool = False,
     candidates: int = 0,
+    done: Callable[[int], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """For each query image, its k highest SSIMs against the refs, highest first, and those refs'
-    indices: both (M, k).
+    indices: both (M, k). ``done(1)`` is called after each query (progress).
 
     queries (M, 1, H, W) and refs (N, 1, H, W) in [0, 1]; k <= N. With exclude_self, query i is
     not compared with ref i (for scoring a set against itself). With candidates=c > 0, SSIM is
@@ -116,6 +119,8 @@ def top_ssim_against(
             v, j = torch.cat([best[i], vals]).topk(k)
             where[i] = torch.cat([where[i], sel])[j]
             best[i] = v
+        if done is not None:
+            done(1)
     return best, where
 
 
@@ -125,10 +130,11 @@ def max_ssim_against(
     chunk: int = 256,
     exclude_self: bool = False,
     candidates: int = 0,
+    done: Callable[[int], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """For each query image, its highest SSIM against any ref and that ref's index (M,) each;
     see top_ssim_against."""
-    best, where = top_ssim_against(queries, refs, 1, chunk, exclude_self, candidates)
+    best, where = top_ssim_against(queries, refs, 1, chunk, exclude_self, candidates, done)
     return best[:, 0], where[:, 0]
 
 

@@ -102,7 +102,7 @@ def run(
         say(out["data"])  # once, not in every DDP process
     out["vqvae"] = vqvae.train_vqvae(data, str(run), cfg, fresh=fresh, progress=progress)
     if out["vqvae"].get("is_global_zero", True):
-        say(vqvae.describe(out["vqvae"]))
+        say(vqvae.describe({**out["vqvae"], "data": None}))  # the data line said the subjects
     out["prior"] = prior.train_prior(str(run), cfg, kind, data, fresh=fresh, progress=progress)
     if not out["prior"].get("is_global_zero", True):
         return out  # a DDP worker's part ends with training

@@ -21,12 +21,26 @@ from pathlib import Path
 from typing import Any
 
 from safetensors import safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from brainvq.config import Config
 from brainvq.errors import RunError
-from brainvq.io import atomic_save_safetensors, atomic_write_text
+from brainvq.io import atomic_path, atomic_write_text
 from brainvq.nn.vqvae import VQVAE
+
+
+def atomic_save_safetensors(tensors: dict, path: str | Path, meta: dict) -> None:
+    """Tensors to a safetensors file atomically; ``meta`` values are stored as strings."""
+    clean = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    try:
+        with atomic_path(path) as tmp:
+            save_file(clean, str(tmp), metadata={k: str(v) for k, v in meta.items()})
+    except RunError:
+        raise
+    except Exception as e:  # safetensors reports a full disk as its own error type
+        raise RunError(
+            f"{path}: could not write weights ({e}); free disk space and rerun"
+        ) from None
 
 
 @dataclass

@@ -8,17 +8,18 @@ colour slices converted to grayscale, each with a warning.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from tqdm.auto import tqdm
 
 from brainvq.config import DataConfig
 from brainvq.errors import BrainVQError, DataError
-from brainvq.io import atomic_save_npy
+from brainvq.io import atomic_write_bytes
+from brainvq.progress import Progress
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
@@ -78,9 +79,29 @@ def named_slice_files(paths: list[str]) -> list[Path]:
 
 def read_named_slices(paths: list[str], size: int) -> tuple[list[Path], np.ndarray]:
     """The slices named on a command line (files or folders of them): their paths and the
-    images (N, size, size) uint8, each centre-padded to a square and resized."""
+    images (N, size, size) uint8, each centre-padded to a square and resized. One warning per
+    kind of change names the slices that were converted (colour, 16-bit) or resized."""
     files = named_slice_files(paths)
-    return files, np.stack([to_square(decode_slice(f)[0], size) for f in files])
+    images, changed = [], {}
+    for f in files:
+        a, note = decode_slice(f)
+        if a.shape != (size, size):
+            h, w = a.shape
+            changed.setdefault(f"resized from {w}x{h} to {size}x{size}", []).append(f.name)
+        if note:
+            changed.setdefault(note, []).append(f.name)
+        images.append(to_square(a, size))
+    for what, names in changed.items():
+        listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        warnings.warn(f"{len(names)} slice(s) were {what}: {listed}", stacklevel=2)
+    return files, np.stack(images)
+
+
+def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
+    """Save one array as .npy atomically (brainvq.io.atomic_path)."""
+    buf = io.BytesIO()
+    np.save(buf, array)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def cache_root(cfg: DataConfig) -> Path:
@@ -113,13 +134,14 @@ def load_uint8(files: list[Path], size: int, cfg: DataConfig, progress: bool = T
     out = np.empty((len(files), size, size), dtype=np.uint8)
     notes: dict[str, int] = {}
     shapes: set[tuple[int, int]] = set()
-    bar = tqdm(files, desc="decoding slices", unit="img", disable=not progress or len(files) < 200)
-    for i, p in enumerate(bar):
-        a, note = decode_slice(p)
-        shapes.add(a.shape)
-        if note:
-            notes[note] = notes.get(note, 0) + 1
-        out[i] = to_square(a, size)
+    with Progress(len(files), "decoding slices", "img", progress and len(files) >= 200) as bar:
+        for i, p in enumerate(files):
+            a, note = decode_slice(p)
+            shapes.add(a.shape)
+            if note:
+                notes[note] = notes.get(note, 0) + 1
+            out[i] = to_square(a, size)
+            bar.update()
     for note, n in notes.items():
         warnings.warn(f"{n} slice(s) were {note}", stacklevel=2)
     if len(shapes) > 1:

@@ -22,12 +22,13 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from brainvq.config import DataConfig
 from brainvq.data.splits import SPLITS, seeded_split
+from brainvq.data.subjects import subject_of
 from brainvq.errors import ConfigError, DataError
 from brainvq.io import atomic_path, atomic_write_text
+from brainvq.progress import Progress
 
 OASIS1_PATTERN = (
     "OAS1_xxxx_MR1/PROCESSED/MPRAGE/T88_111/OAS1_xxxx_MR1_mpr_n4_anon_111_t88_masked_gfc.hdr"
@@ -199,19 +200,22 @@ def prepare_oasis1(
     subjects = find_oasis1(discs_dir)
     total = sum(split)
     shares = {"validate": split[1] / total, "test": split[2] / total}
-    assignment = seeded_split(sorted(subjects), shares, seed)
+    names = sorted(subjects)  # OAS1_xxxx_MR1: one session per subject, split by subject
+    assignment = seeded_split(names, shares, seed, groups=[subject_of(n) for n in names])
     _prepare_out(out, overwrite)
 
     summary: dict = {s: {"subjects": assignment[s], "slices": 0} for s in SPLITS}
     jobs = [(s, subj) for s in SPLITS for subj in assignment[s]]
-    for s, subj in tqdm(jobs, desc="slicing OASIS-1", unit="subject", disable=not progress):
-        folder = out / f"keras_png_slices_{s}"
-        folder.mkdir(exist_ok=True)
-        number = int(_OASIS1_RE.match(subj).group(1))
-        slices = volume_slices(subjects[subj], first=first, last=last, size=size)
-        for k, img in enumerate(slices):
-            _write_png(img, folder / f"case_{number}_slice_{k}.nii.png")
-        summary[s]["slices"] += len(slices)
+    with Progress(len(jobs), "slicing OASIS-1", "subject", progress) as bar:
+        for s, subj in jobs:
+            folder = out / f"keras_png_slices_{s}"
+            folder.mkdir(exist_ok=True)
+            number = int(_OASIS1_RE.match(subj).group(1))
+            slices = volume_slices(subjects[subj], first=first, last=last, size=size)
+            for k, img in enumerate(slices):
+                _write_png(img, folder / f"case_{number}_slice_{k}.nii.png")
+            summary[s]["slices"] += len(slices)
+            bar.update()
     for s in SPLITS:  # a split with no subjects leaves no (empty) folder behind
         d = out / f"keras_png_slices_{s}"
         if d.is_dir() and not any(d.iterdir()):
@@ -245,19 +249,47 @@ def nifti_files(root: Path) -> list[Path]:
     return files
 
 
-def nifti_folder_splits(root: Path, cfg: DataConfig) -> dict[str, np.ndarray]:
-    """uint8 (N, S, S) axial slices per split of a folder of NIfTI volumes, split by volume."""
+def _volume_name(path: Path, root: Path) -> str:
+    """A volume's path below root without .nii/.nii.gz: its subject when its name has none."""
+    rel = path.relative_to(root).as_posix()
+    return re.sub(r"\.nii(\.gz)?$", "", rel, flags=re.IGNORECASE)
+
+
+def nifti_folder_splits(
+    root: Path, cfg: DataConfig
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray], str]:
+    """uint8 (N, S, S) axial slices per split of a folder of NIfTI volumes, split by subject:
+    one subject's volumes (OAS1_0001_MR1 and _MR2, BIDS ses-*) stay together, and a volume whose
+    name carries no subject is one of its own. Also each slice's subject and level (its index
+    among the volume's kept slices, 0 the lowest), and where the subjects came from."""
+    root = Path(root)
     vols = nifti_files(root)
     if len(vols) < 3:
         raise DataError(
             f"{root}: only {len(vols)} NIfTI volume(s); at least 3 are needed to split by volume"
         )
+    read = [subject_of(v, root, cfg.subject_pattern) for v in vols]
+    subject = {v: s or _volume_name(v, root) for v, s in zip(vols, read, strict=True)}
     parts = seeded_split(
-        vols, {"validate": cfg.val_fraction, "test": cfg.test_fraction}, cfg.split_seed
+        vols,
+        {"validate": cfg.val_fraction, "test": cfg.test_fraction},
+        cfg.split_seed,
+        groups=read,
     )
     size = cfg.image_size
-    arrays = {}
+    arrays, subjects, levels = {}, {}, {}
     for s in SPLITS:
         chunks = [volume_slices(v, size=size) for v in parts.get(s, [])]
         arrays[s] = np.concatenate(chunks) if chunks else np.zeros((0, size, size), dtype=np.uint8)
-    return arrays
+        subjects[s] = np.array(
+            [subject[v] for v, c in zip(parts.get(s, []), chunks, strict=True) for _ in c],
+            dtype=object,
+        )
+        levels[s] = np.concatenate(
+            [np.arange(len(c), dtype=np.int64) for c in chunks] or [np.zeros(0, np.int64)]
+        )
+    if all(read):
+        how = "data.subject_pattern" if cfg.subject_pattern else "names"
+    else:
+        how = "volumes"
+    return arrays, subjects, levels, how

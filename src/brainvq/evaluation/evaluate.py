@@ -1,6 +1,7 @@
-"""Evaluate a run: the VQ-VAE on the test split (reconstruction SSIM by skimage's definition, PSNR,
-codebook use) and each prior's samples against the real slices (brainvq.evaluation.realism);
-metrics.json and figures.
+"""Evaluate a run: what its splits hold (subjects per split, subjects in more than one split, real
+test slices with near-twins in training), the VQ-VAE on the test split (reconstruction SSIM by
+skimage's definition, PSNR, codebook use) and each prior's samples against the real slices
+(brainvq.evaluation.realism); metrics.json and figures.
 
     from brainvq.evaluation.evaluate import evaluate_run
     result = evaluate_run("runs/demo", say=print)     # or `brainvq evaluate --run runs/demo`
@@ -14,28 +15,32 @@ import numpy as np
 import torch
 
 from brainvq.codes import code_maps, encode_images
-from brainvq.data import discover, load_splits
+from brainvq.config import Config, check_scope
+from brainvq.data import load_data
+from brainvq.data.subjects import describe as describe_subjects
+from brainvq.data.subjects import warn_leaks, warn_once
 from brainvq.evaluation.figures import (
     code_map_figure,
     codebook_figure,
     curves_figure,
     nearest_pair_figure,
-    neighbour_profile_figure,
     nn_ssim_histogram_figure,
     read_csv_log,
     recon_figure,
     rows_figure,
 )
 from brainvq.evaluation.manifest import reference_cache, write_manifest
-from brainvq.evaluation.realism import realism_ratio, score_samples
+from brainvq.evaluation.realism import real_reference, realism_ratio, score_samples
 from brainvq.evaluation.verdict import findings
 from brainvq.metrics import code_histogram, codebook_stats, psnr, ssim_reference, summarize
 from brainvq.priors import load_prior, trained_kinds
+from brainvq.progress import Progress
 from brainvq.runs import Run, RunDir, load_run
 from brainvq.sampling import image_grid, sample_images
 from brainvq.training.budget import read_finished
 
 GRID = 16  # slices in each of the report's side-by-side grids (samples, real test slices)
+EVAL_SECTIONS = ("eval",)  # what evaluate takes as overrides: how it measures, not what
 
 
 @torch.no_grad()
@@ -45,15 +50,91 @@ def reconstruct_all(run: Run, images: np.ndarray, batch_size: int = 64):
     return codes, run.vqvae.decode(codes, batch_size)[:, 0].numpy()
 
 
-def evaluate_vqvae(run_path: str, data: str | None = None) -> dict:
-    """Score the run's VQ-VAE on the test split, write figures and the `vqvae` metrics section."""
-    run = load_run(run_path)
+NEAR_TWIN_WARNING = 0.5  # warn when more real test slices than this have near-twins in training
+NEAR_TWIN_MEANS = (
+    "a near-twin is a training slice far closer to a test slice than the rest, as a "
+    "neighbouring slice of the same brain is"
+)
+
+
+def near_twin_warning(data: dict) -> str | None:
+    """The warning a high share of real test slices with near-twins deserves, or None."""
+    share = data.get("real_test_near_twin_share")
+    if share is None or share <= NEAR_TWIN_WARNING or data.get("one_brain"):
+        return None
+    return (
+        f"{share:.0%} of the real test slices have a near-twin in the training split "
+        f"({NEAR_TWIN_MEANS}): the splits likely share brains and held-out scores read too high; "
+        "keep each subject in one split (data.subject_pattern names the subjects)"
+    )
+
+
+def evaluate_data(
+    run_path: str,
+    data: str | None = None,
+    overrides: list[str] | None = None,
+    progress: bool = False,
+) -> dict:
+    """What the run's splits hold: subjects per split, subjects in more than one split (warned),
+    and the share of real test slices with near-twins in training (warned when high); the
+    `data` section of metrics.json."""
+    run = load_for_evaluation(run_path, overrides)
     cfg = run.config
-    arrays = load_splits(run.data_root(data), cfg.data, progress=False)
+    splits, arrays = load_data(run.data_root(data), cfg.data, progress=False)
+    result = {"source": splits.source, **splits.subject_summary()}
+    train, test = np.asarray(arrays["train"]), np.asarray(arrays["test"])
+    stats = real_reference(train, test, cfg.eval.nn_candidates, reference_cache(run), progress)[0]
+    if "real_test_near_twin_share" in stats:
+        result["real_test_near_twin_share"] = stats["real_test_near_twin_share"]
+    warn_leaks(result)
+    twins = near_twin_warning(result)
+    if twins:
+        warn_once(twins)
+    run.dir.update_metrics("data", result)
+    return result
+
+
+def format_data(result: dict) -> str:
+    """The subjects line, and the real test slices' near-twin share with what it means."""
+    lines = [describe_subjects(result)]
+    if "real_test_near_twin_share" in result:
+        lines.append(
+            f"real test slices with a near-twin in training: "
+            f"{result['real_test_near_twin_share']:.0%} ({NEAR_TWIN_MEANS})"
+        )
+    return "\n".join(lines)
+
+
+def load_for_evaluation(run_path: str | Path, overrides: list[str] | None = None) -> Run:
+    """The run, with ``overrides`` (``eval.KEY=VALUE`` strings, the only section evaluate uses
+    from the command line) applied to its config for this evaluation; config.toml is unchanged."""
+    overrides = list(overrides or [])
+    check_scope(overrides, EVAL_SECTIONS, "evaluate")
+    run = load_run(run_path)
+    run.config.override(overrides)
+    return run
+
+
+def evaluate_vqvae(
+    run_path: str,
+    data: str | None = None,
+    overrides: list[str] | None = None,
+    progress: bool = False,
+) -> dict:
+    """Score the run's VQ-VAE on the test split, write figures and the `vqvae` metrics section
+    (``overrides``: eval.KEY=VALUE for this evaluation; ``progress``: show the long phases)."""
+    run = load_for_evaluation(run_path, overrides)
+    cfg = run.config
+    splits, arrays = load_data(run.data_root(data), cfg.data, progress=progress)
     test = np.asarray(arrays["test"])
     x = test.astype(np.float32) / 255.0
     codes, recons = reconstruct_all(run, test, cfg.eval.batch_size)
-    scores = np.array([ssim_reference(x[i], recons[i]) for i in range(len(x))])
+    with Progress(len(x), "scoring test reconstructions", "slice", progress) as bar:
+        scores = []
+        for i in range(len(x)):
+            scores.append(ssim_reference(x[i], recons[i]))
+            bar.update()
+    scores = np.array(scores)
     p = psnr(torch.from_numpy(x)[:, None], torch.from_numpy(recons)[:, None]).numpy()
     book = codebook_stats(codes, cfg.vqvae.codebook_size)
     result = {
@@ -68,11 +149,11 @@ def evaluate_vqvae(run_path: str, data: str | None = None) -> dict:
     train = np.asarray(arrays["train"])
     if len(train):
         result["recon_realism_ratio"] = realism_ratio(
-            recons, test, train, cfg.eval.nn_candidates, reference_cache(run)
+            recons, test, train, cfg.eval.nn_candidates, reference_cache(run), progress
         )
     figs = run.dir.figures
     recon_figure(x, recons, scores, figs / "reconstructions.png")
-    real_grid(x, _test_levels(run, data), figs / "real_test_slices.png")
+    real_grid(x, splits.slice_levels("test"), figs / "real_test_slices.png")
     log = read_csv_log(run.dir.logs / "vqvae" / "metrics.csv")
     if log:
         curves_figure(log, figs / "vqvae_curves.png", "VQ-VAE training")
@@ -80,11 +161,6 @@ def evaluate_vqvae(run_path: str, data: str | None = None) -> dict:
     codebook_figure(counts, figs / "codebook_usage.png", "Codebook usage on the test split")
     run.dir.update_metrics("vqvae", result)
     return result
-
-
-def _test_levels(run: Run, data: str | None) -> list:
-    """The axial level of each test slice where known (None elsewhere)."""
-    return discover(run.data_root(data), run.config.data).slice_levels("test")
 
 
 def real_grid(test: np.ndarray, levels: list, path: Path, n: int = GRID) -> Path:
@@ -125,26 +201,29 @@ def evaluate_samples(
     seed: int | None = None,
     temperature: float | None = None,
     top_k: int | None = None,
+    overrides: list[str] | None = None,
+    progress: bool = False,
     drawn: dict | None = None,
 ) -> dict:
     """Sample from the run's prior and score the samples against real slices; write figures.
 
-    temperature / top_k default to those in the prior's own config (see brainvq.priors).
-    ``drawn``: samples already drawn by brainvq.sampling.sample_run, scored instead of drawing
-    new ones (n, seed, temperature and top_k are then theirs); their manifest.csv is written
-    beside their PNGs."""
-    run = load_run(run_path)
+    temperature / top_k default to those in the prior's own config (see brainvq.priors);
+    overrides and progress as in evaluate_vqvae. ``drawn``: samples already drawn by
+    brainvq.sampling.sample_run, scored instead of drawing new ones (n, seed, temperature and
+    top_k are then theirs); their manifest.csv is written beside their PNGs."""
+    run = load_for_evaluation(run_path, overrides)
     cfg = run.config
     root = run.data_root(data)
     prior = load_prior(run, kind)
     if drawn is None:
         n = n or cfg.eval.n_samples
         seed = cfg.eval.seed if seed is None else seed
-        drawn = sample_images(run, prior, n, seed, cfg.eval.batch_size, temperature, top_k)
+        drawn = sample_images(
+            run, prior, n, seed, cfg.eval.batch_size, temperature, top_k, progress
+        )
     n, seed = len(drawn["images"]), drawn.get("seed", seed)
-    splits = discover(root, cfg.data)
-    arrays = load_splits(root, cfg.data, progress=False)
-    real_codes = code_maps(run, root)["test"]
+    splits, arrays = load_data(root, cfg.data, progress=progress)
+    real_codes = code_maps(run, root, progress=progress)["test"]
     train = np.asarray(arrays["train"])
     scores, per = score_samples(
         drawn["images"],
@@ -155,6 +234,7 @@ def evaluate_samples(
         cfg.vqvae.codebook_size,
         candidates=cfg.eval.nn_candidates,
         cache_dir=reference_cache(run),
+        progress=progress,
     )
     scores["samples_per_second"] = drawn["samples_per_second"]
     scores["seed"] = seed
@@ -197,11 +277,6 @@ def evaluate_samples(
         scores["copy_threshold"],
         figs / f"{kind}_nn_ssim.png",
         f"{kind}: realism ratio {scores['realism_ratio']:.3f}",
-    )
-    neighbour_profile_figure(
-        {f"{kind} samples": per["neighbours"], "real test slices": per["real_neighbours"]},
-        figs / f"{kind}_neighbour_profile.png",
-        f"{kind}: nearest training slices, samples vs real",
     )
     # what realism 1 means on this data: real test slices above their nearest training slices
     real_pick = np.linspace(0, len(per["real_nn_ssim"]) - 1, min(8, len(per["real_nn_ssim"])))
@@ -254,19 +329,6 @@ def format_sample_table(s: dict, kind: str) -> str:
             )
         )
     rows.append(("realism ratio", f"{s['realism_ratio']:.3f}"))
-    if "realism_ratio_past_twins" in s:
-        rows += [
-            (
-                "real test slices with near-twins",
-                f"{s['real_test_near_twin_share']:.0%} (NN-SSIM past them "
-                f"{s['real_test_nn_ssim_past_twins']:.4f})",
-            ),
-            (
-                "realism past near-twins",
-                f"{s['realism_ratio_past_twins']:.3f} (samples with near-twins "
-                f"{s['near_twin_share']:.0%})",
-            ),
-        ]
     rows += [
         (
             "diversity samples/real",
@@ -297,21 +359,32 @@ def evaluate_run(
     temperature: float | None = None,
     top_k: int | None = None,
     say=None,
+    overrides: list[str] | None = None,
+    progress: bool = False,
     drawn: dict | None = None,
 ) -> dict:
-    """What `brainvq evaluate` does: the VQ-VAE's section, then the samples of ``kind`` (default:
-    every prior the run holds); ``say(text)``, if given, gets each table as it is done, then one
-    line per warning (brainvq.evaluation.verdict). ``drawn``: {kind: sample_run's dict} of samples
-    already drawn, scored instead of drawing new ones for those kinds.
+    """What `brainvq evaluate` does: the data's section (subjects, leaks, near-twins), the
+    VQ-VAE's, then the samples of ``kind`` (default: every prior the run holds); ``say(text)``, if
+    given, gets each table as it is done, then one line per warning (brainvq.evaluation.verdict).
+    ``overrides``: eval.KEY=VALUE strings applied to the run's config for this evaluation (the
+    file is unchanged); ``progress``: show the long phases (sampling, nearest-neighbour search).
+    ``drawn``: {kind: sample_run's dict} of samples already drawn, scored instead of drawing new
+    ones for those kinds.
 
-    Returns {"vqvae": ..., "samples": {kind: ...}, "warnings": [line, ...]}; the sections are
-    those written to metrics.json."""
+    Returns {"data": ..., "vqvae": ..., "samples": {kind: ...}, "warnings": [line, ...]}; the
+    sections but "warnings" are those written to metrics.json."""
     say = say or (lambda text: None)
     drawn = drawn or {}
-    result = {"vqvae": evaluate_vqvae(str(run_path), data), "samples": {}}
+    check_scope(list(overrides or []), EVAL_SECTIONS, "evaluate")
+    Config().override(list(overrides or []))  # a bad key or value fails before any work
+    result = {"data": evaluate_data(str(run_path), data, overrides, progress)}
+    say(format_data(result["data"]))
+    result.update(vqvae=evaluate_vqvae(str(run_path), data, overrides, progress), samples={})
     say(format_table(result["vqvae"]))
     for k in [kind] if kind else trained_kinds(RunDir(run_path)):
-        s = evaluate_samples(str(run_path), k, data, n, seed, temperature, top_k, drawn.get(k))
+        s = evaluate_samples(
+            str(run_path), k, data, n, seed, temperature, top_k, overrides, progress, drawn.get(k)
+        )
         result["samples"][k] = s
         say(format_sample_table(s, k))
     say(f"metrics -> {Path(run_path) / 'metrics.json'}; figures -> {Path(run_path) / 'figures'}")

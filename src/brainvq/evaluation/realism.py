@@ -10,10 +10,9 @@
 - near-twins of a slice: training slices whose SSIM to it exceeds its own plateau (the median of
   its 10th to 40th highest SSIMs against the training split) by more than TWIN_MARGIN; a slice
   of a brain whose neighbouring slices are in the training split has them, a new brain's slice
-  does not. NN-SSIM past near-twins: SSIM to the nearest training slice that is not one.
-  realism past near-twins: the realism ratio with both sides measured past their near-twins (a
-  diagnostic beside the realism ratio, for splits that share brains; the project's measure is the
-  realism ratio).
+  does not. The share of real test slices with near-twins checks splits whose file names carry
+  no subject (`real_test_near_twin_share`); near_twins also gives each slice's SSIM to the
+  nearest training slice past them (bench/neighbour_profile.py, bench/anchored_realism.py).
 """
 
 from __future__ import annotations
@@ -34,23 +33,41 @@ from brainvq.metrics import (
     mean_pairwise_ssim,
     top_ssim_against,
 )
+from brainvq.progress import Progress
 
 
-def nn_ssim(queries, train, candidates: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each query's highest SSIM against the training images, and which training image."""
-    return max_ssim_against(as_images(queries), as_images(train), candidates=candidates)
+def _search(queries, what: str) -> Progress:
+    """The progress of a nearest-neighbour search of the queries (``what``: "" = none shown)."""
+    desc = f"nearest training slices of {what}"
+    return Progress(len(queries), desc, "slice", enabled=bool(what))
+
+
+def nn_ssim(
+    queries, train, candidates: int = 0, progress: str = ""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each query's highest SSIM against the training images, and which training image
+    (``progress``: show the search, naming the queries; "" = not shown)."""
+    with _search(queries, progress) as bar:
+        q, t = as_images(queries), as_images(train)
+        return max_ssim_against(q, t, candidates=candidates, done=bar.update)
 
 
 NEIGHBOUR_DEPTH = 40  # highest SSIMs kept per slice for the near-twin test
 TWIN_MARGIN = 0.1  # how far above its plateau a training slice is a slice's near-twin
 
 
-def neighbours(queries, train, candidates: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def neighbours(
+    queries, train, candidates: int = 0, progress: str = ""
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Each query's NEIGHBOUR_DEPTH highest SSIMs against the training images (fewer if the
-    training set is smaller), highest first, and which training images: both (M, k)."""
+    training set is smaller), highest first, and which training images: both (M, k)
+    (``progress`` as in nn_ssim)."""
     train = as_images(train)
     k = min(NEIGHBOUR_DEPTH, len(train))
-    return top_ssim_against(as_images(queries), train, k, candidates=candidates)
+    with _search(queries, progress) as bar:
+        return top_ssim_against(
+            as_images(queries), train, k, candidates=candidates, done=bar.update
+        )
 
 
 def near_twins(
@@ -74,12 +91,17 @@ def histogram_distance(codes_a, codes_b, codebook_size: int) -> float:
     return float(0.5 * (a / a.sum() - b / b.sum()).abs().sum())
 
 
-def realism_ratio(images, test, train, candidates: int = 128, cache_dir=None) -> float:
+def realism_ratio(
+    images, test, train, candidates: int = 128, cache_dir=None, progress: bool = False
+) -> float:
     """Mean NN-SSIM of images / mean NN-SSIM of the real test slices (1: as close to the
     training slices as unseen real ones). Of a VQ-VAE's test reconstructions, it is what samples
     as good as real code maps would score through that decoder."""
-    real = real_reference(train, test, candidates, cache_dir)[0]["real_test_nn_ssim_mean"]
-    return float(nn_ssim(images, train, candidates)[0].mean()) / real
+    real = real_reference(train, test, candidates, cache_dir, progress)[0]
+    shown = "the reconstructions" if progress else ""
+    return (
+        float(nn_ssim(images, train, candidates, shown)[0].mean()) / real["real_test_nn_ssim_mean"]
+    )
 
 
 def _fingerprint(x) -> str:
@@ -94,7 +116,7 @@ def _fingerprint(x) -> str:
 # the same for the VQ-VAE's section and every prior `evaluate` scores: computed once per process,
 # and kept on disk where the caller names a folder (`evaluate`: RUN/state/evaluate/).
 _REAL_CACHE: dict[str, tuple[dict, dict]] = {}
-_REAL_VERSION = 2  # bump when what real_reference returns changes
+_REAL_VERSION = 3  # bump when what real_reference returns changes
 
 
 def _load_real(path: Path) -> tuple[dict, dict] | None:
@@ -119,7 +141,7 @@ def _save_real(path: Path, stats: dict, per: dict) -> None:
 
 
 def real_reference(
-    train, test, candidates: int = 128, cache_dir: Path | str | None = None
+    train, test, candidates: int = 128, cache_dir: Path | str | None = None, progress: bool = False
 ) -> tuple[dict, dict]:
     """The real side of the sample measures: test slices' NN-SSIM, diversity and copy line, and
     per test slice its NN-SSIM and nearest training slice (`nn_ssim`, `nearest`). The same sets
@@ -140,7 +162,7 @@ def real_reference(
         if path is not None and not path.exists():
             _save_real(path, stats, per)
         return dict(stats), {k: v.copy() for k, v in per.items()}
-    top, where = neighbours(test, train, candidates)
+    top, where = neighbours(test, train, candidates, "the real test slices" if progress else "")
     t_nn, t_idx = top[:, 0], where[:, 0]
     stats = {
         "real_test_nn_ssim_mean": float(t_nn.mean()),
@@ -152,7 +174,6 @@ def real_reference(
     twins = near_twins(top)
     if twins is not None:
         stats["real_test_near_twin_share"] = float((twins[0] > 0).float().mean())
-        stats["real_test_nn_ssim_past_twins"] = float(twins[1].mean())
         per["near_twins"] = twins[0].numpy()
     _REAL_CACHE.clear()  # one entry: the data `evaluate` is scoring
     _REAL_CACHE[key] = (stats, per)
@@ -176,20 +197,22 @@ def score_samples(
     candidates=128,
     reference: dict | None = None,
     cache_dir=None,
+    progress: bool = False,
 ):
     """Every sample measure at once; returns a dict of floats plus per-sample arrays
     (`nn_ssim`, `nearest`, `neighbours`: the highest SSIMs, see neighbours(); and the same with
     `real_` for the test slices, with `real_near_twins`, unless `reference` is given).
 
     `reference` (from reference_stats) skips recomputing the real side when scoring many sets;
-    `cache_dir` keeps the real side on disk for later processes (see real_reference).
+    `cache_dir` keeps the real side on disk for later processes (see real_reference);
+    `progress` shows the nearest-neighbour searches.
     """
     real_per = {}
     if reference is None:
-        ref, real_per = real_reference(train, test, candidates, cache_dir)
+        ref, real_per = real_reference(train, test, candidates, cache_dir, progress)
     else:
         ref = reference
-    top, where = neighbours(samples, train, candidates)
+    top, where = neighbours(samples, train, candidates, "the samples" if progress else "")
     s_nn, s_idx = top[:, 0], where[:, 0]
     out = {
         "n_samples": int(s_nn.numel()),
@@ -205,13 +228,6 @@ def score_samples(
     out["diversity_gap"] = out["diversity_samples"] - out["diversity_real_test"]
     if "real_test_nn_ssim_min" in ref:  # (absent from references cached by older versions)
         out["share_in_real_range"] = float((s_nn >= ref["real_test_nn_ssim_min"]).float().mean())
-    twins = near_twins(top)
-    if twins is not None and "real_test_nn_ssim_past_twins" in ref:
-        out["near_twin_share"] = float((twins[0] > 0).float().mean())
-        out["nn_ssim_past_twins_mean"] = float(twins[1].mean())
-        out["realism_ratio_past_twins"] = (
-            out["nn_ssim_past_twins_mean"] / ref["real_test_nn_ssim_past_twins"]
-        )
     if sample_codes is not None and real_codes is not None and codebook_size:
         out["code_hist_distance"] = histogram_distance(sample_codes, real_codes, codebook_size)
         out["sample_codes_used"] = int(np.unique(np.asarray(sample_codes)).size)

@@ -20,8 +20,10 @@ import datetime
 import html
 from pathlib import Path
 
+from brainvq.data.subjects import describe as describe_subjects
+from brainvq.data.subjects import leak_warning
 from brainvq.errors import RunError
-from brainvq.evaluation.evaluate import stages_finished
+from brainvq.evaluation.evaluate import NEAR_TWIN_MEANS, near_twin_warning, stages_finished
 from brainvq.evaluation.verdict import PRIOR_NAMES, findings, verdict
 from brainvq.io import atomic_write_text
 from brainvq.runs import RunDir
@@ -34,7 +36,7 @@ table{border-collapse:collapse;margin:.5rem 0} td,th{border:1px solid #ddd;paddi
 text-align:left} th{background:#f4f4f4} td.num{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:1rem 0} figcaption{color:#555;font-size:.9rem} img{max-width:100%;height:auto;
 border:1px solid #eee} pre{background:#f7f7f7;padding:.8rem;overflow-x:auto;font-size:.85rem}
-.muted{color:#777}
+.muted{color:#777} .warn{color:#8a4b00;background:#fff4e0;padding:.3rem .6rem}
 .verdict{padding:.6rem 1rem;border-radius:6px;margin:.8rem 0;font-size:1.05rem}
 .good{background:#e8f5e9;border:1px solid #a5d6a7} .weak{background:#fff3e0;border:1px solid #ffb74d}
 .verdict ul{margin:.3rem 0 0 1.2rem;padding:0;font-size:.95rem}
@@ -96,13 +98,6 @@ def _figures() -> list[tuple[str, str, str]]:
                 f"{kind}_nn_ssim.png",
                 "Nearest-neighbour pairs",
                 f"How close {name} samples and real test slices come to the training slices",
-            ),
-            (
-                f"{kind}_neighbour_profile.png",
-                "Nearest-neighbour pairs",
-                f"Mean SSIM of {name} samples and real test slices to their k-th nearest "
-                "training slice: real slices whose brain the training split holds start high "
-                "(near-twins) and fall",
             ),
         ]
     figs.append(
@@ -287,6 +282,24 @@ def _raw_tables(metrics: dict) -> str:
     )
 
 
+def data_html(data: dict | None) -> str:
+    """The Data section: subjects per split, the leak row and its warning, the near-twin share;
+    for the embedded default, that its scores compare levels of one brain."""
+    if not data:
+        return ""
+    rows = [("subjects", describe_subjects(data).removeprefix("subjects: "))]
+    k = data.get("subjects_in_more_than_one_split")
+    if not data.get("one_brain"):
+        rows.append(("subjects in more than one split", "unknown" if k is None else str(k)))
+    if "real_test_near_twin_share" in data:
+        share = data["real_test_near_twin_share"]
+        rows.append(("real test slices with a near-twin", f"{share:.0%} ({NEAR_TWIN_MEANS})"))
+    table = "".join(f"<tr><th>{html.escape(a)}</th><td>{html.escape(b)}</td></tr>" for a, b in rows)
+    warnings = [w for w in (leak_warning(data), near_twin_warning(data)) if w]
+    notes = "".join(f"<p class='warn'>{html.escape(w)}</p>" for w in warnings)
+    return f"<h2>Data</h2><table>{table}</table>{notes}"
+
+
 def render(run: RunDir) -> str:
     """The report of a run folder as one HTML string."""
     metrics = run.read_metrics()
@@ -309,6 +322,7 @@ def render(run: RunDir) -> str:
                 parts.append(_samples_table(section.removeprefix("samples-"), values))
         if "vqvae" in metrics:
             parts.append(_vqvae_table(metrics["vqvae"]))
+        parts.append(data_html(metrics.get("data")))
         parts.append(_raw_tables(metrics))
     for section in SECTIONS:
         figs = [(f, c) for f, s, c in FIGURES if s == section and (run.figures / f).exists()]

@@ -40,12 +40,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from brainvq.config import Config
 from brainvq.errors import RunError
-from brainvq.io import atomic_save_safetensors
 from brainvq.nn.maskgit import hidden_count
+from brainvq.progress import Progress
+from brainvq.runs import atomic_save_safetensors
 
 
 @contextlib.contextmanager
@@ -133,13 +133,11 @@ class Prior(nn.Module):
         gen = torch.Generator().manual_seed(int(seed))
         pick = categorical_picker(temperature, top_k, gen)
         total = n * (per_map or self.code_size * self.code_size)
-        bar = tqdm(total=total, desc=f"{self.kind} sampling", unit="code", disable=not progress)
         out = []
-        with eval_mode(self):
+        with eval_mode(self), Progress(total, f"{self.kind} sampling", "code", progress) as bar:
             for s in range(0, n, batch_size):
                 b = min(batch_size, n - s)
                 out.append(draw(s, b, pick, gen, lambda k, b=b: bar.update(k * b)).cpu())
-        bar.close()
         return torch.cat(out).long()
 
     @torch.no_grad()

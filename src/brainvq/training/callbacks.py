@@ -11,7 +11,9 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from brainvq.errors import RunError
-from brainvq.io import atomic_path, atomic_save_safetensors
+from brainvq.io import atomic_path
+from brainvq.progress import FIRST_LINE_S, LINE_EVERY_S, duration, say
+from brainvq.runs import atomic_save_safetensors
 
 
 class LossThresholdStop(Callback):
@@ -30,6 +32,10 @@ class LossThresholdStop(Callback):
             pl_module.print(f"{self.monitor} {float(value):.5f} < {self.threshold}: stopping")
 
 
+class StopRequested(Exception):
+    """Raised by RollingCheckpoint after a Ctrl-C to end trainer.fit at once."""
+
+
 class RollingCheckpoint(Callback):
     """Keep DIR/last.ckpt current: after every epoch and every `every_minutes` of training.
 
@@ -37,8 +43,11 @@ class RollingCheckpoint(Callback):
     moment leaves either the previous or the new checkpoint, never a torn one.
 
     Ctrl-C (SIGINT) during training does not kill the step in flight: the first one asks for a
-    stop, the checkpoint is written after the current batch and training ends cleanly with
-    `interrupted` set; a second Ctrl-C interrupts at once.
+    stop; after the current training batch the checkpoint is written and StopRequested ends the
+    fit (Lightning's own stop, ``should_stop``, would first run a whole validation pass: minutes
+    on a large split). During validation it ends at the current batch, keeping the last
+    checkpoint (``saved_step``), since a checkpoint taken mid-validation would not resume
+    cleanly. ``interrupted`` is set either way; a second Ctrl-C interrupts at once.
     """
 
     def __init__(self, dirpath: str | Path, every_minutes: float = 2.0) -> None:
@@ -46,6 +55,8 @@ class RollingCheckpoint(Callback):
         self.every_s = every_minutes * 60
         self._last = time.monotonic()
         self.interrupted = False
+        self.saved_on_interrupt = False
+        self.saved_step: int | None = None  # global step of the last checkpoint this run wrote
         self._previous_handler = None
 
     @property
@@ -68,6 +79,7 @@ class RollingCheckpoint(Callback):
             ) from None
         trainer.strategy.barrier()
         self._last = time.monotonic()
+        self.saved_step = trainer.global_step
 
     def _on_sigint(self, signum, frame) -> None:
         if self.interrupted:  # second Ctrl-C: stop now
@@ -90,11 +102,16 @@ class RollingCheckpoint(Callback):
                 drop(trainer.global_step)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.interrupted and not trainer.should_stop:
+        if self.interrupted:
             self.save(trainer)
-            trainer.should_stop = True
-        elif self.every_s > 0 and time.monotonic() - self._last > self.every_s:
+            self.saved_on_interrupt = True
+            raise StopRequested
+        if self.every_s > 0 and time.monotonic() - self._last > self.every_s:
             self.save(trainer)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, *_) -> None:
+        if self.interrupted and not trainer.sanity_checking:
+            raise StopRequested
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore_handler()
@@ -105,6 +122,62 @@ class RollingCheckpoint(Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
             self.save(trainer)
+
+
+class LineProgress(Callback):
+    """Training progress as plain lines on stderr, for a log file or a pipe (a bar's carriage
+    returns would fill it with thousands of lines): one line when the stage starts, then one once
+    it has run FIRST_LINE_S and at most one a minute after that, each with the epoch, step, speed,
+    time and the metrics a bar would show."""
+
+    def __init__(
+        self,
+        stage: str,
+        budget: str = "",
+        first_s: float | None = None,
+        every_s: float | None = None,
+    ) -> None:
+        self.stage, self.budget = stage, budget
+        self.first_s = FIRST_LINE_S if first_s is None else first_s
+        self.every_s = LINE_EVERY_S if every_s is None else every_s
+        self._start = self._next = 0.0
+        self._steps0 = 0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.monotonic()
+        self._next = self._start + self.first_s
+        self._steps0 = trainer.global_step
+        if trainer.is_global_zero:
+            resumed = f", resumed at step {trainer.global_step}" if trainer.global_step else ""
+            budget = f" (budget: {self.budget})" if self.budget else ""
+            say(f"{self.stage}: training{budget}{resumed}")
+
+    def line(self, trainer: L.Trainer) -> str:
+        """Where training stands, in one line."""
+        elapsed = time.monotonic() - self._start
+        rate = (trainer.global_step - self._steps0) / max(elapsed, 1e-9)
+        metrics = ", ".join(
+            f"{k.removesuffix('_epoch')} {float(v):.4g}"
+            for k, v in trainer.progress_bar_metrics.items()
+            if not k.endswith("_step") and k != "v_num"
+        )
+        text = (
+            f"{self.stage}: epoch {trainer.current_epoch}, step {trainer.global_step}, "
+            f"{rate:.2f} steps/s, {duration(elapsed)}"
+        )
+        return f"{text}: {metrics}" if metrics else text
+
+    def _maybe_say(self, trainer: L.Trainer) -> None:
+        now = time.monotonic()
+        if now >= self._next and trainer.is_global_zero:
+            self._next = now + self.every_s
+            say(self.line(trainer))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._maybe_say(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._maybe_say(trainer)
 
 
 class RankStateDump(Callback):

@@ -30,6 +30,7 @@ import json
 import shutil
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
@@ -43,12 +44,13 @@ from brainvq.codes import code_maps
 from brainvq.config import TuneConfig
 from brainvq.data import load_splits
 from brainvq.errors import RunError
-from brainvq.io import atomic_save_safetensors, atomic_write_text, file_digest
+from brainvq.io import atomic_write_text, file_digest
 from brainvq.metrics import mean_pairwise_ssim, ssim_reference
 from brainvq.nn.vqvae import VQVAE, image_loss
 from brainvq.priors import categorical_picker, load_prior, prior_path
 from brainvq.priors.tuned_decoder import TUNABLE_KINDS, decoder_path, refusal_path
-from brainvq.runs import RunDir, load_run
+from brainvq.progress import Progress
+from brainvq.runs import RunDir, atomic_save_safetensors, load_run
 from brainvq.training.budget import Budget, can_continue, read_finished, stop_text
 from brainvq.training.trainer import fit_stage, make_trainer, resume_path, stage_config
 
@@ -72,9 +74,15 @@ def _pool_settings(state: Path) -> str | None:
 
 @torch.no_grad()
 def slip_codes(
-    prior, codes: torch.Tensor, max_share: float, generator: torch.Generator, batch_size: int = 128
+    prior,
+    codes: torch.Tensor,
+    max_share: float,
+    generator: torch.Generator,
+    batch_size: int = 128,
+    done: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
-    """codes (N, h, w) with a random share in [0, max_share) of each map redrawn by the prior."""
+    """codes (N, h, w) with a random share in [0, max_share) of each map redrawn by the prior;
+    ``done(k)`` after each k maps (progress)."""
     pick = categorical_picker(1.0, 0, generator)
     out = []
     for i in range(0, len(codes), batch_size):
@@ -82,6 +90,8 @@ def slip_codes(
         share = torch.rand(len(c), 1, 1, generator=generator) * max_share
         hidden = torch.rand(c.shape, generator=generator) < share
         out.append(prior.net.redraw(c, hidden, pick))
+        if done is not None:
+            done(len(c))
     return torch.cat(out)
 
 
@@ -136,13 +146,27 @@ def sample_alikeness(prior, decoders: list[VQVAE], n: int = CHECK_SAMPLES, seed:
 
 
 @torch.no_grad()
-def recon_ssim(vq: VQVAE, maps: torch.Tensor, images: np.ndarray, batch_size: int = 64) -> float:
-    """Mean skimage SSIM of the decoded maps against the images (N, H, W) in [0, 1]."""
+def recon_ssim(
+    vq: VQVAE,
+    maps: torch.Tensor,
+    images: np.ndarray,
+    batch_size: int = 64,
+    done: Callable[[int], None] | None = None,
+) -> float:
+    """Mean skimage SSIM of the decoded maps against the images (N, H, W) in [0, 1]; ``done(1)``
+    after each image."""
     recons = vq.decode(maps, batch_size)[:, 0].numpy()
-    return float(np.mean([ssim_reference(images[i], recons[i]) for i in range(len(images))]))
+    scores = []
+    for i in range(len(images)):
+        scores.append(ssim_reference(images[i], recons[i]))
+        if done is not None:
+            done(1)
+    return float(np.mean(scores))
 
 
-def _slipped_pool(run, prior, real: torch.Tensor, tune: TuneConfig, settings: dict, state: Path):
+def _slipped_pool(
+    run, prior, real: torch.Tensor, tune: TuneConfig, settings: dict, state: Path, progress: bool
+):
     """The real maps and tune.variants slipped copies, (V + 1, N, h, w): read back from
     state/slipped.safetensors when drawn under the same settings, else drawn now (and the stage's
     old state, made under other settings, removed)."""
@@ -159,9 +183,13 @@ def _slipped_pool(run, prior, real: torch.Tensor, tune: TuneConfig, settings: di
     shutil.rmtree(state, ignore_errors=True)
     shutil.rmtree(run.dir.logs / state.name, ignore_errors=True)
     gen = torch.Generator().manual_seed(tune.seed)
-    pool = torch.stack(
-        [real] + [slip_codes(prior, real, tune.max_share, gen) for _ in range(tune.variants)]
-    )
+    desc = f"drawing {tune.variants} slipped copies of the training maps"
+    with Progress(tune.variants * len(real), desc, "map", progress) as bar:
+        slipped = [
+            slip_codes(prior, real, tune.max_share, gen, done=bar.update)
+            for _ in range(tune.variants)
+        ]
+    pool = torch.stack([real, *slipped])
     small = pool.max() < 2**15  # int16 holds any codebook up to 32768 codes
     tensors = {"pool": pool.to(torch.int16 if small else torch.int32)}
     atomic_save_safetensors(tensors, path, {"settings": want})
@@ -207,7 +235,7 @@ def tune_decoder(
     run.dir.ensure_writable()
     prior = load_prior(run, kind)
     root = run.data_root(data)
-    maps = code_maps(run, root)
+    maps = code_maps(run, root, progress=progress)
     real = torch.from_numpy(np.asarray(maps["train"])).long()
     stage = f"decoder-{kind}"
     state = run.dir.stage_state(stage)
@@ -225,7 +253,7 @@ def tune_decoder(
     images = torch.from_numpy(np.asarray(arrays["train"], dtype=np.float32) / 255.0)[:, None]
     ckpt = resume_path(run.dir, stage, fresh)
     t0 = time.perf_counter()
-    pool, reused = _slipped_pool(run, prior, real, tune, settings, state)
+    pool, reused = _slipped_pool(run, prior, real, tune, settings, state, progress)
     slip_seconds = time.perf_counter() - t0
     if not reused:
         ckpt = None  # the state dir was made under other settings and is gone
@@ -265,8 +293,10 @@ def tune_decoder(
     result.update(_keep_or_refuse(run.dir, kind, prior, run.vqvae, vq, settings, tune))
     test = np.asarray(arrays["test"], dtype=np.float32) / 255.0
     test_maps = torch.from_numpy(np.asarray(maps["test"])).long()
-    result["test_ssim_vqvae"] = recon_ssim(run.vqvae, test_maps, test)
-    result["test_ssim_tuned"] = recon_ssim(vq, test_maps, test)
+    desc = "test reconstruction SSIM of both decoders"
+    with Progress(2 * len(test), desc, "slice", progress) as bar:
+        result["test_ssim_vqvae"] = recon_ssim(run.vqvae, test_maps, test, done=bar.update)
+        result["test_ssim_tuned"] = recon_ssim(vq, test_maps, test, done=bar.update)
     return result
 
 

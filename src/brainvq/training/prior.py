@@ -102,7 +102,7 @@ def train_prior(
     pcfg.train.save_rank_states = cfg.train.save_rank_states
     pcfg.validate()
 
-    maps = code_maps(run, run.data_root(data))
+    maps = code_maps(run, run.data_root(data), progress=progress)
     codes = torch.from_numpy(maps["train"]).long()
     if codes.numel() == 0:
         raise RunError(f"{run.dir.path}: the training split has no code maps to fit a prior on")

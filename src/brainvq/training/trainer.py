@@ -21,9 +21,16 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from brainvq.config import TrainConfig
 from brainvq.errors import BrainVQError, ConfigError, Interrupted
 from brainvq.io import atomic_write_text
+from brainvq.progress import stderr_is_terminal
 from brainvq.runs import RunDir
 from brainvq.training.budget import Budget, StageBudget, finished_path
-from brainvq.training.callbacks import LossThresholdStop, RankStateDump, RollingCheckpoint
+from brainvq.training.callbacks import (
+    LineProgress,
+    LossThresholdStop,
+    RankStateDump,
+    RollingCheckpoint,
+    StopRequested,
+)
 from brainvq.training.hardware import resolve_accelerator, resolve_precision
 from brainvq.training.logs import ResumableCSVLogger
 
@@ -91,6 +98,14 @@ def _loggers(run: RunDir, stage: str, t: TrainConfig) -> list:
     return loggers
 
 
+def budget_text(t: TrainConfig) -> str:
+    """A stage's limits in words: '15 min, 1000 epochs' (0 = no limit of that kind)."""
+    parts = [f"{t.max_minutes:g} min" if t.max_minutes > 0 else ""]
+    parts.append(f"{t.max_steps} steps" if t.max_steps > 0 else "")
+    parts.append(f"{t.max_epochs} epochs" if t.max_epochs < 10**6 else "")  # 10**9: by steps
+    return ", ".join(p for p in parts if p)
+
+
 def make_trainer(
     run: RunDir,
     stage: str,
@@ -122,8 +137,11 @@ def make_trainer(
         callbacks.append(LossThresholdStop(t.loss_threshold))
     if t.save_rank_states:
         callbacks.append(RankStateDump(run.stage_state(stage)))
-    if progress:
+    bars = progress and stderr_is_terminal()  # redirected: lines, not a bar's carriage returns
+    if bars:
         callbacks.append(TQDMProgressBar(refresh_rate=5))
+    elif progress:
+        callbacks.append(LineProgress(stage, budget_text(t)))
     return L.Trainer(
         accelerator=accelerator,
         devices=t.devices,
@@ -137,7 +155,7 @@ def make_trainer(
         max_steps=t.max_steps * updates_per_step if t.max_steps > 0 else -1,
         callbacks=callbacks,
         logger=_loggers(run, stage, t),
-        enable_progress_bar=progress,
+        enable_progress_bar=bars,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         log_every_n_steps=t.log_every_n_steps,
@@ -157,10 +175,13 @@ def fit_stage(
     its budget, the steps and epochs done, the seconds spent (preparation and earlier sessions
     included) and ``stopped_by``: "steps", "epochs", "minutes", "loss_threshold" or "data"."""
     state = run.stage_state(stage)
+    cb = next((c for c in trainer.callbacks if isinstance(c, RollingCheckpoint)), None)
     try:
         trainer.fit(
             module, train_dl, val_dl, ckpt_path=str(ckpt) if ckpt else None, weights_only=True
         )
+    except StopRequested:
+        raise Interrupted(_interrupted(cb, state)) from None
     except FloatingPointError as e:
         raise BrainVQError(
             f"training stopped: {e}; the last good checkpoint is kept in {state} "
@@ -175,13 +196,21 @@ def fit_stage(
                 "(use --fresh to start over)"
             ) from None
         raise
-    cb = next((c for c in trainer.callbacks if isinstance(c, RollingCheckpoint)), None)
     if (cb is not None and cb.interrupted) or trainer.interrupted:
-        raise Interrupted(
-            f"interrupted: checkpoint saved in {state}; run the same command again to resume"
-        )
+        raise Interrupted(_interrupted(cb, state))
     clock = next(c for c in trainer.callbacks if isinstance(c, StageBudget))
     finished = clock.finish(trainer)
     if trainer.is_global_zero:
         atomic_write_text(finished_path(run, stage), json.dumps(finished, indent=1) + "\n")
     return finished
+
+
+def _interrupted(cb: RollingCheckpoint | None, state: Path) -> str:
+    """What a Ctrl-C left: the checkpoint it saved, or the last one."""
+    again = "run the same command again to resume"
+    if cb is None or cb.saved_on_interrupt:
+        return f"interrupted: checkpoint saved in {state}; {again}"
+    if (state / "last.ckpt").exists():
+        step = f" (step {cb.saved_step})" if cb.saved_step is not None else ""
+        return f"interrupted during validation: the last checkpoint{step} is in {state}; {again}"
+    return "interrupted before the first checkpoint; run the same command again to start over"

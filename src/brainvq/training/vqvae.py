@@ -19,7 +19,9 @@ import lightning as L
 import torch
 
 from brainvq.config import Config
-from brainvq.data import load_splits
+from brainvq.data import load_data
+from brainvq.data.subjects import describe as describe_subjects
+from brainvq.data.subjects import warn_leaks
 from brainvq.io import atomic_write_text
 from brainvq.metrics import ssim
 from brainvq.nn.vqvae import VQVAE, image_loss, recon_loss
@@ -104,15 +106,21 @@ def _train_vqvae(data: str, run: RunDir, cfg: Config, fresh: bool, progress: boo
     if run.vqvae.exists() and not fresh:
         if not can_continue(run, "vqvae", Budget.of(cfg.train)):
             finished = read_finished(run, "vqvae")
-            return {"status": "reused", "weights": str(run.vqvae), "finished": finished}
+            subjects = _recorded_subjects(run)
+            return {
+                "status": "reused",
+                "weights": str(run.vqvae),
+                "finished": finished,
+                "data": subjects,
+            }
         continued = True
 
-    arrays = load_splits(data, cfg.data, progress=progress)
+    splits, arrays = load_data(data, cfg.data, progress=progress)
+    subjects = splits.subject_summary()
+    warn_leaks(subjects)
     cfg.save(run.config)
-    atomic_write_text(
-        run.data_source,
-        json.dumps({"data": str(data), "sizes": {k: len(v) for k, v in arrays.items()}}) + "\n",
-    )
+    record = {"data": str(data), "sizes": {k: len(v) for k, v in arrays.items()}, **subjects}
+    atomic_write_text(run.data_source, json.dumps(record, indent=2) + "\n")
     L.seed_everything(cfg.train.seed, verbose=False)
     torch.set_float32_matmul_precision("high")
     t = cfg.train
@@ -129,6 +137,9 @@ def _train_vqvae(data: str, run: RunDir, cfg: Config, fresh: bool, progress: boo
     model = getattr(module.model, "_orig_mod", module.model).float().cpu()
     if trainer.is_global_zero:
         save_vqvae(model.to(memory_format=torch.contiguous_format), run.vqvae, cfg)
+    # Under DDP the other ranks go on to the prior stage, which reads these weights: they wait
+    # here until rank 0 has written them.
+    trainer.strategy.barrier("vqvae-saved")
     return {
         "status": "continued" if continued else "resumed" if ckpt else "trained",
         "epochs": trainer.current_epoch,
@@ -138,25 +149,37 @@ def _train_vqvae(data: str, run: RunDir, cfg: Config, fresh: bool, progress: boo
         "val_ssim": float(trainer.callback_metrics.get("val_ssim", float("nan"))),
         "weights": str(run.vqvae),
         "is_global_zero": trainer.is_global_zero,
+        "data": subjects,
     }
 
 
+def _recorded_subjects(run: RunDir) -> dict | None:
+    """The subject summary RUN/data.json holds (None for runs made before it had one)."""
+    try:
+        record = json.loads(run.data_source.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "subjects" in record else None
+
+
 def describe(result: dict) -> str:
-    """One line on what train_vqvae did, and which limit of its budget ended it."""
+    """What train_vqvae did: the subjects of the splits, then one line on the VQ-VAE and which
+    limit of its budget ended it."""
+    subjects = f"{describe_subjects(result['data'])}\n" if result.get("data") else ""
     finished = result.get("finished")
     if result["status"] == "reused":
         done = ""
         if finished:
             done = f" ({finished['steps']} steps; {stop_text(finished, 'train')} ended it)"
         return (
-            f"VQ-VAE already trained{done}: {result['weights']}; a larger budget continues it, "
-            "--fresh retrains"
+            f"{subjects}VQ-VAE already trained{done}: {result['weights']}; a larger budget "
+            "continues it, --fresh retrains"
         )
     ended = f", ended by {stop_text(finished, 'train')}" if finished else ""
     val = f"validation SSIM {result['val_ssim']:.4f}"
     if math.isnan(result["val_ssim"]):
         val = "not validated yet (it ended before an epoch's end)"
-    return (
+    return subjects + (
         f"VQ-VAE {result['status']}: {result['epochs']} epochs, {result['steps']} steps in "
         f"{result['seconds']:.0f}s{ended}; {val} -> {result['weights']}"
     )
