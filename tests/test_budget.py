@@ -53,13 +53,13 @@ def test_step_budget_ends_the_stage_at_that_step_whatever_the_machines_speed(
 def test_minutes_cap_counts_the_stages_preparation(keras_root, tmp_path, monkeypatch):
     clock = SlowClock(0.0)
     monkeypatch.setattr(time, "monotonic", clock)
-    real_load = vqvae_module.load_splits
+    real_load = vqvae_module.load_data
 
     def slow_load(*args, **kwargs):  # decoding the slices takes 2 minutes on this machine
         clock.extra += 120
         return real_load(*args, **kwargs)
 
-    monkeypatch.setattr(vqvae_module, "load_splits", slow_load)
+    monkeypatch.setattr(vqvae_module, "load_data", slow_load)
     cfg = tiny_config(max_epochs=100, max_steps=50, max_minutes=1.0)
     res = train_vqvae(str(keras_root), str(tmp_path / "run"), cfg, progress=False)
     assert res["steps"] == 1  # the cap was spent before training: one step, then it stops

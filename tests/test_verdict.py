@@ -3,7 +3,6 @@ help, printed by `run` and `evaluate` and shown at the top of the report; the th
 --help."""
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -87,10 +86,7 @@ def test_thresholds_are_stated_in_help():
         assert f"{v.DEAD_CODEBOOK:.0%}" in out and f"{v.COPY_SHARE:.0%}" in out
 
 
-@pytest.mark.skipif(
-    not os.environ.get("BRAINVQ_SLOW_TESTS"),
-    reason="the demo itself: minutes of training (set BRAINVQ_SLOW_TESTS=1)",
-)
+@pytest.mark.slow  # the demo itself: minutes of training
 def test_the_demos_prior_does_not_warn_and_a_five_step_one_does(tmp_path):
     run = tmp_path / "demo"
     result = run_pipeline("default", run, Config.load("quick"), progress=False, say=print)

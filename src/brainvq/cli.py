@@ -43,22 +43,11 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*litlogger.*")
 
 
-BUDGET_HELP = (
-    "0 = none. A stage ends at whichever of its steps, epochs and minutes comes first and says "
-    "which (steps: at the same point on any machine); given a larger budget it goes on"
-)
-# the config sections whose budget --max-steps / --max-minutes set, per command
-BUDGET_SECTIONS = {"train-vqvae": ("train",), "train-prior": ("prior",), "tune-decoder": ("tune",)}
-BUDGET_SECTIONS["run"] = ("train", "prior", "tune")
-
-
 def load_config(args: argparse.Namespace, overrides: list[str]) -> config.Config:
     """--config FILE (or a preset name), else the run's own config.toml, else the defaults; then
     --max-steps / --max-minutes (the budget of the command's stages), --set and --SECTION.KEY."""
-    own = Path(args.run, "config.toml") if getattr(args, "run", None) else None
-    base = getattr(args, "config", None) or (own if own and own.is_file() else None)
-    cfg = config.Config.load(base) if base else config.Config()
-    sections = BUDGET_SECTIONS.get(args.command, ())
+    cfg = config.command_config(getattr(args, "config", None), getattr(args, "run", None))
+    sections = config.BUDGET_SECTIONS.get(args.command, ())
     steps, minutes = getattr(args, "max_steps", None), getattr(args, "max_minutes", None)
     assignments = cfg.budget_assignments(sections, steps, minutes)
     assignments += list(getattr(args, "set", None) or []) + overrides
@@ -108,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     def configurable(p, command: str, note: str = "") -> None:
         p.add_argument("--config", help="TOML config file, or a preset name: quick")
         p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="set a value")
-        keys = ", ".join(f"{s}.max_{{0}}" for s in BUDGET_SECTIONS[command])
-        budget = f"{keys.format('minutes')}; preparation counts. {BUDGET_HELP}"
+        keys = ", ".join(f"{s}.max_{{0}}" for s in config.BUDGET_SECTIONS[command])
+        budget = f"{keys.format('minutes')}; preparation counts. {config.BUDGET_HELP}"
         p.add_argument("--max-steps", type=int, metavar="N", help=keys.format("steps") + note)
         p.add_argument("--max-minutes", type=_number(0, closed_low=True), metavar="M", help=budget)
         p.add_argument("--fresh", action="store_true", help="start over: discard the run's state")
@@ -131,10 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "train-vqvae",
         "train (or resume) the VQ-VAE of a run",
-        "Train the VQ-VAE of RUN on DATA. Splits brainvq makes keep each subject (read from the "
-        "file names, or by data.subject_pattern) whole. An interrupted run resumes from "
-        "RUN/state; a finished one is reused unless --fresh or given a larger budget. Without "
-        "--config: RUN's config.",
+        "Train the VQ-VAE of RUN on DATA, keeping each subject in one split. An interrupted run "
+        "resumes; a finished one is reused unless --fresh or a larger budget. Default config: RUN's.",
     )
     p.add_argument("--data", required=True, help="data folder (any supported layout) or 'default'")
     common(p)
@@ -153,10 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "tune-decoder",
         "tune a copy of the decoder to a MaskGIT prior's samples (cleaner sample texture)",
-        "Tune a copy of the VQ-VAE decoder to turn training maps with up to tune.max_share of "
-        "codes redrawn by the prior back into the real slices. It then decodes that prior's "
-        "samples (RUN/decoder-KIND.safetensors) unless they came out less varied. Budget: "
-        "tune.max_minutes, tune.max_steps; an interrupted tuning resumes unless --fresh.",
+        "Tune a copy of the decoder to turn training maps with up to tune.max_share of codes "
+        "redrawn by the prior into the real slices; kept unless samples come out less varied.",
     )
     common(p, "run folder with a trained maskgit prior", run_data)
     p.add_argument("--kind", choices=("maskgit",), default="maskgit", help="which prior (maskgit)")
@@ -180,10 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "evaluate",
         "score a run on the test split and write metrics.json and figures",
-        "Subjects per split, subjects in more than one split and real test slices with near-"
-        "twins; test reconstruction SSIM (skimage), PSNR and codebook usage of RUN's VQ-VAE; then "
-        "for each trained prior N samples scored against the real slices: NN-SSIM, realism "
-        "ratio, diversity, copies, code-histogram distance. " + THRESHOLDS_HELP,
+        "Subjects per split and leaks; test reconstruction SSIM, PSNR and codebook use of RUN's "
+        "VQ-VAE; each prior's N samples against the real slices: NN-SSIM, realism ratio, "
+        "diversity, copies, code-histogram distance. " + THRESHOLDS_HELP,
     )
     common(p, data=run_data)
     n, seed = (None, "samples per prior (default eval.n_samples)"), (None, "default eval.seed")

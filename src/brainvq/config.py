@@ -527,6 +527,24 @@ class Config:
         return self.validate()
 
 
+# the config sections whose budget a command's --max-steps / --max-minutes set
+BUDGET_SECTIONS = {"train-vqvae": ("train",), "train-prior": ("prior",), "tune-decoder": ("tune",)}
+BUDGET_SECTIONS["run"] = ("train", "prior", "tune")
+BUDGET_HELP = (
+    "0 = none. A stage ends at whichever of its steps, epochs and minutes comes first and says "
+    "which (steps: at the same point on any machine); given a larger budget it goes on"
+)
+
+
+def command_config(preset: str | None, run: str | None) -> Config:
+    """A command's starting config: --config FILE (or a preset name), else the run's own
+    config.toml where the run exists (so repeating a command on a run asks the same of it), else
+    the defaults."""
+    own = Path(run, "config.toml") if run else None
+    base = preset or (own if own and own.is_file() else None)
+    return Config.load(base) if base else Config()
+
+
 # the train.* keys that serve every training stage: a prior stage takes these from its command
 # line, the rest of `train` from the run (its budget and batch come from `prior`)
 STAGE_TRAIN_KEYS = tuple(
