@@ -167,6 +167,7 @@ def test_bad_input_one_line_exit_2(args, needle, tmp_path, keras_root):
 def test_run_end_to_end_with_prior_and_repeatable_sampling(keras_root, tmp_path):
     run = tmp_path / "run"
     r = brainvq(*tiny("run", keras_root, run), "--train.max_epochs", "1", "--kind", "dcgan")
+    assert r.stdout.startswith("data: ") and "train 24, validate 4, test 6 slices" in r.stdout
     assert "NN-SSIM" in r.stdout and "realism ratio" in r.stdout
     # the subjects line, from train-vqvae and from evaluate: keras_root's splits share no subject
     subjects = "subjects: train 24, validate 4, test 6; 0 subjects in more than one split"
@@ -174,7 +175,10 @@ def test_run_end_to_end_with_prior_and_repeatable_sampling(keras_root, tmp_path)
     m = json.loads((run / "metrics.json").read_text())
     assert m["data"]["subjects_in_more_than_one_split"] == 0
     s = m["samples-dcgan"]
-    assert s["n_samples"] == 6 and 0 < s["nn_ssim_mean"] <= 1 and s["copies"] >= 0
+    # `run` scores the 64 samples it wrote (not eval.n_samples new ones), listed in the manifest
+    assert s["n_samples"] == 64 and 0 < s["nn_ssim_mean"] <= 1 and s["copies"] >= 0
+    assert s["manifest"] == str(run / "samples" / "manifest.csv")
+    assert len((run / "samples" / "manifest.csv").read_text().splitlines()) == 65
     assert 0 <= s["code_hist_distance"] <= 1
     for fig in (
         "dcgan_best_vs_nearest.png",

@@ -122,3 +122,24 @@ def test_nested_overrides_and_their_errors():
         Config().override(["prior.maskgit=1"])
     with pytest.raises(ConfigError, match="unknown key prior.maskgit.stepz"):
         Config().override(["prior.maskgit.stepz=1"])
+
+
+def test_the_quick_preset_budgets_every_stage_in_steps_with_minutes_only_as_a_cap():
+    # the demo must end at the same point on a free and on a busy CPU: every stage it trains
+    # stops by steps; the minutes caps sit far above what those steps take (a safety net)
+    cfg = Config.load("quick")
+    assert cfg.train.max_steps > 0 and cfg.prior.max_steps > 0
+    assert cfg.train.max_minutes >= 30 and cfg.prior.max_minutes >= 30
+    assert not cfg.tune.enabled()  # no stage that only a clock would end
+    assert cfg.train.precision == "32"  # not `auto`: the same arithmetic on every CPU
+
+
+def test_a_command_on_an_existing_run_starts_from_the_runs_own_config(tmp_path):
+    from brainvq.config import command_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    Config.load("quick").save(run / "config.toml")
+    assert command_config(None, str(run)).prior.max_steps == Config.load("quick").prior.max_steps
+    assert command_config(None, str(tmp_path / "new")).prior.max_steps == Config().prior.max_steps
+    assert command_config("quick", str(tmp_path / "new")).train.max_steps > 0

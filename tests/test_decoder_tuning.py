@@ -22,7 +22,13 @@ from brainvq.priors.tuned_decoder import tuned_vqvae, tuning_refused
 from brainvq.runs import load_run
 from brainvq.sampling import sample_images
 from brainvq.training import decoder as decoder_tuning
-from brainvq.training.decoder import decode_loss, sample_alikeness, slip_codes, tune_decoder
+from brainvq.training.decoder import (
+    decode_loss,
+    describe,
+    sample_alikeness,
+    slip_codes,
+    tune_decoder,
+)
 from brainvq.training.prior import train_prior
 
 from .conftest import brainvq, tiny
@@ -142,8 +148,10 @@ def test_decoder_is_kept_only_if_samples_stay_as_varied(run_copy, monkeypatch, a
     assert tuning_refused(run.dir, "maskgit") is (not kept)
     if not kept:
         monkeypatch.setattr(decoder_tuning, "sample_alikeness", lambda *a: [0.6, 0.6])
-        tune_decoder(str(run_path), "maskgit", budget(1), progress=False)
-        assert not tuning_refused(run.dir, "maskgit")  # kept now: the record is gone
+        again = tune_decoder(str(run_path), "maskgit", budget(1), progress=False)
+        assert again["status"] == "reused"  # a smaller budget: not redone...
+        tune_decoder(str(run_path), "maskgit", budget(1), fresh=True, progress=False)
+        assert not tuning_refused(run.dir, "maskgit")  # ...unless fresh; kept now: record gone
         assert (run_path / "decoder-maskgit.safetensors").exists()
 
 
@@ -178,7 +186,14 @@ def test_interrupted_tuning_resumes_where_it_stopped(run_copy, monkeypatch):
     res = tune_decoder(str(run_path), "maskgit", budget(6, lr=3e-3), progress=False)
     # it went on after the 3 steps done, with the saved slipped maps, to the budget
     assert res["resumed_at"] == 3 and res["steps"] == 6 and slips == [] and res["kept"]
-    assert (run_path / "decoder-maskgit.safetensors").exists() and not state.exists()
+    assert (run_path / "decoder-maskgit.safetensors").exists()
+    # the finished tuning keeps its state: the same budget reuses it, a larger one goes on
+    assert (state / "finished.json").exists() and (state / "last.ckpt").exists()
+    res = tune_decoder(str(run_path), "maskgit", budget(6, lr=3e-3), progress=False)
+    assert res["status"] == "reused" and "already done (6 steps" in describe(res)
+    res = tune_decoder(str(run_path), "maskgit", budget(8, lr=3e-3), progress=False)
+    assert res["status"] == "continued" and res["resumed_at"] == 6 and res["steps"] == 8
+    assert "continued a finished tuning from step 6" in describe(res) and slips == []
 
 
 def test_fresh_or_other_settings_start_the_tuning_over(run_copy, monkeypatch):
@@ -189,14 +204,13 @@ def test_fresh_or_other_settings_start_the_tuning_over(run_copy, monkeypatch):
     def interrupted(**values):
         _ctrl_c_at_step(monkeypatch, 2)
         with pytest.raises(Interrupted):
-            tune_decoder(str(run_path), "maskgit", budget(4, **values), progress=False)
+            tune_decoder(str(run_path), "maskgit", budget(4, **values), fresh=True, progress=False)
         monkeypatch.setattr(decoder_tuning, "decode_loss", decode_loss)
         assert (state / "last.ckpt").exists()
 
     interrupted()
     assert (
         tune_decoder(str(run_path), "maskgit", budget(4, seed=1), progress=False)["resumed_at"] == 0
-        and not state.exists()
     )
     interrupted()
     res = tune_decoder(str(run_path), "maskgit", budget(4), fresh=True, progress=False)

@@ -35,6 +35,7 @@ from brainvq.sampling import sagittal, sample_run
 from brainvq.training.prior import train_prior
 
 from .conftest import brainvq, tiny_config
+from .test_maskgit import plain_generate
 from .test_priors import K, ar_prior
 
 LEVELS = 8  # levels per fake brain
@@ -344,3 +345,30 @@ def test_level_measures_on_fake_brains(brains):
     scores = band_scores(load["test"], rel["test"], load["train"], load["test"], rel["test"])
     assert [b["band"] for b in scores] == [0, 1, 2, 3]
     assert all(b["realism_ratio"] == pytest.approx(1.0) for b in scores)
+
+
+def test_conditioned_maskgit_draws_the_same_maps_in_any_chunk():
+    """MaskGIT's fast path runs maps in chunks and shares the first step between unconditioned
+    maps; with levels and maps below every map has its own first step, and the chunk size still
+    changes no map, while the conditions do change them."""
+    torch.manual_seed(0)
+    net = MaskedCodeTransformer(K, 36, dim=16, layers=1, heads=2, levels=True, below=True).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.3)
+    lv = torch.linspace(0, 1, 5)
+    below = torch.randint(0, K, (5, 6, 6))
+
+    def draw(chunk, levels=lv):
+        g = torch.Generator().manual_seed(4)
+        pick = categorical_picker(1.0, 0, g)
+        return net.generate(5, (6, 6), pick, 4, 4.5, g, levels=levels, below=below, chunk=chunk)
+
+    one = draw(1)
+    assert torch.equal(one, draw(2)) and torch.equal(one, draw(8))
+    assert not torch.equal(one, draw(8, lv.flip(0)))
+    g = torch.Generator().manual_seed(4)
+    plain = plain_generate(
+        net, 5, (6, 6), categorical_picker(1.0, 0, g), 4, 4.5, g, extra=net.condition(5, lv, below)
+    )
+    assert torch.equal(one, plain)  # the conditions count from the first step

@@ -184,7 +184,7 @@ def sharp_net() -> MaskedCodeTransformer:
 
 
 @torch.no_grad()
-def plain_generate(net, n, size, pick, steps, noise, generator, start=None):
+def plain_generate(net, n, size, pick, steps, noise, generator, start=None, extra=None):
     """MaskedCodeTransformer.generate as first written: one pass over all maps per step, the
     logits of every position, no step shared between maps (the reference the fast path keeps)."""
     t = size[0] * size[1]
@@ -193,7 +193,7 @@ def plain_generate(net, n, size, pick, steps, noise, generator, start=None):
     first = int(math.floor(steps * 2 / math.pi * math.acos(min(1.0, n_hidden / t))))
     for s in range(min(first, steps - 1), steps):
         hidden = tokens == K
-        logits = net._logits(tokens, 0, None)[hidden]
+        logits = net._logits(tokens, 0, None, extra)[hidden]
         drawn = pick(logits)
         conf = torch.full((n, t), math.inf)
         conf[hidden] = logits.float().log_softmax(-1).gather(1, drawn[:, None]).squeeze(1)
@@ -236,6 +236,6 @@ def test_logits_at_rows_are_the_full_logits_there():
     rows = torch.stack([torch.randperm(36)[:10].sort().values for _ in range(3)])
     with torch.no_grad():
         full = net._logits(tokens, 0, None)
-        part = net._logits(tokens, 0, None, rows)
+        part = net._logits(tokens, 0, None, rows=rows)
     assert part.shape == (3, 10, K)
     assert torch.equal(part, full.gather(1, rows[:, :, None].expand(-1, -1, K)))

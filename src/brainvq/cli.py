@@ -17,6 +17,7 @@ from pathlib import Path
 from brainvq import __version__, config
 from brainvq.config import number_arg
 from brainvq.errors import BrainVQError, Interrupted
+from brainvq.evaluation.verdict import THRESHOLDS_HELP
 
 KIND_HELP = "which prior (default: the run's prior.kind, else the one the run holds)"
 TEMPERATURE_HELP = "> 0; <1 sharper, >1 more varied (default prior.temperature, 0 = the kind's own)"
@@ -37,19 +38,21 @@ def _quiet_libraries() -> None:
         print(f"brainvq: warning: {message}", file=sys.stderr)
 
     warnings.showwarning = show
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
+    for category in (DeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
     warnings.filterwarnings("ignore", message=".*litlogger.*")
 
 
 def load_config(args: argparse.Namespace, overrides: list[str]) -> config.Config:
-    """Defaults, then --config FILE (or a preset name), then --set and --SECTION.KEY overrides."""
-    cfg = config.Config.load(args.config) if getattr(args, "config", None) else config.Config()
-    assignments = list(getattr(args, "set", None) or []) + overrides
-    budget_key = "tune.max_minutes" if args.command == "tune-decoder" else "train.max_minutes"
-    for flag, key in (("max_minutes", budget_key), ("max_share", "tune.max_share")):
-        if getattr(args, flag, None) is not None:
-            assignments.append(f"{key}={getattr(args, flag)}")
+    """--config FILE (or a preset name), else the run's own config.toml, else the defaults; then
+    --max-steps / --max-minutes (the budget of the command's stages), --set and --SECTION.KEY."""
+    cfg = config.command_config(getattr(args, "config", None), getattr(args, "run", None))
+    sections = config.BUDGET_SECTIONS.get(args.command, ())
+    steps, minutes = getattr(args, "max_steps", None), getattr(args, "max_minutes", None)
+    assignments = cfg.budget_assignments(sections, steps, minutes)
+    assignments += list(getattr(args, "set", None) or []) + overrides
+    if getattr(args, "max_share", None) is not None:
+        assignments.append(f"tune.max_share={args.max_share}")
     if args.command == "tune-decoder" and args.seed is not None:
         assignments.append(f"tune.seed={args.seed}")
     return cfg.override(assignments)
@@ -74,10 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
             )
         return sub.add_parser(name, help=help, description=description, epilog=epilog)
 
-    def configurable(p, budget: str = "wall-clock budget per training stage") -> None:
+    def configurable(p, command: str, note: str = "") -> None:
         p.add_argument("--config", help="TOML config file, or a preset name: quick")
         p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="set a value")
-        p.add_argument("--max-minutes", type=number_arg(0, closed_low=True), help=budget)
+        keys = ", ".join(f"{s}.max_{{0}}" for s in config.BUDGET_SECTIONS[command])
+        budget = f"{keys.format('minutes')}; preparation counts. {config.BUDGET_HELP}"
+        p.add_argument("--max-steps", type=int, metavar="N", help=keys.format("steps") + note)
+        p.add_argument(
+            "--max-minutes", type=number_arg(0, closed_low=True), metavar="M", help=budget
+        )
         p.add_argument("--fresh", action="store_true", help="start over: discard the run's state")
 
     def common(p, run: str = "run folder", data: str | None = None) -> None:
@@ -97,31 +105,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "train-vqvae",
         "train (or resume) the VQ-VAE of a run",
-        "Train the VQ-VAE of RUN on DATA. Splits brainvq makes keep each subject (read from the "
-        "file names, or by data.subject_pattern) whole. An interrupted run resumes from "
-        "RUN/state; a finished one is reused unless --fresh.",
+        "Train the VQ-VAE of RUN on DATA, keeping each subject in one split. An interrupted run "
+        "resumes; a finished one is reused unless --fresh or a larger budget. Default config: RUN's.",
     )
     p.add_argument("--data", required=True, help="data folder (any supported layout) or 'default'")
     common(p)
-    configurable(p)
+    configurable(p, "train-vqvae")
 
     p = command(
         "train-prior",
         "train (or resume) a prior over the run's code maps",
-        "Encode the training split into code maps (cached in RUN/codes) and train a prior that "
-        "samples new ones. Checkpoints, resume and the budget work as in train-vqvae.",
+        "Encode the splits into code maps (cached in RUN/codes) and train a prior that samples "
+        "new ones. Checkpoints, resume and budgets work as in train-vqvae.",
     )
     common(p, "run folder with a trained VQ-VAE", run_data)
     p.add_argument("--kind", choices=config.PRIOR_KINDS, help="which prior (default prior.kind)")
-    configurable(p)
+    configurable(p, "train-prior", " (a DCGAN step: one D and one G update)")
 
     p = command(
         "tune-decoder",
         "tune a copy of the decoder to a MaskGIT prior's samples (cleaner sample texture)",
-        "Tune a copy of the VQ-VAE decoder to turn training maps with up to tune.max_share of "
-        "codes redrawn by the prior back into the real slices. It then decodes that prior's "
-        "samples (RUN/decoder-KIND.safetensors) unless they came out less varied. Budget: "
-        "tune.max_minutes, tune.max_steps; an interrupted tuning resumes unless --fresh.",
+        "Tune a copy of the decoder to turn training maps with up to tune.max_share of codes "
+        "redrawn by the prior into the real slices; kept unless samples come out less varied.",
     )
     common(p, "run folder with a trained maskgit prior", run_data)
     p.add_argument("--kind", choices=("maskgit",), default="maskgit", help="which prior (maskgit)")
@@ -129,16 +134,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-share", type=number_arg(0, 1), help="tune.max_share: largest share redrawn"
     )
     p.add_argument("--seed", type=int, help="tune.seed")
-    configurable(p, budget="tune.max_minutes: the tuning budget (default 3)")
+    configurable(p, "tune-decoder")
 
     p = command(
         "sample",
-        "draw new slices from a run's prior: PNGs and a grid",
-        "Sample N slices to RUN/samples/ (or --out): sample_0000.png ..., grid.png; the same "
-        "--seed, the same slices. --like: variations (maskgit). --level, --volumes (NIfTI stacks, "
-        "montages, sagittal reslices): a prior trained on levelled slices (docs/levels.md).",
+        "draw new slices from a run's prior: PNGs, a grid and a manifest",
+        "Sample N slices to RUN/samples/ (or --out): sample_0000.png ..., grid.png, manifest.csv "
+        "(file, prior, seed, temperature, level and NN-SSIM of the nearest training slice, copy "
+        "flag); the same --seed, the same slices. --like: variations (maskgit). --level, "
+        "--volumes (NIfTI stacks, montages, sagittal reslices): a prior trained on levelled "
+        "slices (docs/levels.md).",
     )
-    common(p)
+    common(p, data="data for the manifest's NN-SSIM (default: the run's)")
     sampling(p, n=(64, "how many slices (default 64)"), seed=(0, "random seed (default 0)"))
     p.add_argument("--like", nargs="+", metavar="IMAGE", help="slices (or folders) to vary")
     p.add_argument("--redraw", type=number_arg(0, 1), help="with --like: share redrawn (0.5)")
@@ -152,10 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "evaluate",
         "score a run on the test split and write metrics.json and figures",
-        "Subjects per split, subjects in more than one split and real test slices with near-"
-        "twins; test reconstruction SSIM (skimage), PSNR and codebook usage of RUN's VQ-VAE; then "
-        "for each trained prior N samples scored against the real slices: NN-SSIM, realism "
-        "ratio, diversity, copies, code-histogram distance.",
+        "Subjects per split and leaks; test reconstruction SSIM, PSNR and codebook use of RUN's "
+        "VQ-VAE; each prior's N samples against the real slices: NN-SSIM, realism ratio, "
+        "diversity, copies, code-histogram distance. " + THRESHOLDS_HELP,
     )
     common(p, data=run_data)
     n, seed = (None, "samples per prior (default eval.n_samples)"), (None, "default eval.seed")
@@ -165,13 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         "the whole job: VQ-VAE, prior, samples, evaluation (the original driver.py)",
         "Train (or reuse) the VQ-VAE and the prior of RUN on DATA, tune a decoder to a maskgit "
-        "prior (the tune budget; 0 skips), sample, evaluate, write report.html. Finished stages "
-        "are reused unless --fresh. Python: brainvq.pipeline.run.",
+        "prior (if tune has a budget), sample 64 slices, evaluate them, write report.html. "
+        "Finished stages are reused unless --fresh or given a larger budget. Python: "
+        "brainvq.pipeline.run. " + THRESHOLDS_HELP,
     )
     p.add_argument("--data", default="default", help="data folder or 'default' (embedded slices)")
     common(p)
     p.add_argument("--kind", choices=config.PRIOR_KINDS, help="which prior (default prior.kind)")
-    configurable(p)
+    configurable(p, "run", " (tune only where the config tunes)")
 
     p = command(
         "score",
@@ -258,11 +265,13 @@ def cmd_tune_decoder(args, overrides) -> int:
 
 
 def cmd_sample(args, overrides) -> int:
-    from brainvq.sampling import describe_samples, sample_run
+    from brainvq.evaluation.manifest import describe_manifest, sample_with_manifest
 
-    keys = "kind n seed temperature top_k out like redraw level volumes slices".split()
-    drawn = sample_run(args.run, progress=not args.quiet, **{k: vars(args)[k] for k in keys})
-    print(describe_samples(drawn))
+    keys = "kind n seed temperature top_k out like redraw data level volumes slices".split()
+    drawn = sample_with_manifest(
+        args.run, progress=not args.quiet, **{k: vars(args)[k] for k in keys}
+    )
+    print(describe_manifest(drawn))
     return 0
 
 

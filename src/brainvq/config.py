@@ -546,6 +546,22 @@ class Config:
             raise ConfigError(f"{path}: cannot read config ({e.strerror})") from None
         return cls.from_dict(raw, source=str(path))
 
+    def budget_assignments(
+        self, sections: tuple[str, ...], max_steps: int | None, max_minutes: float | None
+    ) -> list[str]:
+        """`section.max_steps=N` / `section.max_minutes=M` for each budgeted section given (train,
+        prior, tune), for `override`; None leaves a key as it is. Decoder tuning is left off where
+        it would otherwise be enabled by the new budget (``tune`` with no budget means: no tuning),
+        unless it is the only section given."""
+        out = []
+        for section in sections:
+            if section == "tune" and len(sections) > 1 and not self.tune.enabled():
+                continue
+            for key, value in (("max_steps", max_steps), ("max_minutes", max_minutes)):
+                if value is not None:
+                    out.append(f"{section}.{key}={value}")
+        return out
+
     def override(self, assignments: list[str]) -> Config:
         """Apply `section.key=value` strings (values parsed as TOML, else taken as strings)."""
         for item in assignments:
@@ -559,6 +575,24 @@ class Config:
                 raise ConfigError(f"--{dotted} is an old key: use {new}")
             _set_value(self, dotted, _parse_scalar(text), "command line")
         return self.validate()
+
+
+# the config sections whose budget a command's --max-steps / --max-minutes set
+BUDGET_SECTIONS = {"train-vqvae": ("train",), "train-prior": ("prior",), "tune-decoder": ("tune",)}
+BUDGET_SECTIONS["run"] = ("train", "prior", "tune")
+BUDGET_HELP = (
+    "0 = none. A stage ends at whichever of its steps, epochs and minutes comes first and says "
+    "which (steps: at the same point on any machine); given a larger budget it goes on"
+)
+
+
+def command_config(preset: str | None, run: str | None) -> Config:
+    """A command's starting config: --config FILE (or a preset name), else the run's own
+    config.toml where the run exists (so repeating a command on a run asks the same of it), else
+    the defaults."""
+    own = Path(run, "config.toml") if run else None
+    base = preset or (own if own and own.is_file() else None)
+    return Config.load(base) if base else Config()
 
 
 # the train.* keys that serve every training stage: a prior stage takes these from its command

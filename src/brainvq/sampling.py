@@ -60,7 +60,7 @@ def sample_images(
     levels=None,
 ) -> dict:
     """n samples: code maps (n, h, w) int64, images (n, S, S) float in [0, 1], samples/second,
-    the temperature / top_k used (by default those in the prior's own config), which decoder
+    the seed, the temperature / top_k used (by default those in the prior's own config), which decoder
     made the images: "tuned" where the run holds a decoder tuned to this prior
     (brainvq.training.decoder), else "vqvae". The decoder takes ``batch_size`` maps at a time:
     on a CPU, 8 decoded twice as fast per slice as 64 (the activations of a few maps stay in the
@@ -77,7 +77,7 @@ def sample_images(
         return prior.sample(n, seed=seed, temperature=t, top_k=k, progress=progress, levels=given)
 
     out = _drawn(run, prior, draw, n, batch_size, temperature, top_k)
-    out["levels"] = lv.numpy()
+    out["levels"], out["seed"] = lv.numpy(), seed
     return out
 
 
@@ -136,7 +136,7 @@ def vary_images(
         return prior.vary(codes[anchor], share, seed, t, k, progress=progress)
 
     out = _drawn(run, prior, draw, n, batch_size, temperature, top_k)
-    out["anchor"] = anchor.numpy()
+    out["anchor"], out["seed"] = anchor.numpy(), seed
     return out
 
 

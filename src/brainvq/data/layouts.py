@@ -70,6 +70,13 @@ class Splits:
             return {k: len(v) for k, v in self.arrays.items()}
         return {k: len(v) for k, v in self.files.items()}
 
+    def slice_levels(self, split: str) -> list[int | None]:
+        """The axial level of each slice of a split where known (the Z of ``..._slice_Z...``
+        names, the template's level for the embedded data, a volume's slice index), else None."""
+        if split in self.levels:
+            return [int(v) if v >= 0 else None for v in self.levels[split]]
+        return [None] * self.sizes().get(split, 0)
+
     def relative_levels(self) -> dict[str, np.ndarray]:
         """Each slice's level within its subject: 0 its lowest slice, 1 its highest (NaN where
         the subject or the level is unknown); see brainvq.data.subjects.relative_levels."""

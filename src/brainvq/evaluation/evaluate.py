@@ -29,14 +29,19 @@ from brainvq.evaluation.figures import (
     nn_ssim_histogram_figure,
     read_csv_log,
     recon_figure,
+    rows_figure,
 )
+from brainvq.evaluation.manifest import reference_cache, write_manifest
 from brainvq.evaluation.realism import real_reference, realism_ratio, score_samples
+from brainvq.evaluation.verdict import findings
 from brainvq.metrics import code_histogram, codebook_stats, psnr, ssim_reference, summarize
 from brainvq.priors import load_prior, trained_kinds
 from brainvq.progress import Progress
 from brainvq.runs import Run, RunDir, load_run
 from brainvq.sampling import image_grid, sample_images
+from brainvq.training.budget import read_finished
 
+GRID = 16  # slices in each of the report's side-by-side grids (samples, real test slices)
 EVAL_SECTIONS = ("eval",)  # what evaluate takes as overrides: how it measures, not what
 
 
@@ -45,11 +50,6 @@ def reconstruct_all(run: Run, images: np.ndarray, batch_size: int = 64):
     """Codes (N, h, w) and reconstructions (N, S, S) float32 of uint8 slices."""
     codes = torch.from_numpy(encode_images(run, images, batch_size))
     return codes, run.vqvae.decode(codes, batch_size)[:, 0].numpy()
-
-
-def reference_cache(run: Run) -> Path:
-    """Where evaluate keeps the real test slices' nearest-neighbour search between runs of it."""
-    return run.dir.state / "evaluate"
 
 
 NEAR_TWIN_WARNING = 0.5  # warn when more real test slices than this have near-twins in training
@@ -145,6 +145,8 @@ def evaluate_vqvae(
         "ssim": summarize(scores),
         "psnr": summarize(p),
         **book,
+        "codebook_size": cfg.vqvae.codebook_size,
+        "test_positions": int(codes.numel()),  # codes the test split could use at most
     }
     train = np.asarray(arrays["train"])
     if len(train):
@@ -156,6 +158,7 @@ def evaluate_vqvae(
         result["c2st"] = two_sample
     figs = run.dir.figures
     recon_figure(x, recons, scores, figs / "reconstructions.png")
+    real_grid(x, splits.slice_levels("test"), figs / "real_test_slices.png")
     log = read_csv_log(run.dir.logs / "vqvae" / "metrics.csv")
     if log:
         curves_figure(log, figs / "vqvae_curves.png", "VQ-VAE training")
@@ -253,6 +256,14 @@ def c2st_words(result: dict | None, what: str) -> str:
     )
 
 
+def real_grid(test: np.ndarray, levels: list, path: Path, n: int = GRID) -> Path:
+    """Up to n real test slices, (N, S, S) in [0, 1], evenly spread in axial level where the
+    levels are known, tiled like the samples' grid (4 columns)."""
+    order = np.argsort([-1 if lv is None else lv for lv in levels], kind="stable")
+    pick = order[np.linspace(0, len(order) - 1, min(n, len(order))).round().astype(int)]
+    return image_grid(test[pick], path, ncol=4)
+
+
 def _table(rows: list[tuple[str, str]]) -> str:
     w = max(len(r[0]) for r in rows)
     return "\n".join(f"{a:<{w}}  {b}" for a, b in rows)
@@ -285,18 +296,25 @@ def evaluate_samples(
     top_k: int | None = None,
     overrides: list[str] | None = None,
     progress: bool = False,
+    drawn: dict | None = None,
 ) -> dict:
     """Sample from the run's prior and score the samples against real slices; write figures.
 
     temperature / top_k default to those in the prior's own config (see brainvq.priors);
-    overrides and progress as in evaluate_vqvae."""
+    overrides and progress as in evaluate_vqvae. ``drawn``: samples already drawn by
+    brainvq.sampling.sample_run, scored instead of drawing new ones (n, seed, temperature and
+    top_k are then theirs); their manifest.csv is written beside their PNGs."""
     run = load_for_evaluation(run_path, overrides)
     cfg = run.config
     root = run.data_root(data)
     prior = load_prior(run, kind)
-    n = n or cfg.eval.n_samples
-    seed = cfg.eval.seed if seed is None else seed
-    drawn = sample_images(run, prior, n, seed, cfg.eval.batch_size, temperature, top_k, progress)
+    if drawn is None:
+        n = n or cfg.eval.n_samples
+        seed = cfg.eval.seed if seed is None else seed
+        drawn = sample_images(
+            run, prior, n, seed, cfg.eval.batch_size, temperature, top_k, progress
+        )
+    n, seed = len(drawn["images"]), drawn.get("seed", seed)
     splits, arrays = load_data(root, cfg.data, progress=progress)
     ref = cfg.eval.reference  # the split whose real slices the samples are scored against
     real_codes = code_maps(run, root, progress=progress)[ref]
@@ -326,6 +344,12 @@ def evaluate_samples(
     )
     if two_sample:
         scores["c2st"] = two_sample
+    if drawn.get("out") is not None:
+        levels = splits.slice_levels("train")
+        copy = per["nn_ssim"] > scores["copy_threshold"]
+        near = {"nn_ssim": per["nn_ssim"], "copy": copy}
+        near["level"] = [levels[i] for i in per["nearest"]]
+        scores["manifest"] = str(write_manifest(drawn["out"], {**drawn, "seed": seed}, near))
     figs = run.dir.figures
     best = int(np.argmax(per["nn_ssim"]))
     nearest_pair_figure(
@@ -333,12 +357,20 @@ def evaluate_samples(
         train[per["nearest"][best]] / 255.0,
         float(per["nn_ssim"][best]),
         figs / f"{kind}_best_vs_nearest.png",
-        f"best of {n} {kind} samples vs nearest real slice",
+        f"the best of {n} {kind} samples",
     )
     image_grid(drawn["images"][:64], figs / f"{kind}_samples.png")
+    image_grid(drawn["images"][:GRID], figs / f"{kind}_sample_grid.png", ncol=4)
     top = np.argsort(per["nn_ssim"])[::-1][:8]  # the 8 samples closest to a training slice
-    pairs = np.concatenate([drawn["images"][top], train[per["nearest"][top]] / 255.0])
-    image_grid(pairs, figs / f"{kind}_nearest_pairs.png", ncol=len(top))
+    rows_figure(
+        [
+            ("samples", drawn["images"][top]),
+            ("nearest\ntraining", train[per["nearest"][top]] / 255),
+        ],
+        figs / f"{kind}_nearest_pairs.png",
+        f"The {len(top)} {kind} samples closest to a training slice, above that slice",
+        [f"SSIM {v:.2f}" for v in per["nn_ssim"][top]],
+    )
     nn_ssim_histogram_figure(
         per["nn_ssim"],
         per["real_nn_ssim"],
@@ -350,8 +382,15 @@ def evaluate_samples(
     real_pick = np.linspace(0, len(per["real_nn_ssim"]) - 1, min(8, len(per["real_nn_ssim"])))
     real_pick = real_pick.round().astype(int)
     test = np.asarray(arrays[ref])
-    real_pairs = np.concatenate([test[real_pick], train[per["real_nearest"][real_pick]]]) / 255.0
-    image_grid(real_pairs, figs / "real_nearest_pairs.png", ncol=len(real_pick))
+    rows_figure(
+        [
+            (f"real {ref}", test[real_pick] / 255.0),
+            ("nearest\ntraining", train[per["real_nearest"][real_pick]] / 255.0),
+        ],
+        figs / "real_nearest_pairs.png",
+        f"Real {ref} slices above their nearest training slices: what a realism ratio of 1 asks",
+        [f"SSIM {v:.2f}" for v in per["real_nn_ssim"][real_pick]],
+    )
     code_map_figure(
         drawn["codes"][best].numpy(),
         drawn["images"][best],
@@ -407,6 +446,12 @@ def format_sample_table(s: dict, kind: str) -> str:
     return _table(rows + c2st_rows(s.get("c2st"))) + c2st_words(s.get("c2st"), "samples")
 
 
+def stages_finished(run: RunDir) -> dict:
+    """{stage: how it ended} of the run's finished training stages (RUN/state/*/finished.json)."""
+    stages = [p.parent.name for p in sorted(run.state.glob("*/finished.json"))]
+    return {stage: read_finished(run, stage) for stage in stages}
+
+
 def evaluate_run(
     run_path: str | Path,
     data: str | None = None,
@@ -418,16 +463,20 @@ def evaluate_run(
     say=None,
     overrides: list[str] | None = None,
     progress: bool = False,
+    drawn: dict | None = None,
 ) -> dict:
     """What `brainvq evaluate` does: the data's section (subjects, leaks, near-twins), the
     VQ-VAE's, then the samples of ``kind`` (default: every prior the run holds); ``say(text)``, if
-    given, gets each table as it is done. ``overrides``: eval.KEY=VALUE strings applied to the
-    run's config for this evaluation (the file is unchanged); ``progress``: show the long phases
-    (sampling, nearest-neighbour search).
+    given, gets each table as it is done, then one line per warning (brainvq.evaluation.verdict).
+    ``overrides``: eval.KEY=VALUE strings applied to the run's config for this evaluation (the
+    file is unchanged); ``progress``: show the long phases (sampling, nearest-neighbour search).
+    ``drawn``: {kind: sample_run's dict} of samples already drawn, scored instead of drawing new
+    ones for those kinds.
 
-    Returns {"data": ..., "vqvae": ..., "samples": {kind: ...}}, the sections written to
-    metrics.json."""
+    Returns {"data": ..., "vqvae": ..., "samples": {kind: ...}, "warnings": [line, ...]}; the
+    sections but "warnings" are those written to metrics.json."""
     say = say or (lambda text: None)
+    drawn = drawn or {}
     check_scope(list(overrides or []), EVAL_SECTIONS, "evaluate")
     Config().override(list(overrides or []))  # a bad key or value fails before any work
     result = {"data": evaluate_data(str(run_path), data, overrides, progress)}
@@ -436,9 +485,14 @@ def evaluate_run(
     say(format_table(result["vqvae"]))
     for k in [kind] if kind else trained_kinds(RunDir(run_path)):
         s = evaluate_samples(
-            str(run_path), k, data, n, seed, temperature, top_k, overrides, progress
+            str(run_path), k, data, n, seed, temperature, top_k, overrides, progress, drawn.get(k)
         )
         result["samples"][k] = s
         say(format_sample_table(s, k))
     say(f"metrics -> {Path(run_path) / 'metrics.json'}; figures -> {Path(run_path) / 'figures'}")
+    metrics = {"vqvae": result["vqvae"]}
+    metrics.update({f"samples-{k}": v for k, v in result["samples"].items()})
+    result["warnings"] = [f.text for f in findings(metrics, stages_finished(RunDir(run_path)))]
+    for line in result["warnings"]:
+        say(f"warning: {line}")
     return result

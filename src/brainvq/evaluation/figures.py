@@ -92,15 +92,48 @@ def curves_figure(log: dict[str, list[tuple[int, float]]], path: Path, title: st
 
 
 def codebook_figure(counts: np.ndarray, path: Path, title: str) -> Path:
-    """Code usage counts, sorted from most to least used, on a log scale."""
+    """Code usage counts, sorted from most to least used, on a log scale; unused codes (no bar on
+    a log axis) are a shaded span with their number."""
     fig, ax = _subplots(figsize=(7, 3.2))
-    c = np.sort(counts)[::-1]
-    ax.bar(np.arange(len(c)), np.maximum(c, 0.5), width=1.0)
-    ax.set_yscale("log")
+    c = np.sort(np.asarray(counts))[::-1]
+    used = int((c > 0).sum())
+    if used:
+        ax.bar(np.arange(used), c[:used], width=1.0, color="tab:blue", label="used codes")
+        ax.set_yscale("log")
+    if used < len(c):
+        ax.axvspan(used - 0.5, len(c) - 0.5, color="0.85", label=f"{len(c) - used} unused codes")
+    ax.set_xlim(-0.5, len(c) - 0.5)
     ax.set_xlabel("code (sorted by use)")
     ax.set_ylabel("uses on test split")
-    used = int((counts > 0).sum())
+    ax.legend(loc="upper right", fontsize=8)
     ax.set_title(f"{title}: {used}/{len(counts)} codes used")
+    return _save(fig, path)
+
+
+def rows_figure(
+    rows: list[tuple[str, np.ndarray]], path: Path, title: str, notes: list[str] | None = None
+) -> Path:
+    """Rows of images (each (N, H, W) in [0, 1]), each row labelled on its left; ``notes``, one
+    per column, under the last row (e.g. each pair's SSIM)."""
+    ncol = max(len(images) for _, images in rows)
+    fig, axes = _subplots(
+        len(rows), ncol, figsize=(1.45 * ncol + 1.2, 1.55 * len(rows) + 0.5), squeeze=False
+    )
+    for r, (label, images) in enumerate(rows):
+        for c in range(ncol):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for side in ax.spines.values():
+                side.set_visible(False)
+            if c < len(images):
+                ax.imshow(images[c], cmap="gray", vmin=0, vmax=1)
+            if c == 0:
+                ax.set_ylabel(label, fontsize=9)
+            if notes and r == len(rows) - 1 and c < len(notes):
+                ax.set_xlabel(notes[c], fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -110,7 +143,7 @@ def nearest_pair_figure(
     """A generated slice beside its nearest training slice, with their SSIM."""
     fig, axes = _subplots(1, 2, figsize=(6.4, 3.5))
     for ax, img, label in zip(
-        axes, (sample, nearest), ("sample", "nearest training slice"), strict=True
+        axes, (sample, nearest), ("new sample", "its nearest training slice"), strict=True
     ):
         ax.imshow(img, cmap="gray", vmin=0, vmax=1)
         ax.set_title(label)

@@ -1,8 +1,16 @@
-"""One self-contained report.html per run: config, metrics, curves, reconstructions, samples.
+"""One self-contained report.html per run, written for a person.
+
+It opens on a verdict (brainvq.evaluation.verdict: "looks good", or the warnings, each naming the
+setting that would help) and the pictures: a grid of samples beside a grid of real test slices,
+the best sample beside its nearest training slice. Then the numbers, each with a plain label, a
+line on what it means and the real test slices' value beside it; then curves, reconstructions and
+the other figures, and the config. The raw keys stay in metrics.json.
 
 Every image is embedded as a base64 data URI and the style is inline, so the file opens offline
 and can be mailed or archived on its own. A small inline script marks the page with how many of
-its images decoded (`<body data-images-ok="7/7">`), which the tests read from a headless browser.
+its images decoded (`<body data-images-ok="7/7">`) and which of its elements with an id fit
+whole in the window (`data-first-screen="verdict samples-maskgit ..."`), which the tests read from
+a headless browser.
 """
 
 from __future__ import annotations
@@ -16,7 +24,8 @@ from brainvq.data.subjects import describe as describe_subjects
 from brainvq.data.subjects import leak_warning
 from brainvq.errors import RunError
 from brainvq.evaluation.anomaly import anomaly_html
-from brainvq.evaluation.evaluate import NEAR_TWIN_MEANS, near_twin_warning
+from brainvq.evaluation.evaluate import NEAR_TWIN_MEANS, near_twin_warning, stages_finished
+from brainvq.evaluation.verdict import PRIOR_NAMES, findings, verdict
 from brainvq.io import atomic_write_text
 from brainvq.runs import RunDir
 
@@ -29,20 +38,25 @@ text-align:left} th{background:#f4f4f4} td.num{text-align:right;font-variant-num
 figure{margin:1rem 0} figcaption{color:#555;font-size:.9rem} img{max-width:100%;height:auto;
 border:1px solid #eee} pre{background:#f7f7f7;padding:.8rem;overflow-x:auto;font-size:.85rem}
 .muted{color:#777} .warn{color:#8a4b00;background:#fff4e0;padding:.3rem .6rem}
+.verdict{padding:.6rem 1rem;border-radius:6px;margin:.8rem 0;font-size:1.05rem}
+.good{background:#e8f5e9;border:1px solid #a5d6a7} .weak{background:#fff3e0;border:1px solid #ffb74d}
+.verdict ul{margin:.3rem 0 0 1.2rem;padding:0;font-size:.95rem}
+.side{display:flex;gap:1.5rem;align-items:flex-start;flex-wrap:wrap}
+.side figure{margin:.2rem 0} .side img{width:400px}
+.side figcaption{font-weight:600;color:#333;font-size:1rem}
+td.what{color:#555;font-size:.9rem;max-width:34rem}
 """
 
 _SCRIPT = """
 window.addEventListener('load',function(){var im=document.images,ok=0;
 for(var i=0;i<im.length;i++){if(im[i].complete&&im[i].naturalWidth>0)ok++;}
-document.body.setAttribute('data-images-ok',ok+'/'+im.length);});
+document.body.setAttribute('data-images-ok',ok+'/'+im.length);
+var seen=[],el=document.querySelectorAll('[id]');
+for(var j=0;j<el.length;j++){var r=el[j].getBoundingClientRect();
+if(r.height>0&&r.bottom<=window.innerHeight)seen.push(el[j].id);}
+document.body.setAttribute('data-first-screen',seen.join(' '));});
 """
 
-PRIOR_NAMES = {
-    "dcgan": "DCGAN",
-    "pixelcnn": "PixelCNN",
-    "transformer": "transformer",
-    "maskgit": "MaskGIT",
-}
 PRIOR_CURVES = {
     "dcgan": "generator and discriminator losses",
     "pixelcnn": "training and validation bits per code",
@@ -69,7 +83,7 @@ def _figures() -> list[tuple[str, str, str]]:
     )
     for kind, name in PRIOR_NAMES.items():
         figs += [
-            (f"{kind}_samples.png", "Samples", f"New slices from the {name} prior"),
+            (f"{kind}_samples.png", "Samples", f"New slices from the {name} prior (up to 64)"),
             (f"{kind}_code_map.png", "Samples", f"A {name} code map and the slice it decodes to"),
             (
                 f"{kind}_best_vs_nearest.png",
@@ -111,10 +125,14 @@ SECTIONS = [
 ]
 
 
-def _img(path: Path, caption: str) -> str:
+def _img(path: Path, caption: str, id: str = "") -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     cap = html.escape(caption)
-    return f'<figure><img alt="{cap}" src="data:image/png;base64,{data}"><figcaption>{cap}</figcaption></figure>'
+    tag = f' id="{id}"' if id else ""
+    return (
+        f'<figure{tag}><img alt="{cap}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{cap}</figcaption></figure>"
+    )
 
 
 def _fmt(v) -> str:
@@ -123,15 +141,146 @@ def _fmt(v) -> str:
     return html.escape(str(v))
 
 
-def _metrics_table(section: dict) -> str:
-    rows = []
-    for key, value in section.items():
-        if isinstance(value, dict):  # e.g. ssim: {mean, std, min, max, median}
-            value = ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
-            rows.append(f"<tr><th>{html.escape(key)}</th><td>{value}</td></tr>")
-        else:
-            rows.append(f'<tr><th>{html.escape(key)}</th><td class="num">{_fmt(value)}</td></tr>')
-    return "<table>" + "".join(rows) + "</table>"
+def _top(run: RunDir, metrics: dict) -> list[str]:
+    """The verdict, the warnings, and the pictures: samples beside real test slices, the best
+    sample beside its nearest training slice."""
+    finished = stages_finished(run)
+    good, text = verdict(metrics, finished)
+    found = findings(metrics, finished)
+    items = "".join(f"<li>{html.escape(f.text)}</li>" for f in found)
+    parts = [
+        f"<div id='verdict' class='verdict {'good' if good else 'weak'}'><strong>{html.escape(text)}</strong>"
+        + (f"<ul>{items}</ul>" if items else "")
+        + "</div>"
+    ]
+    for kind, name in PRIOR_NAMES.items():
+        grid = run.figures / f"{kind}_sample_grid.png"
+        if not grid.exists():
+            continue
+        n = metrics.get(f"samples-{kind}", {}).get("n_samples")
+        pics = [_img(grid, f"New slices from the {name} prior (16 of {n})", f"samples-{kind}")]
+        real = run.figures / "real_test_slices.png"
+        if real.exists():
+            cap = "Real test slices, for comparison (not seen in training)"
+            pics.append(_img(real, cap, f"real-{kind}"))
+        parts.append("<div class='side'>" + "".join(pics) + "</div>")
+        best = run.figures / f"{kind}_best_vs_nearest.png"
+        if best.exists():
+            cap = f"The {name} sample closest to a training slice, beside it"
+            parts.append(_img(best, cap, f"best-{kind}"))
+    return parts
+
+
+def _row(label: str, value: str, real: str, what: str) -> str:
+    cells = [html.escape(label), value, real, html.escape(what)]
+    return (
+        f"<tr><th>{cells[0]}</th><td class='num'>{cells[1]}</td><td class='num'>{cells[2]}</td>"
+        f"<td class='what'>{cells[3]}</td></tr>"
+    )
+
+
+def _rows(values: dict, spec: list[tuple]) -> list[str]:
+    """A row per (label, key, format, reference, meaning) whose key the section holds; format
+    takes the value (and the section), reference is text or a key of the section."""
+    out = []
+    for label, key, fmt, real, what in spec:
+        if key in values:
+            ref = f"{values[real]:.2f}" if real in values else real
+            out.append(_row(label, fmt(values[key], values), ref, what))
+    return out
+
+
+def _table(title: str, columns: tuple[str, str], rows: list[str]) -> str:
+    head = f"<tr><th>measure</th><th>{columns[0]}</th><th>{columns[1]}</th><th>what it means</th>"
+    return f"<h3>{html.escape(title)}</h3><table>{head}</tr>{''.join(rows)}</table>"
+
+
+SAMPLE_ROWS = [
+    (
+        "Look like brains (realism ratio)", "realism_ratio", lambda v, s: f"{v:.2f}", "1.00",
+        "How close samples come to the training brains, over how close new real slices come: "
+        "1 = as close as real brains; well under 1 = implausible; well over = copying",
+    ),
+    (
+        "Likeness to the nearest training slice (NN-SSIM)", "nn_ssim_mean",
+        lambda v, s: f"{v:.2f}", "real_test_nn_ssim_mean",
+        "SSIM with the most similar training slice, averaged (1 = identical)",
+    ),
+    (
+        "Variety (mean pairwise SSIM)", "diversity_samples", lambda v, s: f"{v:.2f}",
+        "diversity_real_test",
+        "How alike the slices are to one another: lower is more varied; near the real value "
+        "is right",
+    ),
+    (
+        "Copies of training slices", "copies", lambda v, s: f"{v} of {s.get('n_samples')}", "0",
+        "Samples closer to a training slice than any real test slice comes",
+    ),
+    (
+        "Within the real range", "share_in_real_range", lambda v, s: f"{v:.0%}", "100%",
+        "Samples at least as close to a training slice as the least close real slice",
+    ),
+    (
+        "Code use unlike real maps", "code_hist_distance", lambda v, s: f"{v:.2f}", "0",
+        "How differently samples use the codebook from real slices' code maps (0 = the same "
+        "frequencies, 1 = no code in common)",
+    ),
+]  # fmt: skip
+
+VQVAE_ROWS = [
+    (
+        "Reconstruction quality (test SSIM)", "ssim", lambda v, s: f"{v['mean']:.3f}", "1.000",
+        "How closely the VQ-VAE redraws unseen slices from their codes (1 = identical); samples "
+        "cannot look better than this",
+    ),
+    ("Reconstruction PSNR", "psnr", lambda v, s: f"{v['mean']:.1f} dB", "", "Higher is closer"),
+    (
+        "Codebook in use", "codes_used",
+        lambda v, s: f"{v} of {s.get('codebook_size', round(v / max(s['codebook_usage'], 1e-9)))}",
+        "", "Codes the test slices use: few means a mostly dead codebook",
+    ),
+    (
+        "Realism of reconstructions", "recon_realism_ratio", lambda v, s: f"{v:.2f}", "1.00",
+        "The realism ratio of test reconstructions: what samples as good as real code maps "
+        "would score through this decoder",
+    ),
+]  # fmt: skip
+
+
+def _samples_table(kind: str, s: dict) -> str:
+    how = f"{s.get('n_samples')} samples, seed {s.get('seed')}"
+    if "temperature" in s:
+        how += f", temperature {s['temperature']:g}"
+    if s.get("decoder") == "tuned":
+        how += ", tuned decoder"
+    title = f"{PRIOR_NAMES.get(kind, kind)} prior: its samples ({how})"
+    return _table(title, ("samples", "real test slices"), _rows(s, SAMPLE_ROWS))
+
+
+def _vqvae_table(v: dict) -> str:
+    size = v.get("image_size", "?")
+    title = f"VQ-VAE ({v.get('n_test', '?')} test slices at {size}x{size})"
+    return _table(title, ("this run", "reference"), _rows(v, VQVAE_ROWS))
+
+
+def _raw_tables(metrics: dict) -> str:
+    """Every section of metrics.json under its raw keys, folded away."""
+    parts = []
+    for name, section in metrics.items():
+        rows = []
+        for key, value in section.items() if isinstance(section, dict) else []:
+            if isinstance(value, dict):  # e.g. ssim: {mean, std, min, max, median}
+                value = ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
+                rows.append(f"<tr><th>{html.escape(key)}</th><td>{value}</td></tr>")
+            else:
+                num = f'<td class="num">{_fmt(value)}</td>'
+                rows.append(f"<tr><th>{html.escape(key)}</th>{num}</tr>")
+        parts.append(f"<h3>{html.escape(name)}</h3><table>{''.join(rows)}</table>")
+    return (
+        "<details><summary>Every measure under its key in metrics.json</summary>"
+        + "".join(parts)
+        + "</details>"
+    )
 
 
 def data_html(data: dict | None) -> str:
@@ -163,15 +312,19 @@ def render(run: RunDir) -> str:
         f"<h1>brainvq run <code>{html.escape(run.path.name)}</code></h1>",
         f"<p class='muted'>{html.escape(str(run.path.resolve()))} &middot; report written "
         f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC</p>",
-        data_html(metrics.get("data")),
-        "<h2>Metrics</h2>",
     ]
     if not metrics:
         parts.append("<p>No metrics yet: run <code>brainvq evaluate</code>.</p>")
-    for name, section in metrics.items():
-        if name == "data":
-            continue  # shown above
-        parts.append(f"<h3>{html.escape(name)}</h3>{_metrics_table(section)}")
+    else:
+        parts += _top(run, metrics)
+        parts.append("<h2>The numbers</h2>")
+        for section, values in metrics.items():
+            if section.startswith("samples-"):
+                parts.append(_samples_table(section.removeprefix("samples-"), values))
+        if "vqvae" in metrics:
+            parts.append(_vqvae_table(metrics["vqvae"]))
+        parts.append(data_html(metrics.get("data")))
+        parts.append(_raw_tables(metrics))
     for section in SECTIONS:
         figs = [(f, c) for f, s, c in FIGURES if s == section and (run.figures / f).exists()]
         if figs:

@@ -22,11 +22,13 @@ class LossThresholdStop(Callback):
     def __init__(self, threshold: float, monitor: str = "loss_epoch") -> None:
         self.threshold = threshold
         self.monitor = monitor
+        self.stopped = False
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         value = trainer.callback_metrics.get(self.monitor)
         if value is not None and float(value) < self.threshold:
             trainer.should_stop = True
+            self.stopped = True
             pl_module.print(f"{self.monitor} {float(value):.5f} < {self.threshold}: stopping")
 
 

@@ -17,11 +17,13 @@ stage's discriminator where that stage trained one (vqvae.adversarial_weight), s
 decoder keeps the texture an adversarial VQ-VAE learnt instead of drifting back to the image
 loss's blur.
 
-A stage like the others: Lightning, a budget of ``tune.max_steps`` / ``tune.max_minutes``,
+A stage like the others: Lightning, a budget of ``tune.max_steps`` / ``tune.max_minutes`` (the
+minutes count from the stage's start: drawing the slipped maps counts),
 RUN/state/decoder-<kind>/last.ckpt (resume after Ctrl-C or a crash), RUN/logs/decoder-<kind>/.
 The slipped maps are drawn once and kept beside the checkpoint (slipped.safetensors, with the
 settings they were drawn under); other settings or another prior start over. A finished tuning
-removes its state.
+keeps its state: asked again with a larger budget it goes on from there, with the same or a
+smaller one it is reused.
 
     from brainvq.training.decoder import tune_decoder
     summary = tune_decoder("runs/oasis", "maskgit")      # or `brainvq tune-decoder`
@@ -56,9 +58,25 @@ from brainvq.priors import categorical_picker, load_prior, prior_path
 from brainvq.priors.tuned_decoder import TUNABLE_KINDS, decoder_path, refusal_path
 from brainvq.progress import Progress
 from brainvq.runs import RunDir, atomic_save_safetensors, load_run
+from brainvq.training.budget import Budget, can_continue, read_finished, stop_text
 from brainvq.training.trainer import fit_stage, make_trainer, resume_path, stage_config
 
 CHECK_SAMPLES = 16  # prior samples decoded by both decoders for the diversity check
+NO_EPOCH_LIMIT = 10**9  # the tuning's budget is tune.max_steps / tune.max_minutes, not epochs
+
+
+def tune_budget(tune: TuneConfig) -> Budget:
+    """The budget of decoder tuning: tune.max_steps and tune.max_minutes."""
+    return Budget(tune.max_steps, NO_EPOCH_LIMIT, tune.max_minutes)
+
+
+def _pool_settings(state: Path) -> str | None:
+    """The settings the kept slipped maps were drawn under (None if there are none)."""
+    try:
+        with safe_open(str(state / "slipped.safetensors"), framework="pt") as f:
+            return (f.metadata() or {}).get("settings")
+    except Exception:  # absent or unreadable (safetensors has its own error type)
+        return None
 
 
 @torch.no_grad()
@@ -243,14 +261,17 @@ def tune_decoder(
         kind: the prior (one that redraws codes given the rest: maskgit).
         tune: the stage's settings (default: the run's ``tune`` section).
         data: data folder (default: the one the run was trained on).
-        fresh: start over instead of resuming an unfinished tuning.
+        fresh: start over instead of resuming an unfinished tuning or reusing a finished one.
         progress: show a progress bar.
 
     Returns the steps, seconds, the test reconstruction SSIM of both decoders on the real test
     maps, and the mean pairwise SSIM of 16 prior samples decoded by each; the tuned decoder is
     written only if that rises by at most ``tune.max_diversity_rise`` (``kept``), else a refusal
-    is recorded for this prior. ``resumed_at``: the step an unfinished tuning went on from (0 =
-    started afresh)."""
+    is recorded for this prior. ``resumed_at``: the step an unfinished (or finished, given a
+    larger budget: ``status`` "continued") tuning went on from (0 = started afresh). A tuning that
+    finished under the same prior and settings with the same or a larger budget than ``tune``'s is
+    not redone: {"status": "reused", ...}."""
+    started = time.monotonic()
     if kind not in TUNABLE_KINDS:
         raise RunError(
             f"prior kind {kind!r}: decoder tuning needs a prior that redraws codes given the "
@@ -265,27 +286,33 @@ def tune_decoder(
     prior = load_prior(run, kind)
     root = run.data_root(data)
     maps = code_maps(run, root, progress=progress)
-    arrays = load_splits(root, run.config.data, progress=False)
     real = torch.from_numpy(np.asarray(maps["train"])).long()
-    images = torch.from_numpy(np.asarray(arrays["train"], dtype=np.float32) / 255.0)[:, None]
     stage = f"decoder-{kind}"
     state = run.dir.stage_state(stage)
-    ckpt = resume_path(run.dir, stage, fresh)
     settings = {
         "prior_sha256": file_digest(prior_path(run.dir, kind)),
         "maps": len(real),
         **{k: getattr(tune, k) for k in ("max_share", "variants", "lr", "batch_size", "seed")},
         **({"adversarial_weight": tune.adversarial_weight} if tune.adversarial_weight else {}),
     }
+    finished = read_finished(run.dir, stage)
+    same = _pool_settings(state) == json.dumps(settings, sort_keys=True)
+    if not fresh and same and finished is not None:
+        if not can_continue(run.dir, stage, tune_budget(tune)):
+            return {"status": "reused", "kind": kind, "finished": finished, "is_global_zero": True}
+    arrays = load_splits(root, run.config.data, progress=False)
+    images = torch.from_numpy(np.asarray(arrays["train"], dtype=np.float32) / 255.0)[:, None]
+    ckpt = resume_path(run.dir, stage, fresh)
     t0 = time.perf_counter()
     pool, reused = _slipped_pool(run, prior, real, tune, settings, state, progress)
     slip_seconds = time.perf_counter() - t0
     if not reused:
         ckpt = None  # the state dir was made under other settings and is gone
-    # the budget is tune.max_steps / tune.max_minutes, not epochs
+    continued = ckpt is not None and finished is not None and same and not fresh
     t = stage_config(
-        run.config.train, tune.batch_size, 10**9, tune.max_steps, tune.max_minutes, tune.seed
-    )
+        run.config.train, tune.batch_size, NO_EPOCH_LIMIT, tune.max_steps, tune.max_minutes,
+        tune.seed,
+    )  # fmt: skip
     L.seed_everything(t.seed, verbose=False)
     disc, disc_from = tuning_discriminator(run, tune)
     module = DecoderTuningModule(
@@ -298,14 +325,16 @@ def tune_decoder(
         generator=torch.Generator().manual_seed(tune.seed),
     )
     resumed_at = _checkpoint_step(ckpt)
-    trainer = make_trainer(run.dir, stage, t, progress)
+    trainer = make_trainer(run.dir, stage, t, progress, started=started)
     t1 = time.perf_counter()
-    fit_stage(trainer, module, loader, None, ckpt, run.dir, stage)
+    finished = fit_stage(trainer, module, loader, None, ckpt, run.dir, stage)
     tune_seconds = time.perf_counter() - t1
     vq = module.vq.cpu().eval()
     result = {
+        "status": "continued" if continued else "resumed" if resumed_at else "tuned",
         "kind": kind,
         "steps": trainer.global_step,
+        "finished": finished,
         "resumed_at": resumed_at,
         "slip_seconds": slip_seconds,
         "tune_seconds": tune_seconds,
@@ -317,7 +346,6 @@ def tune_decoder(
     if not trainer.is_global_zero:
         return result
     result.update(_keep_or_refuse(run.dir, kind, prior, run.vqvae, vq, settings, tune))
-    shutil.rmtree(state, ignore_errors=True)  # finished: nothing to resume
     test = np.asarray(arrays["test"], dtype=np.float32) / 255.0
     test_maps = torch.from_numpy(np.asarray(maps["test"])).long()
     desc = "test reconstruction SSIM of both decoders"
@@ -352,12 +380,21 @@ def _keep_or_refuse(run: RunDir, kind, prior, vqvae, tuned, settings, tune: Tune
 
 
 def describe(result: dict) -> str:
-    """What tune_decoder did, in one or two lines."""
+    """What tune_decoder did, in one or two lines, and which limit of its budget ended it."""
+    finished = result.get("finished")
+    ended = f", ended by {stop_text(finished, 'tune')}" if finished else ""
+    if result.get("status") == "reused":
+        return (
+            f"decoder tuning to the {result['kind']} prior already done ({finished['steps']} "
+            f"steps{ended}); a larger budget continues it, --fresh redoes it"
+        )
     lines = []
-    if result["resumed_at"]:
+    if result.get("status") == "continued":
+        lines.append(f"continued a finished tuning from step {result['resumed_at']}")
+    elif result["resumed_at"]:
         lines.append(f"resumed an unfinished tuning at step {result['resumed_at']}")
     done = (
-        f"{result['steps']} steps in {result['tune_seconds']:.0f}s on maps with "
+        f"{result['steps']} steps in {result['tune_seconds']:.0f}s{ended} on maps with "
         f"{result['slipped_share']:.1%} of codes redrawn; test reconstruction SSIM "
         f"{result['test_ssim_tuned']:.4f} (VQ-VAE decoder {result['test_ssim_vqvae']:.4f}); "
         f"samples' mean pairwise SSIM {result['samples_alike_tuned']:.3f} "

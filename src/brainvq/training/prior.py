@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import time
 
 import lightning as L
@@ -18,6 +19,7 @@ from brainvq.data.subjects import warn_once
 from brainvq.errors import DataError, RunError
 from brainvq.priors import PRIOR_CLASSES, load_prior_file, prior_path
 from brainvq.runs import Run, load_run
+from brainvq.training.budget import Budget, can_continue, read_finished, stop_text
 from brainvq.training.code_prior import CodePredictionModule
 from brainvq.training.dcgan import DCGANModule
 from brainvq.training.loaders import LevelledCodes
@@ -28,6 +30,24 @@ def prior_train_config(cfg: Config) -> TrainConfig:
     """The TrainConfig of the prior stage: prior's batch, budget and seed (see stage_config)."""
     p = cfg.prior
     return stage_config(cfg.train, p.batch_size, p.max_epochs, p.max_steps, p.max_minutes, p.seed)
+
+
+# a DCGAN step is one discriminator and one generator update: two optimizer steps for Lightning
+DCGAN_UPDATES_PER_STEP = 2
+
+
+def _budget(cfg: Config) -> Budget:
+    p = cfg.prior
+    return Budget(p.max_steps, p.max_epochs, p.max_minutes)
+
+
+def _stale(run, kind: str) -> bool:
+    """Whether the run's prior of this kind (or its unfinished checkpoint) predates the run's
+    VQ-VAE: its code maps are gone, so it must be trained anew."""
+    weights = prior_path(run.dir, kind)
+    last = run.dir.stage_state(f"prior-{kind}") / "last.ckpt"
+    vq = run.dir.vqvae.stat().st_mtime_ns
+    return any(p.exists() and p.stat().st_mtime_ns < vq for p in (weights, last))
 
 
 def _dcgan_loader(codes: torch.Tensor, batch_size: int, steps_per_epoch: int, seed: int):
@@ -144,17 +164,30 @@ def train_prior(
     accelerator/devices from `train`); kind (default cfg.prior.kind) picks dcgan, pixelcnn,
     transformer or maskgit. Weights go to RUN/prior-<kind>.safetensors, checkpoints to
     RUN/state/prior-<kind>/, CSV logs to RUN/logs/prior-<kind>/.
+
+    The budget is ``cfg.prior``'s max_steps (a DCGAN step: one discriminator and one generator
+    update), max_epochs and max_minutes (counted from the stage's start: encoding the code maps
+    counts). A trained prior is reused unless ``fresh``, its budget is larger than the one it
+    finished under (then it goes on from its last checkpoint, "continued"), or the run's VQ-VAE
+    changed since (then it is trained anew, "retrained").
     """
+    started = time.monotonic()
     kind = kind or cfg.prior.kind
     if kind not in PRIOR_KINDS:
         raise RunError(f"prior kind {kind!r}: use one of {', '.join(PRIOR_KINDS)}")
     run = load_run(run_path)
     stage = f"prior-{kind}"
     weights = prior_path(run.dir, kind)
+    status = "trained"
+    if not fresh and _stale(run, kind):
+        fresh, status = True, "retrained"  # trained on codes of an earlier VQ-VAE
     if fresh:
         weights.unlink(missing_ok=True)
     elif weights.exists():
-        return {"status": "reused", "weights": str(weights)}
+        if not can_continue(run.dir, stage, _budget(cfg)):
+            finished = read_finished(run.dir, stage)
+            return {"status": "reused", "weights": str(weights), "finished": finished}
+        status = "continued"
     pcfg = copy.deepcopy(run.config)
     pcfg.prior = copy.deepcopy(cfg.prior)
     pcfg.prior.kind = kind
@@ -178,12 +211,16 @@ def train_prior(
     p = pcfg.prior
     codebook = run.vqvae.quantizer.embedding.detach().float().cpu()
     ckpt = resume_path(run.dir, stage, fresh)
-    started = time.time()
+    if ckpt is not None and status == "trained":
+        status = "resumed"
     if kind == "dcgan":
         module = DCGANModule(pcfg, codebook, h, decoder=run.vqvae.decoder)
-        trainer = make_trainer(run.dir, stage, t, progress, unused_parameters=True)
+        trainer = make_trainer(
+            run.dir, stage, t, progress, unused_parameters=True, started=started,
+            updates_per_step=DCGAN_UPDATES_PER_STEP,
+        )  # fmt: skip
         loader = _dcgan_loader(codes, p.batch_size, p.dcgan.steps_per_epoch, t.seed)
-        fit_stage(trainer, module, loader, None, ckpt, run.dir, stage)
+        finished = fit_stage(trainer, module, loader, None, ckpt, run.dir, stage)
         prior = copy.deepcopy(module.sampler()).float().cpu()
         prior.recalibrate_bn(seed=t.seed)
         sample = prior.sample(min(256, 4 * len(codes)), seed=t.seed)
@@ -201,8 +238,8 @@ def train_prior(
         loader = DataLoader(_code_data(codes, "train", cond, k), p.batch_size, shuffle=True)
         val_data = _code_data(val_codes, "validate", cond, k)
         val = DataLoader(val_data, p.batch_size) if len(val_codes) else None
-        trainer = make_trainer(run.dir, stage, t, progress)
-        fit_stage(trainer, module, loader, val, ckpt, run.dir, stage)
+        trainer = make_trainer(run.dir, stage, t, progress, started=started)
+        finished = fit_stage(trainer, module, loader, val, ckpt, run.dir, stage)
         prior = module.best_prior().float()
         extra = {"best_val_bpc": module.best_val, "conditions": list(cond["conditions"])}
         extra["levels"] = cond["why"]
@@ -214,11 +251,12 @@ def train_prior(
         value = metrics.get(f"{name}_epoch", metrics.get(name))
         extra[name] = float(value) if value is not None else float("nan")
     return {
-        "status": "resumed" if ckpt else "trained",
+        "status": status,
         "kind": kind,
         "epochs": trainer.current_epoch,
-        "steps": trainer.global_step,
-        "seconds": round(time.time() - started, 1),
+        "steps": finished["steps"],
+        "seconds": round(time.monotonic() - started, 1),
+        "finished": finished,
         **extra,
         "weights": str(weights),
         "is_global_zero": trainer.is_global_zero,
@@ -226,16 +264,27 @@ def train_prior(
 
 
 def describe(result: dict, kind: str) -> str:
-    """One line on what train_prior did."""
+    """One line on what train_prior did, and which limit of its budget ended it."""
+    finished = result.get("finished")
     if result["status"] == "reused":
-        return f"{kind} prior already trained: {result['weights']} (use --fresh to retrain)"
+        done = ""
+        if finished:
+            done = f" ({finished['steps']} steps; {stop_text(finished, 'prior')} ended it)"
+        return (
+            f"{kind} prior already trained{done}: {result['weights']}; a larger budget continues "
+            "it, --fresh retrains"
+        )
     if "best_val_bpc" in result:
         unit = "bits/hidden code" if kind == "maskgit" else "bits/code"
         loss = f"validation {result['best_val_bpc']:.3f} {unit} (best)"
+        if not math.isfinite(result["best_val_bpc"]):
+            loss = "not validated yet (it ended before an epoch's end)"
     else:
         loss = f"G loss {result['g_loss']:.3f}, D loss {result['d_loss']:.3f}"
     conditioned = {("level",): ", by level", ("level", "below"): ", by level and slice below"}
+    ended = f", ended by {stop_text(finished, 'prior')}" if finished else ""
     return (
         f"{kind} prior {result['status']}{conditioned.get(tuple(result.get('conditions', ())), '')}"
-        f": {result['steps']} steps in {result['seconds']:.0f}s, {loss} -> {result['weights']}"
+        f": {result['steps']} steps in {result['seconds']:.0f}s{ended}; {loss} -> "
+        f"{result['weights']}"
     )

@@ -1,12 +1,17 @@
-"""Build a Lightning Trainer for a stage: precision, checkpoints, resume, budget, logs."""
+"""Build a Lightning Trainer for a stage: precision, checkpoints, resume, budget, logs.
+
+The budget (steps, epochs, minutes, loss threshold) is kept by brainvq.training.budget; a stage
+that ends writes how it ended to RUN/state/STAGE/finished.json beside its last.ckpt.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import shutil
+import time
 import warnings
-from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
@@ -15,8 +20,10 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from brainvq.config import TrainConfig
 from brainvq.errors import BrainVQError, ConfigError, Interrupted
+from brainvq.io import atomic_write_text
 from brainvq.progress import stderr_is_terminal
 from brainvq.runs import RunDir
+from brainvq.training.budget import Budget, StageBudget, finished_path
 from brainvq.training.callbacks import (
     LineProgress,
     LossThresholdStop,
@@ -107,13 +114,23 @@ def make_trainer(
     extra_callbacks: list | None = None,
     val_every: int = 1,
     unused_parameters: bool = False,
+    started: float | None = None,
+    updates_per_step: int = 1,
 ) -> L.Trainer:
-    """A Trainer that checkpoints to RUN/state/STAGE, logs CSV to RUN/logs/STAGE and keeps time."""
+    """A Trainer that checkpoints to RUN/state/STAGE, logs CSV to RUN/logs/STAGE and keeps the
+    stage's budget (``t``'s max_steps, max_epochs, max_minutes, loss_threshold).
+
+    ``started``: time.monotonic() when the stage began (its preparation counts against the minutes
+    cap; default now). ``updates_per_step``: optimizer steps in one of the stage's steps (2 for a
+    GAN's discriminator and generator updates), so that ``max_steps`` counts the stage's steps."""
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)  # no "GPU available" / tips chatter
     accelerator = resolve_accelerator(t.accelerator)
+    start = time.monotonic() if started is None else started
+    clock = StageBudget(Budget.of(t), start, updates_per_step)
     callbacks = [
         RollingCheckpoint(run.stage_state(stage)),
+        clock,
         *(extra_callbacks or []),
     ]
     if t.loss_threshold > 0:
@@ -135,8 +152,7 @@ def make_trainer(
         else "auto",
         precision=resolve_precision(t.precision, accelerator),
         max_epochs=t.max_epochs,
-        max_steps=t.max_steps if t.max_steps > 0 else -1,
-        max_time=timedelta(minutes=t.max_minutes) if t.max_minutes > 0 else None,
+        max_steps=t.max_steps * updates_per_step if t.max_steps > 0 else -1,
         callbacks=callbacks,
         logger=_loggers(run, stage, t),
         enable_progress_bar=bars,
@@ -149,9 +165,15 @@ def make_trainer(
     )
 
 
-def fit_stage(trainer: L.Trainer, module: L.LightningModule, train_dl, val_dl, ckpt, run, stage):
+def fit_stage(
+    trainer: L.Trainer, module: L.LightningModule, train_dl, val_dl, ckpt, run, stage
+) -> dict:
     """trainer.fit with the project's rules: checkpoints load weights_only; a non-finite loss or a
-    Ctrl-C becomes a one-line BrainVQError that says where the last good checkpoint is."""
+    Ctrl-C becomes a one-line BrainVQError that says where the last good checkpoint is.
+
+    Returns how the stage ended, also written to RUN/state/STAGE/finished.json (read_finished):
+    its budget, the steps and epochs done, the seconds spent (preparation and earlier sessions
+    included) and ``stopped_by``: "steps", "epochs", "minutes", "loss_threshold" or "data"."""
     state = run.stage_state(stage)
     cb = next((c for c in trainer.callbacks if isinstance(c, RollingCheckpoint)), None)
     try:
@@ -176,6 +198,11 @@ def fit_stage(trainer: L.Trainer, module: L.LightningModule, train_dl, val_dl, c
         raise
     if (cb is not None and cb.interrupted) or trainer.interrupted:
         raise Interrupted(_interrupted(cb, state))
+    clock = next(c for c in trainer.callbacks if isinstance(c, StageBudget))
+    finished = clock.finish(trainer)
+    if trainer.is_global_zero:
+        atomic_write_text(finished_path(run, stage), json.dumps(finished, indent=1) + "\n")
+    return finished
 
 
 def _interrupted(cb: RollingCheckpoint | None, state: Path) -> str:

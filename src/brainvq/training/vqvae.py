@@ -23,6 +23,7 @@ stage's checkpoint only; vqvae.safetensors holds the VQ-VAE as always.
 from __future__ import annotations
 
 import json
+import math
 import time
 
 import lightning as L
@@ -38,6 +39,7 @@ from brainvq.metrics import ssim
 from brainvq.nn.patchgan import PatchDiscriminator, adversarial_losses, log_adversarial
 from brainvq.nn.vqvae import VQVAE, image_loss, recon_loss
 from brainvq.runs import RunDir, check_compatible, save_vqvae
+from brainvq.training.budget import Budget, can_continue, read_finished, stop_text
 from brainvq.training.loaders import slice_loader
 from brainvq.training.trainer import fit_stage, make_trainer, resume_path
 
@@ -126,7 +128,10 @@ def train_vqvae(
     fresh: bool = False,
     progress: bool = True,
 ) -> dict:
-    """Train (or resume, or reuse) the VQ-VAE of a run; returns a summary dict."""
+    """Train (or resume, or reuse) the VQ-VAE of a run; returns a summary dict.
+
+    A finished VQ-VAE is reused, unless ``fresh`` or the budget in ``cfg.train`` is larger than
+    the one it finished under: then training goes on from its last checkpoint ("continued")."""
     run = RunDir(run_path)
     created = not run.path.exists()
     try:
@@ -138,13 +143,24 @@ def train_vqvae(
 
 
 def _train_vqvae(data: str, run: RunDir, cfg: Config, fresh: bool, progress: bool) -> dict:
+    started = time.monotonic()
     run.ensure_writable()
     if fresh:
         run.vqvae.unlink(missing_ok=True)
     else:
         check_compatible(run, cfg)
+    continued = False
     if run.vqvae.exists() and not fresh:
-        return {"status": "reused", "weights": str(run.vqvae), "data": _recorded_subjects(run)}
+        if not can_continue(run, "vqvae", Budget.of(cfg.train)):
+            finished = read_finished(run, "vqvae")
+            subjects = _recorded_subjects(run)
+            return {
+                "status": "reused",
+                "weights": str(run.vqvae),
+                "finished": finished,
+                "data": subjects,
+            }
+        continued = True
 
     splits, arrays = load_data(data, cfg.data, progress=progress)
     subjects = splits.subject_summary()
@@ -164,9 +180,10 @@ def _train_vqvae(data: str, run: RunDir, cfg: Config, fresh: bool, progress: boo
         module.model = torch.compile(module.model)
     ckpt = resume_path(run, "vqvae", fresh)
     # the discriminator has no gradient before vqvae.adversarial_start
-    trainer = make_trainer(run, "vqvae", t, progress, unused_parameters=cfg.vqvae.adversarial())
-    started = time.time()
-    fit_stage(trainer, module, train_dl, val_dl, ckpt, run, "vqvae")
+    trainer = make_trainer(
+        run, "vqvae", t, progress, unused_parameters=cfg.vqvae.adversarial(), started=started
+    )
+    finished = fit_stage(trainer, module, train_dl, val_dl, ckpt, run, "vqvae")
     model = getattr(module.model, "_orig_mod", module.model).float().cpu()
     if trainer.is_global_zero:
         save_vqvae(model.to(memory_format=torch.contiguous_format), run.vqvae, cfg)
@@ -174,10 +191,11 @@ def _train_vqvae(data: str, run: RunDir, cfg: Config, fresh: bool, progress: boo
     # here until rank 0 has written them.
     trainer.strategy.barrier("vqvae-saved")
     return {
-        "status": "resumed" if ckpt else "trained",
+        "status": "continued" if continued else "resumed" if ckpt else "trained",
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
-        "seconds": round(time.time() - started, 1),
+        "seconds": round(time.monotonic() - started, 1),
+        "finished": finished,
         "val_ssim": float(trainer.callback_metrics.get("val_ssim", float("nan"))),
         "weights": str(run.vqvae),
         "is_global_zero": trainer.is_global_zero,
@@ -195,12 +213,23 @@ def _recorded_subjects(run: RunDir) -> dict | None:
 
 
 def describe(result: dict) -> str:
-    """What train_vqvae did: the subjects of the splits, then one line on the VQ-VAE."""
+    """What train_vqvae did: the subjects of the splits, then one line on the VQ-VAE and which
+    limit of its budget ended it."""
     subjects = f"{describe_subjects(result['data'])}\n" if result.get("data") else ""
+    finished = result.get("finished")
     if result["status"] == "reused":
-        return f"{subjects}VQ-VAE already trained: {result['weights']} (use --fresh to retrain)"
+        done = ""
+        if finished:
+            done = f" ({finished['steps']} steps; {stop_text(finished, 'train')} ended it)"
+        return (
+            f"{subjects}VQ-VAE already trained{done}: {result['weights']}; a larger budget "
+            "continues it, --fresh retrains"
+        )
+    ended = f", ended by {stop_text(finished, 'train')}" if finished else ""
+    val = f"validation SSIM {result['val_ssim']:.4f}"
+    if math.isnan(result["val_ssim"]):
+        val = "not validated yet (it ended before an epoch's end)"
     return subjects + (
         f"VQ-VAE {result['status']}: {result['epochs']} epochs, {result['steps']} steps in "
-        f"{result['seconds']:.0f}s, validation SSIM {result['val_ssim']:.4f} -> "
-        f"{result['weights']}"
+        f"{result['seconds']:.0f}s{ended}; {val} -> {result['weights']}"
     )
