@@ -264,7 +264,8 @@ def test_cli_run_with_transformer_then_score(keras_root, tmp_path):
     r = brainvq(*tiny("run", keras_root, run), "--kind", "transformer", *AR_TINY)
     assert "transformer prior trained" in r.stdout and "bits/code on test maps" in r.stdout
     s = json.loads((run / "metrics.json").read_text())["samples-transformer"]
-    assert s["n_samples"] == 6 and 0 < s["test_bits_per_code"] < 10
+    # run scores the 64 samples it wrote (eval.n_samples is for evaluate's own draws)
+    assert s["n_samples"] == 64 and 0 < s["test_bits_per_code"] < 10
     assert (run / "prior-transformer.safetensors").exists()
     assert (run / "figures" / "transformer_samples.png").exists()
 
