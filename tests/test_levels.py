@@ -372,3 +372,17 @@ def test_conditioned_maskgit_draws_the_same_maps_in_any_chunk():
         net, 5, (6, 6), categorical_picker(1.0, 0, g), 4, 4.5, g, extra=net.condition(5, lv, below)
     )
     assert torch.equal(one, plain)  # the conditions count from the first step
+
+
+def test_healing_a_conditioned_prior_reads_its_level_as_unknown():
+    """Anomaly maps (CodeTransformer.heal, MaskedCodeTransformer.fill) on a prior trained with
+    levels: the codes' probabilities are those of the network given an unknown level and no
+    slice below, as its forward pass gives them, not of a network with the condition inputs cut."""
+    torch.manual_seed(0)
+    net = CodeTransformer(K, 36, dim=16, layers=1, heads=2, levels=True, below=True).eval()
+    codes = torch.randint(0, K, (2, 6, 6))
+    never = categorical_picker(1.0, 0, torch.Generator().manual_seed(0))
+    healed, redrawn, logp = net.heal(codes, 0.0, lambda logits, pos: never(logits))
+    assert torch.equal(healed, codes) and not redrawn.any()  # threshold 0 redraws nothing
+    want = net(codes).log_softmax(1).gather(1, codes[:, None])[:, 0]
+    torch.testing.assert_close(logp, want)

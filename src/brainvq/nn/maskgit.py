@@ -223,11 +223,12 @@ class MaskedCodeTransformer(CodeTransformer):
         hid = hidden.reshape(flat.shape).to(flat.device)
         tokens = flat.masked_fill(hid, self.mask_token)
         total = hid.sum(1, keepdim=True)
+        extra = self.condition(b)  # a conditioned model reads these slices' level as unknown
         for s in range(steps):
             still = tokens == self.mask_token
             if not still.any():
                 break
-            logits = self._logits(tokens, 0, None)[still].float()  # (m, K)
+            logits = self._logits(tokens, 0, None, extra)[still].float()  # (m, K)
             drawn = tokens.clone()
             drawn[still] = pick(logits, still.nonzero()[:, 1])
             conf = torch.full(tokens.shape, math.inf, device=tokens.device)

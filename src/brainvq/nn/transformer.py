@@ -327,9 +327,10 @@ class CodeTransformer(nn.Module):
         healed, logp = flat.clone(), torch.zeros(flat.shape, device=flat.device)
         floor = math.log(threshold) if threshold > 0 else -math.inf
         caches = self._caches(b)
+        extra = self.condition(b)  # a conditioned model reads these slices' level as unknown
         token = torch.full((b, 1), self.codebook_size, dtype=torch.long, device=flat.device)
         for t in range(self.length):
-            logits = self._logits(token, t, caches)[:, -1].float()
+            logits = self._logits(token, t, caches, extra)[:, -1].float()
             logp[:, t] = logits.log_softmax(-1).gather(1, flat[:, t : t + 1]).squeeze(1)
             low = logp[:, t] < floor
             if low.any():
