@@ -74,7 +74,7 @@ def sample_images(
     given = lv if prior.level_conditioned or levels is not None else None
 
     def draw(t, k):
-        cond = {} if given is None else {"levels": given}  # dcgan and pixelcnn take no level
+        cond = {} if given is None else {"levels": given}  # the dcgan takes no level
         return prior.sample(n, seed=seed, temperature=t, top_k=k, progress=progress, **cond)
 
     out = _drawn(run, prior, draw, n, batch_size, temperature, top_k)
