@@ -79,33 +79,19 @@ def write_manifest(folder: Path, drawn: dict, scores: dict | None, prefix: str =
 
 
 def sample_with_manifest(
-    run_path: str | Path,
-    kind: str | None = None,
-    n: int = 64,
-    seed: int = 0,
-    temperature: float | None = None,
-    top_k: int | None = None,
-    out: str | Path | None = None,
-    like: list[str] | None = None,
-    redraw: float | None = None,
-    progress: bool = False,
-    data: str | None = None,
-    level: float | None = None,
-    volumes: int = 0,
-    slices: int | None = None,
+    run_path: str | Path, kind: str | None = None, data: str | None = None, **options
 ) -> dict:
-    """What `brainvq sample` does: sample_run (the PNGs and grid.png), then manifest.csv beside
-    them. Returns sample_run's dict plus "manifest" (its path) and "scored" (False where the run's
-    data was not at hand and the manifest's NN-SSIM, level and copy columns are empty). Whole
-    stacks (``volumes``) are written as volumes and figures, without a manifest."""
-    drawn = sample_run(
-        run_path, kind, n, seed, temperature, top_k, out, like, redraw, progress, level,
-        volumes, slices,
-    )  # fmt: skip
-    if volumes:
+    """What `brainvq sample` does: brainvq.sampling.sample_run(run_path, kind, **options) (the
+    PNGs and grid.png), then manifest.csv beside them, its NN-SSIMs against the training slices of
+    ``data`` (default: the run's). Returns sample_run's dict plus "manifest" (its path) and
+    "scored" (False where the run's data was not at hand and the manifest's NN-SSIM, level and
+    copy columns are empty). Whole stacks (``volumes``) are written as volumes and figures,
+    without a manifest."""
+    drawn = sample_run(run_path, kind, **options)
+    if options.get("volumes"):
         return drawn
     scores = nearest_scores(load_run(run_path), drawn["images"], data)
-    prefix = "variation" if like else "sample"
+    prefix = "variation" if options.get("like") else "sample"
     drawn["manifest"] = write_manifest(drawn["out"], drawn, scores, prefix)
     drawn["scored"] = scores is not None
     return drawn
