@@ -13,13 +13,7 @@ from brainvq.evaluation.c2st import as_images, assign_folds, c2st, describe
 SIZE, N, FOLDS = 48, 80, 3
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny images: one torch thread is as fast, and far faster on a busy shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def brain_like(rng: np.random.Generator, n: int, size: int = SIZE) -> np.ndarray:

@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from brainvq.config import Config, EvalConfig
 from brainvq.data import Splits
@@ -25,14 +24,7 @@ from brainvq.training.vqvae import train_vqvae
 from .conftest import fake_slice, tiny_config, write_slices
 from .test_priors import ar_prior
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny images: one torch thread is as fast, and far faster on a busy shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _splits(subjects: list[str]) -> Splits:
