@@ -318,11 +318,11 @@ def evaluate_samples(
     splits, arrays = load_data(root, cfg.data, progress=progress)
     ref = cfg.eval.reference  # the split whose real slices the samples are scored against
     real_codes = code_maps(run, root, progress=progress)[ref]
-    train = np.asarray(arrays["train"])
+    train, real = np.asarray(arrays["train"]), np.asarray(arrays[ref])
     scores, per = score_samples(
         drawn["images"],
         train,
-        np.asarray(arrays[ref]),
+        real,
         drawn["codes"].numpy(),
         real_codes,
         cfg.vqvae.codebook_size,
@@ -339,9 +339,7 @@ def evaluate_samples(
     if prior.has_likelihood:  # autoregressive: how well it predicts unseen real code maps
         bits = prior.bits_per_code(torch.from_numpy(real_codes)).numpy()
         scores["test_bits_per_code"] = float(bits.mean())
-    two_sample = c2st_scores(
-        np.asarray(arrays[ref]), drawn["images"], splits, cfg.eval, progress=progress, split=ref
-    )
+    two_sample = c2st_scores(real, drawn["images"], splits, cfg.eval, progress=progress, split=ref)
     if two_sample:
         scores["c2st"] = two_sample
     if drawn.get("out") is not None:
@@ -381,10 +379,9 @@ def evaluate_samples(
     # what realism 1 means on this data: real test slices above their nearest training slices
     real_pick = np.linspace(0, len(per["real_nn_ssim"]) - 1, min(8, len(per["real_nn_ssim"])))
     real_pick = real_pick.round().astype(int)
-    test = np.asarray(arrays[ref])
     rows_figure(
         [
-            (f"real {ref}", test[real_pick] / 255.0),
+            (f"real {ref}", real[real_pick] / 255.0),
             ("nearest\ntraining", train[per["real_nearest"][real_pick]] / 255.0),
         ],
         figs / "real_nearest_pairs.png",
