@@ -249,11 +249,18 @@ class CodePredictionConfig:
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 20
+    # after the warm-up: "constant", or "cosine" decay to lr * min_lr_ratio at prior.max_steps
+    # (Loshchilov & Hutter 2017; needs a step budget: under a minutes cap alone it stays constant)
+    schedule: str = "constant"
+    min_lr_ratio: float = 0.1
 
     def validate(self, prefix: str) -> None:
         """Raise ConfigError for a value that would fail later."""
         _need(self.lr > 0, f"{prefix}.lr", self.lr, "must be > 0")
         _non_negative(self, prefix, "weight_decay", "warmup_steps")
+        _one_of(self, prefix, "schedule", ("constant", "cosine"))
+        ratio = self.min_lr_ratio
+        _need(0 <= ratio <= 1, f"{prefix}.min_lr_ratio", ratio, "must be in [0, 1]")
 
 
 @dataclass

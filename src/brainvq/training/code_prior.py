@@ -134,6 +134,23 @@ class CodePredictionModule(L.LightningModule):
             lr=p.lr,
             betas=(0.9, 0.95),
         )
-        warm = max(1, p.warmup_steps)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
+        factor = lr_factor(p.warmup_steps, p.schedule, self.cfg.prior.max_steps, p.min_lr_ratio)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def lr_factor(warmup: int, schedule: str, total: int, floor: float):
+    """The learning rate's multiplier at each optimizer step: a linear warm-up over ``warmup``
+    steps, then constant, or (``schedule`` "cosine" with a step budget ``total`` > 0) a half-cosine
+    from 1 down to ``floor`` at step ``total``."""
+    warm = max(1, warmup)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if schedule != "cosine" or total <= warm:
+            return 1.0
+        done = min(1.0, (step - warm) / (total - warm))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * done))
+
+    return factor
