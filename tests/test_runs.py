@@ -55,3 +55,25 @@ def test_unwritable_run_folder(tmp_path):
     blocker.write_text("")
     with pytest.raises(RunError, match="not writable"):
         RunDir(blocker / "run").ensure_writable()
+
+
+def test_data_json_records_a_relative_data_folder_as_an_absolute_path(tmp_path, monkeypatch):
+    """A run trained with a relative --data finds its data from any folder afterwards."""
+    import json
+
+    from brainvq.runs import load_run
+    from brainvq.training.vqvae import train_vqvae
+
+    from .conftest import write_slices
+
+    write_slices(tmp_path / "data" / "keras_png_slices_train", 6, 32, seed=1)
+    write_slices(tmp_path / "data" / "keras_png_slices_validate", 2, 32, seed=2)
+    write_slices(tmp_path / "data" / "keras_png_slices_test", 2, 32, seed=3)
+    monkeypatch.chdir(tmp_path)
+    train_vqvae("data", "run", tiny_config(max_epochs=1, max_steps=1), progress=False)
+    record = json.loads((tmp_path / "run" / "data.json").read_text())
+    assert record["data"] == str((tmp_path / "data").resolve())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert load_run(tmp_path / "run").data_root() == str((tmp_path / "data").resolve())

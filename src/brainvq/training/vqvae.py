@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -166,7 +167,9 @@ def _train_vqvae(data: str, run: RunDir, cfg: Config, fresh: bool, progress: boo
     subjects = splits.subject_summary()
     warn_leaks(subjects)
     cfg.save(run.config)
-    record = {"data": str(data), "sizes": {k: len(v) for k, v in arrays.items()}, **subjects}
+    # an absolute path, so commands run from another folder find the run's data
+    source = str(Path(data).resolve()) if data != "default" and Path(data).exists() else str(data)
+    record = {"data": source, "sizes": {k: len(v) for k, v in arrays.items()}, **subjects}
     atomic_write_text(run.data_source, json.dumps(record, indent=2) + "\n")
     L.seed_everything(cfg.train.seed, verbose=False)
     torch.set_float32_matmul_precision("high")
