@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from brainvq.codes import code_maps
+from brainvq.config import DCGANConfig
 from brainvq.data import load_splits
 from brainvq.evaluation.realism import reference_stats, score_samples
 from brainvq.priors import load_prior
@@ -42,6 +43,16 @@ def grid(images: torch.Tensor, cols: int = 10) -> Image.Image:
         r, c = divmod(i, cols)
         out[r * s : (r + 1) * s, c * s : (c + 1) * s] = (images[i, 0].numpy() * 255).round()
     return Image.fromarray(out)
+
+
+def beside(samples: torch.Tensor, real) -> Image.Image:
+    """16 samples (a 4x4 grid, left) beside 16 real slices (uint8, a 4x4 grid, right)."""
+    left = grid(samples, cols=4)
+    right = grid(torch.from_numpy(np.asarray(real)).float().div(255)[:, None], cols=4)
+    out = Image.new("L", (left.width * 2 + 8, left.height), 255)
+    out.paste(left, (0, 0))
+    out.paste(right, (left.width + 8, 0))
+    return out
 
 
 def score_cached(images, train, test, codes, test_codes, k: int, cache: Path) -> dict:
@@ -67,11 +78,25 @@ def main() -> int:
     ap.add_argument("--codes-out", default="", help="only train and save the sampled codes (.npy)")
     ap.add_argument("--score-codes", default="", help="only score codes saved by --codes-out")
     ap.add_argument("--note", default="", help="where the training ran, for the results block")
+    ap.add_argument(
+        "--reference",
+        default="test",
+        choices=["test", "validate"],
+        help="the real slices scored against (validate: to choose settings)",
+    )
+    ap.add_argument(
+        "--defaults",
+        action="store_true",
+        help="this version's prior.dcgan defaults, not those in the run's config.toml",
+    )
+    ap.add_argument("--figure", default="", help="also save 16 samples beside 16 real slices")
     args = ap.parse_args()
     if data_missing(args.data):
         return 0
     run = load_run(args.run)
     cfg = run.config
+    if args.defaults:
+        cfg.prior.dcgan, cfg.prior.batch_size = DCGANConfig(), 0
     cfg.override([f"prior.max_minutes={args.minutes}", *args.set])
     if args.score_codes:
         saved = np.load(args.score_codes, allow_pickle=False)
@@ -92,13 +117,14 @@ def main() -> int:
             return 0
     images = run.vqvae.decode(codes, 50)
     arrays = load_splits(args.data, cfg.data, progress=False)
-    test_codes = code_maps(run, args.data)["test"]
+    ref = args.reference
+    test_codes = code_maps(run, args.data)[ref]
     t1 = time.time()
-    cache = Path(args.run) / "codes" / "score_reference.json"  # real-test side, per run + data
+    cache = Path(args.run) / "codes" / f"score_reference_{ref}.json"  # per run + data + split
     score = score_cached(
         images,
         arrays["train"],
-        arrays["test"],
+        arrays[ref],
         codes.numpy(),
         test_codes,
         k,
@@ -108,6 +134,8 @@ def main() -> int:
     fig = Path(args.run) / "figures" / "prior-dcgan-samples.png"
     fig.parent.mkdir(parents=True, exist_ok=True)
     grid(images).save(fig)
+    if args.figure:
+        beside(images[:16], arrays[ref][:: max(1, len(arrays[ref]) // 16)][:16]).save(args.figure)
     p = cfg.prior.dcgan
     settings = (
         f"design={p.design} loss={p.loss} spectral_norm={p.spectral_norm} r1_gamma={p.r1_gamma} "
@@ -138,7 +166,7 @@ def main() -> int:
         f"- training: {args.minutes:g}-minute budget, {summary.get('epochs')} epochs, "
         f"{summary.get('steps')} optimizer steps, stage wall time {wall / 60:.1f} min; "
         f"scoring {score_s:.0f} s\n"
-        f"- {args.n} samples (seed {args.seed}): {row}\n"
+        f"- {args.n} samples (seed {args.seed}) against the {ref} split: {row}\n"
         f"- all: `{json.dumps(score)}`"
     )
     block = result_block(args.label or "DCGAN prior", text, where=args.note)
