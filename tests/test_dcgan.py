@@ -60,7 +60,7 @@ def test_snap_picks_nearest_code_and_passes_gradients():
     assert torch.allclose(z.grad, torch.ones_like(z))
 
 
-@pytest.mark.parametrize("design", ["snap", "gumbel"])
+@pytest.mark.parametrize("design", ["snap", "gumbel", "distance"])
 def test_samples_are_valid_and_seeded(design):
     cfg = tiny_prior(Config(), design=design)
     prior = DCGANPrior(cfg.prior.dcgan, torch.randn(32, 8), 8)
@@ -74,6 +74,21 @@ def test_samples_are_valid_and_seeded(design):
     assert not torch.equal(a, prior.sample(6, seed=1))
     assert torch.equal(prior.sample(6, seed=0, batch_size=4), a)  # batching does not change them
     assert torch.equal(prior.sample(6, seed=0, batch_size=1), a)
+
+
+def test_distance_logits_rank_codes_by_nearness():
+    """Design "distance": the logits of a latent are highest at its nearest code, in the order
+    of the distances (no K-channel layer)."""
+    cfg = tiny_prior(Config(), design="distance")
+    codebook = torch.randn(32, 8)
+    prior = DCGANPrior(cfg.prior.dcgan, codebook, 8)
+    z = torch.randn(2, 8, 4, 4)
+    logits = prior._logits(z)
+    assert logits.shape == (2, 32, 4, 4)
+    dist = torch.cdist(z.permute(0, 2, 3, 1).reshape(-1, 8), codebook)  # (32 positions, K)
+    flat = logits.permute(0, 2, 3, 1).reshape(-1, 32)
+    assert torch.equal(flat.argmax(dim=1), dist.argmin(dim=1))
+    assert torch.allclose(flat - flat[:, :1], -(dist**2 - dist[:, :1] ** 2) / 2, atol=1e-4)
 
 
 def test_cdf_draw_reads_each_positions_logits_and_draws_the_same_distribution():
@@ -110,7 +125,7 @@ def test_gumbel_argmax_is_the_out_of_place_formula(temperature, top_k):
 
 
 @pytest.mark.parametrize(
-    "design,d_input", [("snap", "codes"), ("gumbel", "codes"), ("gumbel", "both")]
+    "design,d_input", [("snap", "codes"), ("distance", "codes"), ("gumbel", "both")]
 )
 def test_train_prior_end_to_end(run_copy, design, d_input):
     run_path, root = run_copy

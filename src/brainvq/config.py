@@ -198,7 +198,9 @@ class DCGANConfig:
     beta1: float = 0.5  # Adam beta1, as in Radford et al. (2016)
     # How the generator makes discrete codes (see brainvq.nn.dcgan):
     #   "snap": a continuous code_dim map snapped to the nearest codebook vector, straight-through;
-    #   "gumbel": logits over the K codes, straight-through Gumbel-softmax one-hot (Jang 2017).
+    #   "gumbel": logits over the K codes, straight-through Gumbel-softmax one-hot (Jang 2017);
+    #   "distance": a code_dim map whose logits over the K codes are minus its squared distances
+    #   to them, then as "gumbel" (no K-channel layer: 8x fewer generator FLOPs at K = 512).
     design: str = "snap"
     loss: str = "hinge"  # hinge (Lim & Ye 2017) | bce (the non-saturating loss of Goodfellow 2014)
     spectral_norm: bool = True  # spectral norm in D instead of BatchNorm (Miyato et al. 2018)
@@ -233,7 +235,7 @@ class DCGANConfig:
         """Raise ConfigError for a value that would fail later."""
         _positive(self, prefix, "latent_dim", "g_channels", "d_channels", "steps_per_epoch")
         _non_negative(self, prefix, "step_budget")
-        _one_of(self, prefix, "design", ("snap", "gumbel"))
+        _one_of(self, prefix, "design", ("snap", "gumbel", "distance"))
         _one_of(self, prefix, "d_input", ("codes", "image", "both"))
         _one_of(self, prefix, "loss", ("hinge", "bce"))
         _need(
