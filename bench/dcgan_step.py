@@ -1,6 +1,6 @@
 """Benchmark: where the time of one DCGAN training step goes, for the old design and the new.
 
-Usage: python bench/dcgan_step.py [--run runs/dcgan-x] [--steps 5] [--reps 3] [--label NAME]
+Usage: python bench/dcgan_step.py [--run runs/dcgan-x --data DATA] [--steps 5] [--reps 3] [--label NAME]
 Builds the DCGAN training module (brainvq.training.dcgan.DCGANModule) over the run's VQ-VAE (or,
 without --run, a randomly initialised VQ-VAE of the default config at 128 px: 32x32 maps, K=512,
 D=64), once with the old defaults (design gumbel, image and code discriminators, batch 64,
@@ -29,7 +29,7 @@ from brainvq.nn.vqvae import VQVAE
 from brainvq.training.dcgan import DCGANModule
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import append_result, result_block  # noqa: E402
+from common import DEFAULT_DATA, append_result, result_block  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "dcgan_step.md"
 # the defaults before the CPU redesign (main 7750692), set explicitly
@@ -121,6 +121,7 @@ def settings(cfg: Config) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", default="", help="a trained run (default: a random VQ-VAE)")
+    ap.add_argument("--data", default=DEFAULT_DATA, help="the run's data (with --run)")
     ap.add_argument("--steps", type=int, default=5, help="whole steps timed per design")
     ap.add_argument("--reps", type=int, default=3, help="repeats of each part (median)")
     ap.add_argument("--only-old", action="store_true", help="profile the old design alone")
@@ -133,7 +134,7 @@ def main() -> int:
 
         run = load_run(args.run)
         vq, base = run.vqvae, run.config
-        real = torch.from_numpy(code_maps(run, run.data_root(None), progress=False)["train"])
+        real = torch.from_numpy(code_maps(run, args.data, progress=False)["train"])
         what = f"the VQ-VAE of {args.run}, its {len(real)} training code maps"
     else:
         base = Config()

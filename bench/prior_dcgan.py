@@ -26,6 +26,7 @@ from brainvq.data import load_splits
 from brainvq.evaluation.realism import reference_stats, score_samples
 from brainvq.priors import load_prior
 from brainvq.runs import load_run
+from brainvq.training.budget import read_finished
 from brainvq.training.prior import train_prior
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -89,12 +90,14 @@ def main() -> int:
         action="store_true",
         help="this version's prior.dcgan defaults, not those in the run's config.toml",
     )
+    ap.add_argument("--score-only", action="store_true", help="score the run's DCGAN, no training")
     ap.add_argument("--figure", default="", help="also save 16 samples beside 16 real slices")
     args = ap.parse_args()
     if data_missing(args.data):
         return 0
     run = load_run(args.run)
     cfg = run.config
+    cfg.prior.kind = "dcgan"
     if args.defaults:
         cfg.prior.dcgan, cfg.prior.batch_size = DCGANConfig(), 0
     cfg.override([f"prior.max_minutes={args.minutes}", *args.set])
@@ -106,7 +109,12 @@ def main() -> int:
         k = cfg.vqvae.codebook_size
     else:
         t0 = time.time()
-        summary = train_prior(args.run, cfg, data=args.data, fresh=True, progress=False)
+        if args.score_only:  # the run's trained DCGAN as it is
+            summary = {"steps": (read_finished(run.dir, "prior-dcgan") or {}).get("steps")}
+        else:
+            summary = train_prior(
+                args.run, cfg, "dcgan", data=args.data, fresh=True, progress=False
+            )
         wall = time.time() - t0
         prior = load_prior(run)
         codes = prior.sample(args.n, seed=args.seed)
@@ -163,8 +171,8 @@ def main() -> int:
         f"\n- command: `{cmd}` (run {args.run}, VQ-VAE K={cfg.vqvae.codebook_size}, "
         f"code maps {codes.shape[1]}x{codes.shape[2]})\n"
         f"- settings: {settings}\n"
-        f"- training: {args.minutes:g}-minute budget, {summary.get('epochs')} epochs, "
-        f"{summary.get('steps')} optimizer steps, stage wall time {wall / 60:.1f} min; "
+        f"- training: {args.minutes:g}-minute cap, step budget {cfg.prior.step_budget()}, {summary.get('epochs')} epochs, "
+        f"{summary.get('steps')} steps (one D and one G update each), stage wall time {wall / 60:.1f} min; "
         f"scoring {score_s:.0f} s\n"
         f"- {args.n} samples (seed {args.seed}) against the {ref} split: {row}\n"
         f"- all: `{json.dumps(score)}`"

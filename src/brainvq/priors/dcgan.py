@@ -48,14 +48,25 @@ class DCGANPrior(Prior):
         per-position constant (x.e - |e|^2 / 2): no K-channel layer, the codebook is the head."""
         if self.design == "gumbel":
             return raw
-        half_sq = self.codebook.pow(2).sum(1).mul(0.5)[None, :, None, None]
-        return torch.einsum("bdhw,kd->bkhw", raw, self.codebook) - half_sq
+        b, d, h, w = raw.shape
+        flat = self._distance_logits(raw.permute(0, 2, 3, 1).reshape(-1, d))
+        return flat.view(b, h, w, -1).permute(0, 3, 1, 2)
+
+    def _distance_logits(self, flat: torch.Tensor) -> torch.Tensor:
+        """Latents (N, D) -> logits (N, K): x.e - |e|^2 / 2 for each code e."""
+        return torch.addmm(self.codebook.pow(2).sum(1).mul(-0.5), flat, self.codebook.t())
 
     def forward(self, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Noise (B, latent_dim) -> (embedded map (B, D, h, w), codes (B, h, w), raw output)."""
         raw = self._raw(noise)
         if self.design == "snap":
             embedded, codes = snap(raw, self.codebook)
+        elif self.design == "distance":  # one row per position: contiguous products over K
+            b, d, h, w = raw.shape
+            flat = self._distance_logits(raw.permute(0, 2, 3, 1).reshape(-1, d))
+            onehot = F.gumbel_softmax(flat, tau=self.tau, hard=True, dim=1)
+            codes = onehot.argmax(dim=1).view(b, h, w)
+            embedded = (onehot @ self.codebook).view(b, h, w, d).permute(0, 3, 1, 2)
         else:
             onehot = F.gumbel_softmax(self._logits(raw), tau=self.tau, hard=True, dim=1)
             codes = onehot.argmax(dim=1)
@@ -107,8 +118,13 @@ class DCGANPrior(Prior):
                     _, codes = snap(self._raw(z), self.codebook)
                 elif draw == "gumbel":  # a categorical draw per position: argmax of logits + noise
                     codes = gumbel_argmax(self._logits(self._raw(z)), temperature, top_k, gen)
+                elif self.design == "distance":
+                    raw = self._raw(z)
+                    b, d, h, w = raw.shape
+                    flat = self._distance_logits(raw.permute(0, 2, 3, 1).reshape(-1, d))
+                    codes = pick(flat).view(b, h, w)
                 else:  # channels-last logits: (B, h, w, K) in memory, one row per position
-                    raw = self._logits(self._raw(z, channels_last=True))
+                    raw = self._raw(z, channels_last=True)
                     b, k, h, w = raw.shape
                     codes = pick(raw.permute(0, 2, 3, 1).reshape(-1, k)).view(b, h, w)
                 out.append(codes.cpu())
