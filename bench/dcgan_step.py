@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from brainvq.config import Config
+from brainvq.config import Config, DCGANConfig
 from brainvq.nn.dcgan import embed_onehot, snap
 from brainvq.nn.vqvae import VQVAE
 from brainvq.training.dcgan import DCGANModule
@@ -149,7 +149,8 @@ def main() -> int:
     results = {}
     for name, overrides in designs.items():
         cfg = Config.from_dict(base.to_dict())
-        cfg.prior.kind = "dcgan"
+        # this version's prior defaults, not the run's config.toml's (written by an older one)
+        cfg.prior.kind, cfg.prior.batch_size, cfg.prior.dcgan = "dcgan", 0, DCGANConfig()
         cfg.override(overrides)
         print(f"profiling {name}: {settings(cfg)}", flush=True)
         results[name] = (settings(cfg), profile(cfg, vq, real.long(), args.steps, args.reps))
