@@ -260,7 +260,7 @@ def test_a_tiny_dcgan_learns_to_draw_both_kinds_of_maps_it_was_shown():
     from torch.utils.data import DataLoader, TensorDataset
 
     torch.manual_seed(0)
-    cfg = tiny_prior(Config(), lr_g=1e-3, lr_d=1e-3)
+    cfg = tiny_prior(Config())
     cfg.prior.batch_size = 16
     codebook = 2.0 * torch.eye(8)  # K = 8 codes, D = 8, each its own axis
     module = DCGANModule(cfg, codebook, 8)
