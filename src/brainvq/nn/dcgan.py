@@ -1,14 +1,17 @@
 """DCGAN (Radford et al., 2016) over VQ-VAE code maps: a Generator and a Discriminator.
 
 The generator never outputs code *values* to be rounded (that collapses onto a handful of codes).
-It makes a map of discrete codes in one of two ways, both differentiable end to end:
+It makes a map of discrete codes in one of three ways, all differentiable end to end:
 
-- design "snap" (``Generator(out_channels=D)``): a continuous ``code_dim`` map, each vector
-  snapped to its nearest codebook vector; the straight-through estimator (van den Oord et al.,
-  2017) passes the discriminator's gradient to the continuous output unchanged.
+- design "snap" (``Generator(out_channels=D)``, the default): a continuous ``code_dim`` map, each
+  vector snapped to its nearest codebook vector; the straight-through estimator (van den Oord et
+  al., 2017) passes the discriminator's gradient to the continuous output unchanged. The cheapest
+  on a CPU (bench/dcgan_step.py): no K-wide tensor is built except the nearest-code search's.
 - design "gumbel" (``Generator(out_channels=K)``): logits over the K codes at each position,
   turned into a one-hot by straight-through Gumbel-softmax (Jang et al., 2017), then embedded
   with the codebook.
+- design "distance" (``Generator(out_channels=D)``): as "gumbel", with the logits of a
+  ``code_dim`` map's distances to the codes (brainvq.priors.dcgan).
 
 Either way the discriminator sees embedded code maps (B, D, h, w): ``codebook[codes]``. Both nets
 follow the code-map side ``size`` (a power of two, >= 4): the generator starts at 4x4 and doubles up
