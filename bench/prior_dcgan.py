@@ -21,10 +21,12 @@ import torch
 from PIL import Image
 
 from brainvq.codes import code_maps
+from brainvq.config import DCGANConfig
 from brainvq.data import load_splits
 from brainvq.evaluation.realism import reference_stats, score_samples
 from brainvq.priors import load_prior
 from brainvq.runs import load_run
+from brainvq.training.budget import read_finished
 from brainvq.training.prior import train_prior
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -42,6 +44,16 @@ def grid(images: torch.Tensor, cols: int = 10) -> Image.Image:
         r, c = divmod(i, cols)
         out[r * s : (r + 1) * s, c * s : (c + 1) * s] = (images[i, 0].numpy() * 255).round()
     return Image.fromarray(out)
+
+
+def beside(samples: torch.Tensor, real) -> Image.Image:
+    """16 samples (a 4x4 grid, left) beside 16 real slices (uint8, a 4x4 grid, right)."""
+    left = grid(samples, cols=4)
+    right = grid(torch.from_numpy(np.asarray(real)).float().div(255)[:, None], cols=4)
+    out = Image.new("L", (left.width * 2 + 8, left.height), 255)
+    out.paste(left, (0, 0))
+    out.paste(right, (left.width + 8, 0))
+    return out
 
 
 def score_cached(images, train, test, codes, test_codes, k: int, cache: Path) -> dict:
@@ -67,11 +79,27 @@ def main() -> int:
     ap.add_argument("--codes-out", default="", help="only train and save the sampled codes (.npy)")
     ap.add_argument("--score-codes", default="", help="only score codes saved by --codes-out")
     ap.add_argument("--note", default="", help="where the training ran, for the results block")
+    ap.add_argument(
+        "--reference",
+        default="test",
+        choices=["test", "validate"],
+        help="the real slices scored against (validate: to choose settings)",
+    )
+    ap.add_argument(
+        "--defaults",
+        action="store_true",
+        help="this version's prior.dcgan defaults, not those in the run's config.toml",
+    )
+    ap.add_argument("--score-only", action="store_true", help="score the run's DCGAN, no training")
+    ap.add_argument("--figure", default="", help="also save 16 samples beside 16 real slices")
     args = ap.parse_args()
     if data_missing(args.data):
         return 0
     run = load_run(args.run)
     cfg = run.config
+    cfg.prior.kind = "dcgan"
+    if args.defaults:
+        cfg.prior.dcgan, cfg.prior.batch_size = DCGANConfig(), 0
     cfg.override([f"prior.max_minutes={args.minutes}", *args.set])
     if args.score_codes:
         saved = np.load(args.score_codes, allow_pickle=False)
@@ -81,7 +109,12 @@ def main() -> int:
         k = cfg.vqvae.codebook_size
     else:
         t0 = time.time()
-        summary = train_prior(args.run, cfg, data=args.data, fresh=True, progress=False)
+        if args.score_only:  # the run's trained DCGAN as it is
+            summary = {"steps": (read_finished(run.dir, "prior-dcgan") or {}).get("steps")}
+        else:
+            summary = train_prior(
+                args.run, cfg, "dcgan", data=args.data, fresh=True, progress=False
+            )
         wall = time.time() - t0
         prior = load_prior(run)
         codes = prior.sample(args.n, seed=args.seed)
@@ -92,13 +125,14 @@ def main() -> int:
             return 0
     images = run.vqvae.decode(codes, 50)
     arrays = load_splits(args.data, cfg.data, progress=False)
-    test_codes = code_maps(run, args.data)["test"]
+    ref = args.reference
+    test_codes = code_maps(run, args.data)[ref]
     t1 = time.time()
-    cache = Path(args.run) / "codes" / "score_reference.json"  # real-test side, per run + data
+    cache = Path(args.run) / "codes" / f"score_reference_{ref}.json"  # per run + data + split
     score = score_cached(
         images,
         arrays["train"],
-        arrays["test"],
+        arrays[ref],
         codes.numpy(),
         test_codes,
         k,
@@ -108,6 +142,8 @@ def main() -> int:
     fig = Path(args.run) / "figures" / "prior-dcgan-samples.png"
     fig.parent.mkdir(parents=True, exist_ok=True)
     grid(images).save(fig)
+    if args.figure:
+        beside(images[:16], arrays[ref][:: max(1, len(arrays[ref]) // 16)][:16]).save(args.figure)
     p = cfg.prior.dcgan
     settings = (
         f"design={p.design} loss={p.loss} spectral_norm={p.spectral_norm} r1_gamma={p.r1_gamma} "
@@ -135,10 +171,10 @@ def main() -> int:
         f"\n- command: `{cmd}` (run {args.run}, VQ-VAE K={cfg.vqvae.codebook_size}, "
         f"code maps {codes.shape[1]}x{codes.shape[2]})\n"
         f"- settings: {settings}\n"
-        f"- training: {args.minutes:g}-minute budget, {summary.get('epochs')} epochs, "
-        f"{summary.get('steps')} optimizer steps, stage wall time {wall / 60:.1f} min; "
+        f"- training: {args.minutes:g}-minute cap, step budget {cfg.prior.step_budget()}, {summary.get('epochs')} epochs, "
+        f"{summary.get('steps')} steps (one D and one G update each), stage wall time {wall / 60:.1f} min; "
         f"scoring {score_s:.0f} s\n"
-        f"- {args.n} samples (seed {args.seed}): {row}\n"
+        f"- {args.n} samples (seed {args.seed}) against the {ref} split: {row}\n"
         f"- all: `{json.dumps(score)}`"
     )
     block = result_block(args.label or "DCGAN prior", text, where=args.note)

@@ -60,7 +60,7 @@ def test_snap_picks_nearest_code_and_passes_gradients():
     assert torch.allclose(z.grad, torch.ones_like(z))
 
 
-@pytest.mark.parametrize("design", ["snap", "gumbel"])
+@pytest.mark.parametrize("design", ["snap", "gumbel", "distance"])
 def test_samples_are_valid_and_seeded(design):
     cfg = tiny_prior(Config(), design=design)
     prior = DCGANPrior(cfg.prior.dcgan, torch.randn(32, 8), 8)
@@ -74,6 +74,21 @@ def test_samples_are_valid_and_seeded(design):
     assert not torch.equal(a, prior.sample(6, seed=1))
     assert torch.equal(prior.sample(6, seed=0, batch_size=4), a)  # batching does not change them
     assert torch.equal(prior.sample(6, seed=0, batch_size=1), a)
+
+
+def test_distance_logits_rank_codes_by_nearness():
+    """Design "distance": the logits of a latent are highest at its nearest code, in the order
+    of the distances (no K-channel layer)."""
+    cfg = tiny_prior(Config(), design="distance")
+    codebook = torch.randn(32, 8)
+    prior = DCGANPrior(cfg.prior.dcgan, codebook, 8)
+    z = torch.randn(2, 8, 4, 4)
+    logits = prior._logits(z)
+    assert logits.shape == (2, 32, 4, 4)
+    dist = torch.cdist(z.permute(0, 2, 3, 1).reshape(-1, 8), codebook)  # (32 positions, K)
+    flat = logits.permute(0, 2, 3, 1).reshape(-1, 32)
+    assert torch.equal(flat.argmax(dim=1), dist.argmin(dim=1))
+    assert torch.allclose(flat - flat[:, :1], -(dist**2 - dist[:, :1] ** 2) / 2, atol=1e-4)
 
 
 def test_cdf_draw_reads_each_positions_logits_and_draws_the_same_distribution():
@@ -110,7 +125,7 @@ def test_gumbel_argmax_is_the_out_of_place_formula(temperature, top_k):
 
 
 @pytest.mark.parametrize(
-    "design,d_input", [("snap", "codes"), ("gumbel", "codes"), ("gumbel", "both")]
+    "design,d_input", [("snap", "codes"), ("distance", "codes"), ("gumbel", "both")]
 )
 def test_train_prior_end_to_end(run_copy, design, d_input):
     run_path, root = run_copy
@@ -217,3 +232,98 @@ def test_prior_config_is_validated():
     ):
         with pytest.raises(ConfigError, match=key):
             Config().override([f"{key}={value}"])
+
+
+def two_kinds(n: int, size: int = 8) -> torch.Tensor:
+    """n fake code maps, half of each kind: kind 0 is code 1 above code 2 (top and bottom
+    halves), kind 1 is code 3 left of code 4; codes 0 and 5-7 never appear."""
+    maps = torch.empty(n, size, size, dtype=torch.long)
+    h = size // 2
+    maps[0::2, :h], maps[0::2, h:] = 1, 2
+    maps[1::2, :, :h], maps[1::2, :, h:] = 3, 4
+    return maps
+
+
+def kind_of(maps: torch.Tensor) -> torch.Tensor:
+    """Per map: 0 or 1 where at least 90% of its codes are those of that kind, else -1."""
+    ref = two_kinds(2, maps.shape[-1])
+    agree = torch.stack([(maps == r).float().mean(dim=(1, 2)) for r in ref], dim=1)  # (n, 2)
+    best = agree.argmax(dim=1)
+    return torch.where(agree.max(dim=1).values >= 0.9, best, torch.full_like(best, -1))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_tiny_dcgan_learns_to_draw_both_kinds_of_maps_it_was_shown():
+    """Trained on two kinds of code maps, the generator draws both, each cleanly: a generator
+    that ignores its noise (one kind only) or draws noise-blends (neither) fails."""
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(0)
+    cfg = tiny_prior(Config())
+    cfg.prior.batch_size = 16
+    codebook = 2.0 * torch.eye(8)  # K = 8 codes, D = 8, each its own axis
+    module = DCGANModule(cfg, codebook, 8)
+    data = DataLoader(TensorDataset(two_kinds(64)), batch_size=16, shuffle=True)
+    trainer = L.Trainer(
+        max_steps=2 * 600, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+    )  # fmt: skip
+    trainer.fit(module, data)
+    prior = module.sampler()
+    prior.recalibrate_bn()
+    kinds = kind_of(prior.sample(200, seed=1))
+    shares = [float((kinds == k).float().mean()) for k in (0, 1)]
+    assert min(shares) >= 0.2, shares  # both kinds, not one
+    assert sum(shares) >= 0.8, shares  # and each drawn cleanly
+
+
+def test_dcgan_step_budget_is_its_default_and_a_larger_one_continues(run_copy):
+    """prior.max_steps 0: the stage ends at prior.dcgan.step_budget, on any machine's clock;
+    asked again with a larger step budget it goes on from there."""
+    from brainvq.training.prior import describe
+
+    run_path, root = run_copy
+    cfg = tiny_prior(tiny_config(), step_budget=5)
+    cfg.prior.max_epochs, cfg.prior.max_minutes = 100, 600.0
+    res = train_prior(str(run_path), cfg, data=str(root), progress=False)
+    assert res["steps"] == 5 and res["finished"]["stopped_by"] == "steps"
+    assert "its step budget (prior.max_steps = 5)" in describe(res, "dcgan")
+    assert train_prior(str(run_path), cfg, progress=False)["status"] == "reused"
+    cfg.prior.dcgan.step_budget = 8
+    more = train_prior(str(run_path), cfg, progress=False)
+    assert more["status"] == "continued" and more["steps"] == 8
+    cfg.prior.max_steps = 6  # prior.max_steps, where set, wins over the DCGAN's own budget
+    assert train_prior(str(run_path), cfg, progress=False)["status"] == "reused"
+
+
+def test_ctrl_c_saves_a_dcgan_stage_after_the_step_and_a_rerun_resumes_it(run_copy, monkeypatch):
+    """Ctrl-C in the middle of the DCGAN stage: it saves after the step in flight (its D and G
+    updates both done), writes no weights, and the same call then resumes to its budget."""
+    import os
+    import signal
+
+    from brainvq.errors import Interrupted
+
+    run_path, root = run_copy
+    real_step, calls = DCGANModule.training_step, []
+
+    def step(self, batch, batch_idx):
+        calls.append(self.global_step)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(DCGANModule, "training_step", step)
+    cfg = tiny_prior(tiny_config(), step_budget=6)
+    cfg.prior.max_epochs = 100
+    with pytest.raises(Interrupted, match="checkpoint saved in .*prior-dcgan; run the same"):
+        train_prior(str(run_path), cfg, data=str(root), progress=False)
+    state = torch.load(run_path / "state" / "prior-dcgan" / "last.ckpt", weights_only=True)
+    assert state["global_step"] == 2 * 3  # 3 whole steps: a D and a G update each
+    assert not prior_path(load_run(run_path).dir).exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    monkeypatch.setattr(DCGANModule, "training_step", real_step)
+    res = train_prior(str(run_path), cfg, progress=False)
+    assert res["status"] == "resumed" and res["steps"] == 6
+    assert prior_path(load_run(run_path).dir).exists()

@@ -174,6 +174,7 @@ def test_default_temperature_is_the_kinds_own_unless_set(capsys):
 def test_dcgan_has_no_likelihood_but_takes_temperature():
     cfg = tiny_config()
     cfg.prior.dcgan.latent_dim, cfg.prior.dcgan.g_channels = 8, 16
+    cfg.prior.dcgan.design = "gumbel"  # the default (snap) has no distribution to shape
     prior = DCGANPrior(cfg.prior.dcgan, torch.randn(32, 8), 8)
     with pytest.raises(RunError, match="no likelihood"):
         prior.bits_per_code(torch.zeros(1, 8, 8, dtype=torch.long))

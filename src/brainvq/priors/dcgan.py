@@ -29,11 +29,11 @@ class DCGANPrior(Prior):
         self.tau = cfg.gumbel_tau
         self.latent_dim = cfg.latent_dim
         k, d = codebook.shape
-        out = d if self.design == "snap" else k
+        out = k if self.design == "gumbel" else d
         self.generator = Generator(cfg.latent_dim, out, code_size, channels=cfg.g_channels)
-        # "snap" with tanh_output: G's output = tanh(.) * the codebook's per-dimension range, as
-        # DCGAN bounds its images with tanh; it keeps the latent inside the codebook's box.
-        self.tanh_output = self.design == "snap" and cfg.tanh_output
+        # "snap"/"distance" with tanh_output: G's output = tanh(.) * the codebook's per-dimension
+        # range, as DCGAN bounds its images with tanh; it keeps the latent inside the codebook's box
+        self.tanh_output = self.design != "gumbel" and cfg.tanh_output
         self.register_buffer("scale", self.codebook.abs().amax(dim=0).clamp_min(1e-6))
 
     def _raw(self, noise: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
@@ -42,13 +42,33 @@ class DCGANPrior(Prior):
             raw = torch.tanh(raw) * self.scale[None, :, None, None]
         return raw
 
+    def _logits(self, raw: torch.Tensor) -> torch.Tensor:
+        """Logits over the K codes (B, K, h, w) of G's output: the output itself ("gumbel"), or
+        ("distance") minus half the squared distance of the latent to each code, up to a
+        per-position constant (x.e - |e|^2 / 2): no K-channel layer, the codebook is the head."""
+        if self.design == "gumbel":
+            return raw
+        b, d, h, w = raw.shape
+        flat = self._distance_logits(raw.permute(0, 2, 3, 1).reshape(-1, d))
+        return flat.view(b, h, w, -1).permute(0, 3, 1, 2)
+
+    def _distance_logits(self, flat: torch.Tensor) -> torch.Tensor:
+        """Latents (N, D) -> logits (N, K): x.e - |e|^2 / 2 for each code e."""
+        return torch.addmm(self.codebook.pow(2).sum(1).mul(-0.5), flat, self.codebook.t())
+
     def forward(self, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Noise (B, latent_dim) -> (embedded map (B, D, h, w), codes (B, h, w), raw output)."""
         raw = self._raw(noise)
         if self.design == "snap":
             embedded, codes = snap(raw, self.codebook)
+        elif self.design == "distance":  # one row per position: contiguous products over K
+            b, d, h, w = raw.shape
+            flat = self._distance_logits(raw.permute(0, 2, 3, 1).reshape(-1, d))
+            onehot = F.gumbel_softmax(flat, tau=self.tau, hard=True, dim=1)
+            codes = onehot.argmax(dim=1).view(b, h, w)
+            embedded = (onehot @ self.codebook).view(b, h, w, d).permute(0, 3, 1, 2)
         else:
-            onehot = F.gumbel_softmax(raw, tau=self.tau, hard=True, dim=1)
+            onehot = F.gumbel_softmax(self._logits(raw), tau=self.tau, hard=True, dim=1)
             codes = onehot.argmax(dim=1)
             embedded = embed_onehot(onehot, self.codebook)
         return embedded, codes, raw
@@ -97,7 +117,12 @@ class DCGANPrior(Prior):
                 if self.design == "snap":
                     _, codes = snap(self._raw(z), self.codebook)
                 elif draw == "gumbel":  # a categorical draw per position: argmax of logits + noise
-                    codes = gumbel_argmax(self._raw(z), temperature, top_k, gen)
+                    codes = gumbel_argmax(self._logits(self._raw(z)), temperature, top_k, gen)
+                elif self.design == "distance":
+                    raw = self._raw(z)
+                    b, d, h, w = raw.shape
+                    flat = self._distance_logits(raw.permute(0, 2, 3, 1).reshape(-1, d))
+                    codes = pick(flat).view(b, h, w)
                 else:  # channels-last logits: (B, h, w, K) in memory, one row per position
                     raw = self._raw(z, channels_last=True)
                     b, k, h, w = raw.shape

@@ -14,11 +14,14 @@ Stabilisers, each a `prior.dcgan.*` setting:
 - ``d_input``: D judges embedded code maps ("codes"), the slices the run's frozen VQ-VAE decoder
   makes of them ("image": real maps decoded too, so both sides carry the decoder's own blur), or
   both with one discriminator each. G's gradient reaches its one-hot codes through the decoder.
-- ``d_augment``: random whole-pixel shifts of real and generated images before the image D.
+- ``d_augment``: DiffAugment (Zhao et al., 2020) of what D sees, real and generated alike:
+  embedded code maps get a random shift and a cutout (``augment_maps``), images a random shift.
 - ``r1_gamma``: R1 penalty, gamma/2 * E|grad D(real)|^2 (Mescheder et al., 2018), on every real
   input D sees.
 - ``ema_decay``: sampling uses an exponential moving average of G's weights (Karras et al., 2018;
   Yazici et al., 2019), which smooths the step-to-step oscillation of GAN training.
+- ``mode_seeking``: weight of a mode-seeking term (Mao et al., 2019) that rewards G for maps
+  that differ as their noises differ (its raw output: the latent map, or the logits).
 - ``commit_weight`` (design "snap"): a commitment term |z - sg(snap(z))|^2 keeps G's continuous
   output near the codebook, where the straight-through gradient is a good approximation.
 """
@@ -32,9 +35,18 @@ import torch
 import torch.nn.functional as F
 
 from brainvq.config import Config
-from brainvq.nn.dcgan import Discriminator, random_translate
+from brainvq.nn.dcgan import Discriminator, augment_maps, random_translate
 from brainvq.nn.quantizer import embed_codes
 from brainvq.priors import DCGANPrior
+
+
+def mode_seeking_loss(noise: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Mode seeking term (Mao et al., 2019): 1 / (distance of paired outputs over that of their
+    noises), pairing the batch's first half with its second; small when G's maps vary with z."""
+    h = noise.shape[0] // 2
+    d_out = (out[:h] - out[h : 2 * h]).abs().mean()
+    d_noise = (noise[:h] - noise[h : 2 * h]).abs().mean()
+    return 1.0 / (d_out / d_noise + 1e-5)
 
 
 class DCGANModule(L.LightningModule):
@@ -113,12 +125,14 @@ class DCGANModule(L.LightningModule):
 
     def _inputs(self, real: torch.Tensor | None, fake: torch.Tensor):
         """(discriminator, real input, fake input) for each discriminator in use; images are
-        the decoder's output, shifted at random with d_augment. real may be None (G step)."""
+        the decoder's output; with d_augment both are augmented. real may be None (G step)."""
         out = []
+        augment = self.cfg.prior.dcgan.d_augment
         if self.disc is not None:
-            out.append((self.disc, real, fake))
+            maps = augment_maps if augment else (lambda x: x)
+            out.append((self.disc, None if real is None else maps(real), maps(fake)))
         if self.disc_image is not None:
-            shift = random_translate if self.cfg.prior.dcgan.d_augment else (lambda x: x)
+            shift = random_translate if augment else (lambda x: x)
             real_img = None
             if real is not None:
                 with torch.no_grad():
@@ -153,10 +167,13 @@ class DCGANModule(L.LightningModule):
         opt_d.step()
 
         # generator
-        fake, codes, raw = self.prior(torch.randn(b, p.latent_dim, device=self.device))
+        noise = torch.randn(b, p.latent_dim, device=self.device)
+        fake, codes, raw = self.prior(noise)
         g_loss = sum(self._g_loss(disc(x)) for disc, _, x in self._inputs(None, fake))
         if p.design == "snap" and p.commit_weight > 0:
             g_loss = g_loss + p.commit_weight * F.mse_loss(raw, fake.detach())
+        if p.mode_seeking > 0 and b >= 2:
+            g_loss = g_loss + p.mode_seeking * mode_seeking_loss(noise, raw)
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
         opt_g.step()

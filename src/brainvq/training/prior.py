@@ -36,9 +36,10 @@ def prior_train_config(cfg: Config) -> TrainConfig:
 DCGAN_UPDATES_PER_STEP = 2
 
 
-def _budget(cfg: Config) -> Budget:
-    p = cfg.prior
-    return Budget(p.max_steps, p.max_epochs, p.max_minutes)
+def _budget(cfg: Config, kind: str) -> Budget:
+    p = copy.copy(cfg.prior)
+    p.kind = kind
+    return Budget(p.step_budget(), p.max_epochs, p.max_minutes)
 
 
 def _stale(run, kind: str) -> bool:
@@ -166,8 +167,8 @@ def train_prior(
     RUN/state/prior-<kind>/, CSV logs to RUN/logs/prior-<kind>/.
 
     The budget is ``cfg.prior``'s max_steps (a DCGAN step: one discriminator and one generator
-    update), max_epochs and max_minutes (counted from the stage's start: encoding the code maps
-    counts). A trained prior is reused unless ``fresh``, its budget is larger than the one it
+    update; 0 for a DCGAN: prior.dcgan.step_budget), max_epochs and max_minutes (counted from
+    the stage's start: encoding the code maps counts). A trained prior is reused unless ``fresh``, its budget is larger than the one it
     finished under (then it goes on from its last checkpoint, "continued"), or the run's VQ-VAE
     changed since (then it is trained anew, "retrained").
     """
@@ -184,7 +185,7 @@ def train_prior(
     if fresh:
         weights.unlink(missing_ok=True)
     elif weights.exists():
-        if not can_continue(run.dir, stage, _budget(cfg)):
+        if not can_continue(run.dir, stage, _budget(cfg, kind)):
             finished = read_finished(run.dir, stage)
             return {"status": "reused", "weights": str(weights), "finished": finished}
         status = "continued"
@@ -192,6 +193,7 @@ def train_prior(
     pcfg.prior = copy.deepcopy(cfg.prior)
     pcfg.prior.kind = kind
     pcfg.prior.batch_size = pcfg.prior.step_batch_size()
+    pcfg.prior.max_steps = pcfg.prior.step_budget()
     pcfg.train.accelerator = cfg.train.accelerator
     pcfg.train.devices, pcfg.train.num_nodes = cfg.train.devices, cfg.train.num_nodes
     pcfg.train.tensorboard = cfg.train.tensorboard
