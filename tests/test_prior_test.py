@@ -88,7 +88,7 @@ def test_real_code_maps_read_near_the_reference_and_shuffled_ones_near_one(brain
     """A "prior" that draws the test brains' own code maps scores against the validation brains'
     reconstructions about what the reference does; the same maps with the codes of each 2x2
     square permuted are told apart almost always."""
-    from brainvq.evaluation.verdict import prior_test_close
+    from brainvq.evaluation.verdict import findings, prior_test_close, verdict
 
     run_path, root = brain_run
     monkeypatch.setenv("BRAINVQ_CACHE", str(run_path.parent / "cache"))
@@ -106,6 +106,20 @@ def test_real_code_maps_read_near_the_reference_and_shuffled_ones_near_one(brain
     bad = prior_two_sample(run, shuffled, reference="validate", folds=3)["prior_c2st"]
     assert min(bad["pool1"], bad["pool2"], bad["pool4"]) > 0.9, bad
     assert not prior_test_close(bad, ref)
+    # the verdict: "look like real brains" for the first, a plain-words warning for the second
+    plain = {"realism_ratio": 1.0, "diversity_samples": 0.5, "diversity_real_test": 0.5}
+    plain["n_samples"] = 36
+    good, text = verdict({"samples-maskgit": {**plain, "prior_c2st": test, **_ref(ref)}})
+    assert good and "look like real brains" in text
+    good, text = verdict({"samples-maskgit": {**plain, "prior_c2st": bad, **_ref(ref)}})
+    assert not good and "Looks good" not in text and "look like real brains" not in text
+    assert "a classifier tells the MaskGIT prior's samples from real brains" in text
+    (line,) = [f.text for f in findings({"samples-maskgit": {"prior_c2st": bad, **_ref(ref)}})]
+    assert "reconstructions of real validate brains" in line and "at pool 4" in line
+
+
+def _ref(ref: dict) -> dict:
+    return {"prior_c2st_reference": ref}
 
 
 def test_reference_is_cached_in_the_run(brain_run, monkeypatch):
@@ -116,7 +130,7 @@ def test_reference_is_cached_in_the_run(brain_run, monkeypatch):
     first = prior_two_sample(run, real[:20], reference="test", pools=(2,), folds=2)
     saved = json.loads((cache_dir(run) / "prior_c2st_reference.json").read_text())
     assert any("|n=20|folds=2|" in key for key in saved)
-    assert list(cache_dir(run).glob("recons-vqvae-*-test.npy"))
+    assert list(cache_dir(run).glob("recons-vqvae-*-*-test.npy"))
     again = prior_two_sample(run, real[:20], reference="test", pools=(2,), folds=2)
     assert again["prior_c2st_reference"] == first["prior_c2st_reference"]
     assert first["prior_c2st"]["reference"] == "test"
@@ -127,3 +141,38 @@ def test_too_few_or_too_small_is_skipped_with_the_reason():
     small = rng.random((12, 32, 32)).astype(np.float32)
     assert pooled_c2st(small, small, pools=(4,))["skipped"].startswith("32px images")
     assert "5 images a side" in pooled_c2st(small[:5], small, pools=(1,))["skipped"]
+
+
+def test_evaluate_reports_the_prior_test_ms_ssim_and_the_figure(brain_run, tmp_path, monkeypatch):
+    """evaluate's samples section holds the prior test beside its reference and MS-SSIM
+    diversity; the table prints them, the report shows samples beside reconstructions; with
+    eval.c2st=false no classifier test runs."""
+    import shutil
+
+    from brainvq.evaluation.evaluate import evaluate_samples, format_sample_table
+    from brainvq.evaluation.report import write_report
+    from brainvq.training.prior import train_prior
+
+    from .test_priors import ar_prior
+
+    run_path, root = brain_run
+    run = tmp_path / "run"
+    shutil.copytree(run_path, run)
+    monkeypatch.setenv("BRAINVQ_CACHE", str(run_path.parent / "cache"))
+    cfg = ar_prior("maskgit", steps=2)
+    cfg.data.image_size, cfg.prior.levels = SIZE, "off"
+    train_prior(str(run), cfg, data=str(root), progress=False)
+    s = evaluate_samples(str(run), "maskgit", n=20, overrides=["eval.c2st_folds=2"])
+    assert s["prior_c2st"]["pools"] == [1, 2, 4] and s["prior_c2st"]["n_per_side"] == 20
+    assert s["prior_c2st_reference"]["n_per_side"] == 20 and s["prior_c2st"]["reference"] == "test"
+    assert 0 < s["ms_ssim_diversity_samples"] <= 1 and 0 < s["ms_ssim_diversity_real_test"] < 1
+    assert s["ms_ssim_scales"].startswith("3 scales (64, 32, 16 px)")
+    text = format_sample_table(s, "maskgit")
+    assert "prior test pool 4" in text and "(reference " in text and "MS-SSIM diversity" in text
+    assert "Prior test: a small CNN tells these samples" in text
+    assert (run / "figures" / "maskgit_beside_recons.png").exists()
+    page = write_report(run).read_text()
+    assert "reconstructions of real brains at the same axial levels" in page
+    assert "Told from real brains (4x4 averaged)" in page
+    off = evaluate_samples(str(run), "maskgit", n=20, overrides=["eval.c2st=false"])
+    assert "prior_c2st" not in off and "c2st" not in off and "ms_ssim_diversity_samples" in off

@@ -31,6 +31,14 @@ from brainvq.evaluation.figures import (
     rows_figure,
 )
 from brainvq.evaluation.manifest import reference_cache, write_manifest
+from brainvq.evaluation.ms_ssim import ms_ssim_diversity
+from brainvq.evaluation.prior_test import (
+    PRIOR_POOLS,
+    beside_recons_figure,
+    prior_test_rows,
+    prior_test_words,
+    prior_two_sample,
+)
 from brainvq.evaluation.realism import real_reference, realism_ratio, score_samples
 from brainvq.evaluation.two_sample import c2st_rows, c2st_scores, c2st_words
 from brainvq.evaluation.verdict import findings
@@ -251,9 +259,14 @@ def evaluate_samples(
     if prior.has_likelihood:  # autoregressive: how well it predicts unseen real code maps
         bits = prior.bits_per_code(torch.from_numpy(real_codes)).numpy()
         scores["test_bits_per_code"] = float(bits.mean())
+    scores.update(ms_ssim_diversity(drawn["images"], real))
     two_sample = c2st_scores(real, drawn["images"], splits, cfg.eval, progress=progress, split=ref)
-    if two_sample:
+    if two_sample:  # against raw real slices: bounded by the decoder's texture
         scores["c2st"] = two_sample
+        ev = cfg.eval
+        tests = prior_two_sample(run, drawn["images"], kind, ref, PRIOR_POOLS, ev.c2st_folds,
+                                 ev.seed, root, progress)  # fmt: skip
+        scores.update(tests)
     if drawn.get("out") is not None:
         levels = splits.slice_levels("train")
         copy = per["nn_ssim"] > scores["copy_threshold"]
@@ -269,6 +282,8 @@ def evaluate_samples(
         figs / f"{kind}_best_vs_nearest.png",
         f"the best of {n} {kind} samples",
     )
+    beside = figs / f"{kind}_beside_recons.png"
+    beside_recons_figure(run, kind, drawn, per["nearest"], splits, ref, beside, root)
     image_grid(drawn["images"][:64], figs / f"{kind}_samples.png")
     image_grid(drawn["images"][:GRID], figs / f"{kind}_sample_grid.png", ncol=4)
     top = np.argsort(per["nn_ssim"])[::-1][:8]  # the 8 samples closest to a training slice
@@ -352,7 +367,11 @@ def format_sample_table(s: dict, kind: str) -> str:
     ]
     if "test_bits_per_code" in s:
         rows.append(("bits/code on test maps", f"{s['test_bits_per_code']:.3f}"))
-    return _table(rows + c2st_rows(s.get("c2st"))) + c2st_words(s.get("c2st"), "samples")
+    if "ms_ssim_diversity_samples" in s:
+        ms = f"{s['ms_ssim_diversity_samples']:.4f} / {s['ms_ssim_diversity_real_test']:.4f}"
+        rows.append((f"MS-SSIM diversity samples/{real}", f"{ms} ({s['ms_ssim_scales']})"))
+    rows += prior_test_rows(s) + c2st_rows(s.get("c2st"))
+    return _table(rows) + c2st_words(s.get("c2st"), "samples") + prior_test_words(s)
 
 
 def stages_finished(run: RunDir) -> dict:

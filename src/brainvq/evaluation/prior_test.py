@@ -24,6 +24,7 @@ computed once per decoder and cached in RUN/state/evaluate/ (with the reconstruc
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,6 +72,12 @@ def decoder_for(run: Run, kind: str | None) -> tuple[VQVAE, str, str]:
     return tuned, "tuned", f"tuned-{kind}-" + file_digest(path)[:16]
 
 
+def data_tag(run: Run, data: str | None = None) -> str:
+    """A short tag of the data folder the run is scored on (cached files name it)."""
+    root = str(Path(run.data_root(data)).expanduser().resolve())
+    return hashlib.blake2b(root.encode(), digest_size=4).hexdigest()
+
+
 @torch.no_grad()
 def reconstructions(
     run: Run, split: str, kind: str | None = None, data: str | None = None, progress: bool = False
@@ -78,7 +85,7 @@ def reconstructions(
     """The split's real slices as the run's code maps (RUN/codes/) decoded by ``kind``'s decoder:
     (N, S, S) float32 in [0, 1], cached in RUN/state/evaluate/."""
     vq, _, stamp = decoder_for(run, kind)
-    path = cache_dir(run) / f"recons-{stamp}-{split}.npy"
+    path = cache_dir(run) / f"recons-{stamp}-{data_tag(run, data)}-{split}.npy"
     codes = code_maps(run, run.data_root(data), progress=progress)[split]
     if path.exists() and path.stat().st_mtime_ns >= run.dir.vqvae.stat().st_mtime_ns:
         cached = np.load(path)
@@ -152,7 +159,8 @@ def reference_c2st(
     test brains (same decoder as ``kind``'s samples), folds by brain on both sides, at most ``n``
     a side; cached in RUN/state/evaluate/prior_c2st_reference.json per decoder and setting."""
     _, decoder, stamp = decoder_for(run, kind)
-    key = f"{stamp}|n={n}|folds={folds}|seed={seed}|pools={','.join(map(str, pools))}"
+    key = f"{stamp}|{data_tag(run, data)}|n={n}|folds={folds}|seed={seed}|pools="
+    key += ",".join(map(str, pools))
     path = cache_dir(run) / "prior_c2st_reference.json"
     try:
         cached = json.loads(path.read_text())
@@ -286,22 +294,17 @@ def prior_test_rows(s: dict) -> list[tuple[str, str]]:
 
 def prior_test_words(s: dict) -> str:
     """The plain-words line on the prior test ('' where it did not run)."""
-    from brainvq.evaluation.verdict import CLOSE_MARGIN, prior_test_close
+    from brainvq.evaluation.verdict import close_limit, prior_test_close
 
     test, ref = s.get("prior_c2st"), s.get("prior_c2st_reference")
     close = prior_test_close(test, ref)
     if close is None:
         return ""
     pool = max(p for p in test["pools"] if f"pool{p}" in ref)
-    said = (
-        "no better than it tells two sets of real brains apart"
-        if close
-        else f"better than it tells two sets of real brains apart (by more than {CLOSE_MARGIN:g} "
-        "plus the reference's spread)"
-    )
+    said = "close to it" if close else f"not close (close: at most {close_limit(ref, pool):.2f})"
     return (
         f"\nPrior test: a small CNN tells these samples from the decoder's reconstructions of "
         f"real {test['reference']} slices {test[f'pool{pool}']:.0%} of the time at pool {pool}, "
-        f"{said} ({ref[f'pool{pool}']:.0%}); the C2ST against raw real slices above is bounded "
-        "by the decoder's texture"
+        f"two sets of real brains {ref[f'pool{pool}']:.0%}: {said}. The C2ST against raw real "
+        "slices is bounded by the decoder's texture"
     )
