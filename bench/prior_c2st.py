@@ -46,7 +46,7 @@ def set_decoding(prior, steps: int | None, noise: float | None) -> dict:
     return {"steps": prior.steps, "noise": prior.noise} if hasattr(prior, "steps") else {}
 
 
-def prior_c2st_at(
+def draw(
     run,
     kind: str,
     n: int,
@@ -55,35 +55,54 @@ def prior_c2st_at(
     top_k: int | None = None,
     steps: int | None = None,
     noise: float | None = None,
+) -> dict:
+    """n samples at these settings (None: the prior's own), as brainvq.sampling.sample_images
+    draws them, plus "decoding" (MaskGIT's steps and noise) and "sampling_seconds"."""
+    prior = load_prior(run, kind)
+    decoding = set_decoding(prior, steps, noise)
+    t0 = time.perf_counter()
+    drawn = sample_images(run, prior, n, seed, 64, temperature, top_k)
+    drawn.update(decoding=decoding, sampling_seconds=round(time.perf_counter() - t0, 1))
+    return drawn
+
+
+def score_drawn(
+    run,
+    kind: str,
+    drawn: dict,
     reference: str = "validate",
     folds: int = 5,
     pools=PRIOR_POOLS,
     data: str | None = None,
 ) -> dict:
-    """Draw n samples at these settings and run the prior test: a JSON-ready dict."""
-    prior = load_prior(run, kind)
-    decoding = set_decoding(prior, steps, noise)
+    """The prior test of drawn samples beside its reference: a JSON-ready dict."""
     t0 = time.perf_counter()
-    drawn = sample_images(run, prior, n, seed, 64, temperature, top_k)
-    drawn_s = time.perf_counter() - t0
-    out = prior_two_sample(run, drawn["images"], kind, reference, pools, folds, seed, data)
+    out = prior_two_sample(run, drawn["images"], kind, reference, pools, folds, drawn["seed"], data)
     test, ref = out["prior_c2st"], out["prior_c2st_reference"]
     return {
         "run": str(run.dir.path),
         "kind": kind,
-        "n": n,
-        "seed": seed,
+        "n": len(drawn["images"]),
+        "seed": drawn["seed"],
         "temperature": drawn["temperature"],
         "top_k": drawn["top_k"],
-        **decoding,
+        **drawn["decoding"],
         "decoder": drawn["decoder"],
         "reference": reference,
         "close": prior_test_close(test, ref),
         "close_limits": {p: round(close_limit(ref, p), 4) for p in ref.get("pools", [])},
-        "sampling_seconds": round(drawn_s, 1),
-        "test_seconds": round(time.perf_counter() - t0 - drawn_s, 1),
+        "sampling_seconds": drawn["sampling_seconds"],
+        "test_seconds": round(time.perf_counter() - t0, 1),
         **out,
     }
+
+
+def prior_c2st_at(run, kind: str, n: int, seed: int = 0, temperature=None, top_k=None,
+                  steps=None, noise=None, reference="validate", folds=5, pools=PRIOR_POOLS,
+                  data=None) -> dict:  # fmt: skip
+    """Draw n samples at these settings and run the prior test: a JSON-ready dict."""
+    drawn = draw(run, kind, n, seed, temperature, top_k, steps, noise)
+    return score_drawn(run, kind, drawn, reference, folds, pools, data)
 
 
 def summary(r: dict) -> str:
