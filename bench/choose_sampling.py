@@ -108,7 +108,7 @@ def sweep(run, kind: str, args, say=print) -> dict:
             tried[key] = evaluate_candidate(run, kind, settings, args, train, val)
             c = tried[key]
             say(
-                f"{settings}: pool4 {c['pool4']:.3f} (reference {c['reference_pool4']}), "
+                f"{settings}: pool4 {c['pool4']:.3f} (reference {_num(c['reference_pool4'])}), "
                 f"pool2 {c['pool2']:.3f}, diversity gap {c['diversity_gap']:+.3f}, copies "
                 f"{c['copies']}, realism {c['realism_ratio']:.3f}"
             )
@@ -132,6 +132,10 @@ def flags(chosen: dict) -> str:
     if "steps" in chosen:
         out += f" prior.maskgit.steps={chosen['steps']} prior.maskgit.noise={chosen['noise']:g}"
     return out
+
+
+def _num(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
 
 
 def _floats(text: str) -> list[float]:
@@ -167,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     c = result["chosen_scores"]
     print(
         f"chosen ({'admissible' if c['admissible'] else 'NO candidate met the limits'}): "
-        f"{flags(result['chosen'])}  pool4 {c['pool4']:.3f} (reference {c['reference_pool4']}), "
+        f"{flags(result['chosen'])}  pool4 {c['pool4']:.3f} (reference {_num(c['reference_pool4'])}), "
         f"diversity gap {c['diversity_gap']:+.3f}, copies {c['copies']} -> {out}"
     )
     return 0
