@@ -15,7 +15,7 @@ stage's 1e-3 a fresh Adam's first steps undo a settled VQ-VAE; the discriminator
 own Adam group at --disc-lr); a plain loop instead of a Lightning trainer, so nothing is
 written into the run. Each arm's reconstructions of the test split are then scored: SSIM
 (skimage's definition, as evaluate), PSNR, and the C2ST at full resolution and 2x2-averaged
-with folds by brain (brainvq.evaluation.evaluate.c2st_scores, as `brainvq evaluate`).
+with folds by brain (brainvq.evaluation.two_sample.c2st_scores, as `brainvq evaluate`).
 Unless --no-start, the starting VQ-VAE is scored too.
 
 --probe-disc N instead trains a fresh discriminator alone for N steps (hinge loss, Adam at
@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from brainvq.data import load_data
-from brainvq.evaluation.evaluate import c2st_scores
+from brainvq.evaluation.two_sample import c2st_scores
 from brainvq.metrics import psnr, ssim_reference
 from brainvq.nn.patchgan import PatchDiscriminator, hinge_d_loss
 from brainvq.runs import load_run

@@ -11,13 +11,12 @@ import pytest
 from brainvq.config import Config, EvalConfig
 from brainvq.data import Splits
 from brainvq.evaluation.evaluate import (
-    c2st_folds,
-    c2st_scores,
     evaluate_samples,
     evaluate_vqvae,
     format_sample_table,
     format_table,
 )
+from brainvq.evaluation.two_sample import c2st_folds, c2st_scores
 from brainvq.training.prior import train_prior
 from brainvq.training.vqvae import train_vqvae
 

@@ -464,10 +464,12 @@ class EvalConfig:
     # the real slices samples are scored against: "test", or "validate" to choose sampling
     # settings on the validation subjects and keep the test subjects for one final score
     reference: str = "test"
-    # Classifier two-sample test (brainvq.evaluation.c2st) of the reconstructions and of each
-    # prior's samples against the real reference slices, at full resolution and 2x2-averaged: a
-    # small CNN trained fresh per fold; about a minute per pool on 2 CPU cores for a few hundred
-    # slices.
+    # Classifier two-sample tests (brainvq.evaluation.c2st): of the reconstructions and of each
+    # prior's samples against the real reference slices (full resolution and 2x2-averaged), and
+    # the prior's own test, its samples against the decoder's reconstructions of the reference
+    # slices beside reconstructions of validation vs test brains (pools 1, 2, 4;
+    # brainvq.evaluation.prior_test): a small CNN trained fresh per fold; about a minute per pool
+    # on 2 CPU cores for a few hundred slices. false: none of them.
     c2st: bool = True
     # folds of the C2ST (at most the number of reference brains: folds keep each brain whole)
     c2st_folds: int = 5

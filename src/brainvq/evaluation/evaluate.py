@@ -16,11 +16,10 @@ import numpy as np
 import torch
 
 from brainvq.codes import code_maps, encode_images
-from brainvq.config import Config, EvalConfig, check_scope
-from brainvq.data import Splits, load_data
+from brainvq.config import Config, check_scope
+from brainvq.data import load_data
 from brainvq.data.subjects import describe as describe_subjects
 from brainvq.data.subjects import warn_leaks, warn_once
-from brainvq.evaluation.c2st import MIN_PER_SIDE, c2st
 from brainvq.evaluation.figures import (
     code_map_figure,
     codebook_figure,
@@ -32,7 +31,16 @@ from brainvq.evaluation.figures import (
     rows_figure,
 )
 from brainvq.evaluation.manifest import reference_cache, write_manifest
+from brainvq.evaluation.ms_ssim import ms_ssim_diversity
+from brainvq.evaluation.prior_test import (
+    PRIOR_POOLS,
+    beside_recons_figure,
+    prior_test_rows,
+    prior_test_words,
+    prior_two_sample,
+)
 from brainvq.evaluation.realism import real_reference, realism_ratio, score_samples
+from brainvq.evaluation.two_sample import c2st_rows, c2st_scores, c2st_words
 from brainvq.evaluation.verdict import findings
 from brainvq.metrics import code_histogram, codebook_stats, psnr, ssim_reference, summarize
 from brainvq.priors import load_prior, trained_kinds
@@ -168,94 +176,6 @@ def evaluate_vqvae(
     return result
 
 
-C2ST_POOLS = (1, 2)  # full resolution; 2x2 pixel blocks averaged (past the JPEG-block texture)
-C2ST_MEANS = "0.5 = a classifier cannot tell them from real test slices, 1.0 = it always can"
-
-
-def c2st_folds(splits: Splits, split: str = "test") -> tuple[list | None, str]:
-    """The brain of each real slice of ``split`` as C2ST fold groups (None: folds drawn slice by
-    slice, where the split's slices carry no subject or all come from one brain) and a note."""
-    subjects = splits.subjects.get(split)
-    known = subjects is not None and len(subjects) and all(s != "" for s in subjects)
-    brains = len(set(subjects)) if known else 0
-    if brains < 2:
-        why = "one brain" if brains == 1 else f"no subjects in the {split} names"
-        return None, (
-            f"folds by slice ({why}): neighbouring slices of one brain tell even real slices "
-            "apart, so read it against real slices' own score"
-        )
-    return [str(s) for s in subjects], f"folds by brain ({brains} {split} brains)"
-
-
-def c2st_scores(
-    test: np.ndarray,
-    other: np.ndarray,
-    splits: Splits,
-    ev: EvalConfig,
-    paired: bool = False,
-    progress: bool = False,
-    split: str = "test",
-) -> dict | None:
-    """C2ST of `other` (N, S, S) in [0, 1] against the real slices ``test`` of ``split`` (test,
-    or the validation split when eval.reference says so) at each of C2ST_POOLS:
-    the `c2st` entry of a metrics.json section, or None when eval.c2st is off.
-
-    Folds keep each real test brain whole. paired: `other` are the test slices' own
-    reconstructions, which carry the same brain labels; otherwise (samples, which have no brain)
-    each image is dealt to a fold at random. A set too small or too small an image is skipped,
-    with the reason."""
-    if not ev.c2st:
-        return None
-    groups, note = c2st_folds(splits, split)
-    pools = [p for p in C2ST_POOLS if min(test.shape[1:]) >= 16 * p]
-    n = min(len(test), len(other))
-    if n < MIN_PER_SIDE or not pools:
-        why = f"{n} images a side" if n < MIN_PER_SIDE else f"{test.shape[1]}px images"
-        return {"skipped": f"{why}: too few for a classifier two-sample test"}
-    out: dict = {"reading": C2ST_MEANS, "folds_by": note}
-    with Progress(len(pools), "classifier two-sample test", "pool", progress) as bar:
-        for pool in pools:
-            r = c2st(
-                test, other, pool=pool, folds=ev.c2st_folds, seed=ev.seed,
-                real_groups=groups, other_groups=groups if paired else None,
-            )  # fmt: skip
-            out[f"pool{pool}"] = r["accuracy"]
-            out[f"pool{pool}_std"] = r["accuracy_std"]
-            out[f"pool{pool}_folds"] = [round(a, 4) for a in r["folds"]]
-            out["n_per_side"] = r["n_per_side"]
-            bar.update()
-    return out
-
-
-def c2st_rows(result: dict | None) -> list[tuple[str, str]]:
-    """Table rows of a `c2st` entry: accuracy +- spread at each pool, or why it was skipped."""
-    if not result:
-        return []
-    if "skipped" in result:
-        return [("C2ST", f"skipped ({result['skipped']})")]
-    rows = []
-    for pool in C2ST_POOLS:
-        if f"pool{pool}" in result:
-            where = "full resolution" if pool == 1 else f"{pool}x{pool} averaged"
-            acc = f"{result[f'pool{pool}']:.2f} +- {result[f'pool{pool}_std']:.2f}"
-            rows.append((f"C2ST {where}", acc))
-    folds = len(result.get("pool1_folds", result.get("pool2_folds", [])))
-    rows.append(("C2ST folds", f"{folds}, {result['n_per_side']} a side, {result['folds_by']}"))
-    return rows
-
-
-def c2st_words(result: dict | None, what: str) -> str:
-    """The plain-words line under a table with C2ST rows ('' without them)."""
-    if not result or "skipped" in result:
-        return ""
-    pool = 2 if "pool2" in result else 1
-    where = "2x2-averaged" if pool == 2 else "full-resolution"
-    return (
-        f"\nC2ST: a small CNN trained to tell these {what} from real test slices is right "
-        f"{result[f'pool{pool}']:.0%} of the time on {where} images ({C2ST_MEANS})"
-    )
-
-
 def real_grid(test: np.ndarray, levels: list, path: Path, n: int = GRID) -> Path:
     """Up to n real test slices, (N, S, S) in [0, 1], evenly spread in axial level where the
     levels are known, tiled like the samples' grid (4 columns)."""
@@ -339,9 +259,14 @@ def evaluate_samples(
     if prior.has_likelihood:  # autoregressive: how well it predicts unseen real code maps
         bits = prior.bits_per_code(torch.from_numpy(real_codes)).numpy()
         scores["test_bits_per_code"] = float(bits.mean())
+    scores.update(ms_ssim_diversity(drawn["images"], real))
     two_sample = c2st_scores(real, drawn["images"], splits, cfg.eval, progress=progress, split=ref)
-    if two_sample:
+    if two_sample:  # against raw real slices: bounded by the decoder's texture
         scores["c2st"] = two_sample
+        ev = cfg.eval
+        tests = prior_two_sample(run, drawn["images"], kind, ref, PRIOR_POOLS, ev.c2st_folds,
+                                 ev.seed, root, progress)  # fmt: skip
+        scores.update(tests)
     if drawn.get("out") is not None:
         levels = splits.slice_levels("train")
         copy = per["nn_ssim"] > scores["copy_threshold"]
@@ -357,6 +282,8 @@ def evaluate_samples(
         figs / f"{kind}_best_vs_nearest.png",
         f"the best of {n} {kind} samples",
     )
+    beside = figs / f"{kind}_beside_recons.png"
+    beside_recons_figure(run, kind, drawn, per["nearest"], splits, ref, beside, root)
     image_grid(drawn["images"][:64], figs / f"{kind}_samples.png")
     image_grid(drawn["images"][:GRID], figs / f"{kind}_sample_grid.png", ncol=4)
     top = np.argsort(per["nn_ssim"])[::-1][:8]  # the 8 samples closest to a training slice
@@ -440,7 +367,11 @@ def format_sample_table(s: dict, kind: str) -> str:
     ]
     if "test_bits_per_code" in s:
         rows.append(("bits/code on test maps", f"{s['test_bits_per_code']:.3f}"))
-    return _table(rows + c2st_rows(s.get("c2st"))) + c2st_words(s.get("c2st"), "samples")
+    if "ms_ssim_diversity_samples" in s:
+        ms = f"{s['ms_ssim_diversity_samples']:.4f} / {s['ms_ssim_diversity_real_test']:.4f}"
+        rows.append((f"MS-SSIM diversity samples/{real}", f"{ms} ({s['ms_ssim_scales']})"))
+    rows += prior_test_rows(s) + c2st_rows(s.get("c2st"))
+    return _table(rows) + c2st_words(s.get("c2st"), "samples") + prior_test_words(s)
 
 
 def stages_finished(run: RunDir) -> dict:

@@ -25,7 +25,14 @@ from brainvq.data.subjects import leak_warning
 from brainvq.errors import RunError
 from brainvq.evaluation.anomaly import anomaly_html
 from brainvq.evaluation.evaluate import NEAR_TWIN_MEANS, near_twin_warning, stages_finished
-from brainvq.evaluation.verdict import PRIOR_NAMES, findings, verdict
+from brainvq.evaluation.verdict import (
+    CLOSE_MARGIN,
+    CLOSE_POOLS,
+    PRIOR_NAMES,
+    findings,
+    prior_test_close,
+    verdict,
+)
 from brainvq.io import atomic_write_text
 from brainvq.runs import RunDir
 
@@ -164,11 +171,68 @@ def _top(run: RunDir, metrics: dict) -> list[str]:
             cap = "Real test slices, for comparison (not seen in training)"
             pics.append(_img(real, cap, f"real-{kind}"))
         parts.append("<div class='side'>" + "".join(pics) + "</div>")
+        beside = run.figures / f"{kind}_beside_recons.png"
+        if beside.exists():
+            parts.append(_img(beside, _beside_caption(name, metrics.get(f"samples-{kind}", {}))))
         best = run.figures / f"{kind}_best_vs_nearest.png"
         if best.exists():
             cap = f"The {name} sample closest to a training slice, beside it"
             parts.append(_img(best, cap, f"best-{kind}"))
     return parts
+
+
+def _beside_caption(name: str, s: dict) -> str:
+    """The caption of the samples-beside-reconstructions figure: why, where the prior test says
+    a classifier tells them apart."""
+    shown = (
+        f"{name} samples (top) above the decoder's reconstructions of real brains at the same "
+        "axial levels (bottom): the same decoder, so only the code maps differ"
+    )
+    if prior_test_close(s.get("prior_c2st"), s.get("prior_c2st_reference")) is False:
+        return f"Why a classifier tells them apart: {shown}"
+    return shown
+
+
+def _prior_rows(s: dict) -> list[str]:
+    """Rows of the prior's two-sample test beside its reference, MS-SSIM diversity, and the
+    C2ST against raw real slices (bounded by the decoder's texture)."""
+    rows = []
+    test, ref = s.get("prior_c2st") or {}, s.get("prior_c2st_reference") or {}
+    for pool in sorted(test.get("pools", []), reverse=True):
+        if f"pool{pool}" not in ref:
+            continue
+        v = f"{test[f'pool{pool}']:.2f} &plusmn; {test[f'pool{pool}_std']:.2f}"
+        r = f"{ref[f'pool{pool}']:.2f} &plusmn; {ref[f'pool{pool}_std']:.2f}"
+        where = "full resolution" if pool == 1 else f"{pool}x{pool} averaged"
+        rows.append(
+            _row(
+                f"Told from real brains ({where})", v, r,
+                "How often a small CNN tells samples from the decoder's reconstructions of real "
+                "brains (0.5 = chance, 1 = always); beside it, two sets of real brains' "
+                f"reconstructions. Close (at pools {' and '.join(map(str, CLOSE_POOLS))}): at "
+                f"most the reference + {CLOSE_MARGIN:g} + its spread",
+            )
+        )  # fmt: skip
+    if "ms_ssim_diversity_samples" in s:
+        rows.append(
+            _row(
+                "Variety (mean pairwise MS-SSIM)", f"{s['ms_ssim_diversity_samples']:.2f}",
+                f"{s['ms_ssim_diversity_real_test']:.2f}",
+                f"As mean pairwise SSIM, at several scales ({s.get('ms_ssim_scales', '')}): "
+                "coarse anatomy weighs as much as texture",
+            )
+        )  # fmt: skip
+    c2st = s.get("c2st") or {}
+    if "pool2" in c2st:
+        rows.append(
+            _row(
+                "Told from raw real slices (2x2 averaged)",
+                f"{c2st['pool2']:.2f} &plusmn; {c2st['pool2_std']:.2f}", "",
+                "The same classifier against the real slices themselves: bounded by the "
+                "decoder's texture (reconstructions of real slices score about as high)",
+            )
+        )  # fmt: skip
+    return rows
 
 
 def _row(label: str, value: str, real: str, what: str) -> str:
@@ -254,7 +318,8 @@ def _samples_table(kind: str, s: dict) -> str:
     if s.get("decoder") == "tuned":
         how += ", tuned decoder"
     title = f"{PRIOR_NAMES.get(kind, kind)} prior: its samples ({how})"
-    return _table(title, ("samples", "real test slices"), _rows(s, SAMPLE_ROWS))
+    rows = _rows(s, SAMPLE_ROWS) + _prior_rows(s)
+    return _table(title, ("samples", "real test slices"), rows)
 
 
 def _vqvae_table(v: dict) -> str:

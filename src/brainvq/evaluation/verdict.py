@@ -13,7 +13,12 @@ README state them (THRESHOLDS_HELP). They read the sections `evaluate` writes to
   comes (the prior recalls training slices instead of drawing new ones);
 - a weak VQ-VAE: test reconstruction SSIM below WEAK_SSIM (what a few minutes of CPU training
   reach at 128x128 and 256x256; samples cannot look better than reconstructions);
-- a mostly dead codebook: under DEAD_CODEBOOK of the codes the test split could show are used.
+- a mostly dead codebook: under DEAD_CODEBOOK of the codes the test split could show are used;
+- samples a classifier tells from real brains: the prior's two-sample test (its samples against
+  the VQ-VAE's reconstructions of real slices, same decoder; brainvq.evaluation.prior_test) is
+  not close to its reference (reconstructions of two sets of real brains) at pool 2 or 4: above
+  the reference by more than CLOSE_MARGIN plus the reference's spread over folds. Only when it is
+  close does the verdict say the samples look like real brains.
 """
 
 from __future__ import annotations
@@ -25,16 +30,42 @@ ALIKE_GAP = 0.1  # samples' mean pairwise SSIM above real slices' by more: too a
 COPY_SHARE = 0.05  # share of samples that are copies above this: memorising
 WEAK_SSIM = 0.8  # VQ-VAE test reconstruction SSIM under this: a weak VQ-VAE
 DEAD_CODEBOOK = 0.1  # share of the codes the test split could show that are used, under this
+# the prior's two-sample test (brainvq.evaluation.prior_test) is close to its reference at a pool
+# when its accuracy is at most the reference's + CLOSE_MARGIN + the reference's spread over folds,
+# at each of CLOSE_POOLS the image size allows
+CLOSE_MARGIN = 0.1
+CLOSE_POOLS = (2, 4)
 
 THRESHOLDS_HELP = (
     f"It warns, one line each with the setting that would help, when a prior's realism ratio is "
     f"under {WEAK_REALISM}, its samples' mean pairwise SSIM is over real slices' by more than "
     f"{ALIKE_GAP}, over {COPY_SHARE:.0%} of samples copy a training slice, the VQ-VAE's test SSIM "
-    f"is under {WEAK_SSIM}, or under {DEAD_CODEBOOK:.0%} of the codebook is used on the test split."
+    f"is under {WEAK_SSIM}, under {DEAD_CODEBOOK:.0%} of the codebook is used on the test split, "
+    f"or a classifier tells a prior's samples from the decoder's reconstructions of real brains "
+    f"better than it tells two sets of real brains apart (its accuracy at pool "
+    f"{' or '.join(map(str, CLOSE_POOLS))} above the reference's by more than {CLOSE_MARGIN:g} plus "
+    f"the reference's spread); only then does it say the samples look like real brains."
 )
 
 PRIOR_NAMES = {"dcgan": "DCGAN", "pixelcnn": "PixelCNN", "transformer": "transformer"}
 PRIOR_NAMES["maskgit"] = "MaskGIT"
+
+
+def prior_test_close(test: dict | None, ref: dict | None) -> bool | None:
+    """True when the prior's two-sample test is close to its reference at every pool of
+    CLOSE_POOLS that both hold (accuracy <= reference + CLOSE_MARGIN + reference's std), False
+    when it is not at one of them, None when there is nothing to compare (skipped or absent)."""
+    if not test or not ref:
+        return None
+    pools = [p for p in CLOSE_POOLS if f"pool{p}" in test and f"pool{p}" in ref]
+    if not pools:
+        return None
+    return all(test[f"pool{p}"] <= close_limit(ref, p) for p in pools)
+
+
+def close_limit(ref: dict, pool: int) -> float:
+    """The highest accuracy at ``pool`` that reads as close to the reference ``ref``."""
+    return ref[f"pool{pool}"] + CLOSE_MARGIN + ref.get(f"pool{pool}_std", 0.0)
 
 
 @dataclass
@@ -113,6 +144,23 @@ def sample_findings(kind: str, s: dict, finished: dict | None = None) -> list[Fi
                 f"({_longer('prior', finished)})",
             )
         )
+    test, ref = s.get("prior_c2st"), s.get("prior_c2st_reference")
+    if prior_test_close(test, ref) is False:
+        pool = max(p for p in CLOSE_POOLS if f"pool{p}" in test and f"pool{p}" in ref)
+        out.append(
+            Finding(
+                section,
+                short=f"a classifier tells the {name} prior's samples from real brains",
+                text=f"a classifier tells the {name} prior's samples from the VQ-VAE's "
+                f"reconstructions of real {test.get('reference', 'test')} brains (same decoder: "
+                f"only the code maps differ) {test[f'pool{pool}']:.0%} of the time at pool {pool}, "
+                f"against {ref[f'pool{pool}']:.0%} for two sets of real brains (close: at most "
+                f"{close_limit(ref, pool):.2f}): the anatomy it draws is not yet a real brain's "
+                f"(see the samples beside reconstructions at the same levels): train it longer "
+                f"({_longer('prior', finished)}) or choose --temperature/--top-k on the validation "
+                "brains (bench/choose_sampling.py)",
+            )
+        )
     copies, n = s.get("copies", 0), s.get("n_samples", 0)
     if n and copies / n > COPY_SHARE:
         out.append(
@@ -163,11 +211,28 @@ def verdict(metrics: dict, finished: dict | None = None) -> tuple[bool, str]:
             )
         )
         copies = "none copies" if not s.get("copies") else f"{s['copies']} copy"
+        name = f"the {PRIOR_NAMES.get(kind, kind)} prior's {s.get('n_samples')} samples"
         parts.append(
-            f"the {PRIOR_NAMES.get(kind, kind)} prior's {s.get('n_samples')} samples look like "
-            f"brains (realism {s['realism_ratio']:.2f}; 1.0 = as close to the training brains as "
-            f"new real slices come), {varied} (mean pairwise SSIM {s['diversity_samples']:.2f} vs "
+            f"{name} {_looks(s)}, {varied} (mean pairwise SSIM {s['diversity_samples']:.2f} vs "
             f"{s['diversity_real_test']:.2f}), and {copies} a training slice"
         )
     text = "; ".join(parts)
     return True, f"Looks good: {text}."
+
+
+def _looks(s: dict) -> str:
+    """How the samples look, by the prior's two-sample test where it ran (it is close: the
+    verdict has no finding on it), else by the realism ratio alone, saying so."""
+    test, ref = s.get("prior_c2st"), s.get("prior_c2st_reference")
+    realism = f"realism {s['realism_ratio']:.2f}"
+    if prior_test_close(test, ref):
+        pool = max(p for p in CLOSE_POOLS if f"pool{p}" in test and f"pool{p}" in ref)
+        return (
+            f"look like real brains (a classifier tells them from reconstructions of real brains "
+            f"{test[f'pool{pool}']:.0%} of the time at pool {pool}, two sets of real brains "
+            f"{ref[f'pool{pool}']:.0%}; {realism})"
+        )
+    return (
+        f"are as close to the training brains as new real slices come ({realism}; no classifier "
+        "test ran, so whether they look like real brains is not known: eval.c2st=true runs it)"
+    )

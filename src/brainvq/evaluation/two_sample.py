@@ -1,0 +1,100 @@
+"""evaluate's classifier two-sample tests (brainvq.evaluation.c2st, the classifier itself unchanged):
+folds by brain from a run's splits, the `c2st` entry of a metrics.json section, its table rows and
+its plain-words line. The prior's own test, against reconstructions of real brains, is
+brainvq.evaluation.prior_test."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from brainvq.config import EvalConfig
+from brainvq.data import Splits
+from brainvq.evaluation.c2st import MIN_PER_SIDE, c2st
+from brainvq.progress import Progress
+
+C2ST_POOLS = (1, 2)  # full resolution; 2x2 pixel blocks averaged (past the JPEG-block texture)
+C2ST_MEANS = "0.5 = a classifier cannot tell them from real test slices, 1.0 = it always can"
+
+
+def c2st_folds(splits: Splits, split: str = "test") -> tuple[list | None, str]:
+    """The brain of each real slice of ``split`` as C2ST fold groups (None: folds drawn slice by
+    slice, where the split's slices carry no subject or all come from one brain) and a note."""
+    subjects = splits.subjects.get(split)
+    known = subjects is not None and len(subjects) and all(s != "" for s in subjects)
+    brains = len(set(subjects)) if known else 0
+    if brains < 2:
+        why = "one brain" if brains == 1 else f"no subjects in the {split} names"
+        return None, (
+            f"folds by slice ({why}): neighbouring slices of one brain tell even real slices "
+            "apart, so read it against real slices' own score"
+        )
+    return [str(s) for s in subjects], f"folds by brain ({brains} {split} brains)"
+
+
+def c2st_scores(
+    test: np.ndarray,
+    other: np.ndarray,
+    splits: Splits,
+    ev: EvalConfig,
+    paired: bool = False,
+    progress: bool = False,
+    split: str = "test",
+) -> dict | None:
+    """C2ST of `other` (N, S, S) in [0, 1] against the real slices ``test`` of ``split`` (test,
+    or the validation split when eval.reference says so) at each of C2ST_POOLS:
+    the `c2st` entry of a metrics.json section, or None when eval.c2st is off.
+
+    Folds keep each real test brain whole. paired: `other` are the test slices' own
+    reconstructions, which carry the same brain labels; otherwise (samples, which have no brain)
+    each image is dealt to a fold at random. A set too small or too small an image is skipped,
+    with the reason."""
+    if not ev.c2st:
+        return None
+    groups, note = c2st_folds(splits, split)
+    pools = [p for p in C2ST_POOLS if min(test.shape[1:]) >= 16 * p]
+    n = min(len(test), len(other))
+    if n < MIN_PER_SIDE or not pools:
+        why = f"{n} images a side" if n < MIN_PER_SIDE else f"{test.shape[1]}px images"
+        return {"skipped": f"{why}: too few for a classifier two-sample test"}
+    out: dict = {"reading": C2ST_MEANS, "folds_by": note}
+    with Progress(len(pools), "classifier two-sample test", "pool", progress) as bar:
+        for pool in pools:
+            r = c2st(
+                test, other, pool=pool, folds=ev.c2st_folds, seed=ev.seed,
+                real_groups=groups, other_groups=groups if paired else None,
+            )  # fmt: skip
+            out[f"pool{pool}"] = r["accuracy"]
+            out[f"pool{pool}_std"] = r["accuracy_std"]
+            out[f"pool{pool}_folds"] = [round(a, 4) for a in r["folds"]]
+            out["n_per_side"] = r["n_per_side"]
+            bar.update()
+    return out
+
+
+def c2st_rows(result: dict | None) -> list[tuple[str, str]]:
+    """Table rows of a `c2st` entry: accuracy +- spread at each pool, or why it was skipped."""
+    if not result:
+        return []
+    if "skipped" in result:
+        return [("C2ST", f"skipped ({result['skipped']})")]
+    rows = []
+    for pool in C2ST_POOLS:
+        if f"pool{pool}" in result:
+            where = "full resolution" if pool == 1 else f"{pool}x{pool} averaged"
+            acc = f"{result[f'pool{pool}']:.2f} +- {result[f'pool{pool}_std']:.2f}"
+            rows.append((f"C2ST {where}", acc))
+    folds = len(result.get("pool1_folds", result.get("pool2_folds", [])))
+    rows.append(("C2ST folds", f"{folds}, {result['n_per_side']} a side, {result['folds_by']}"))
+    return rows
+
+
+def c2st_words(result: dict | None, what: str) -> str:
+    """The plain-words line under a table with C2ST rows ('' without them)."""
+    if not result or "skipped" in result:
+        return ""
+    pool = 2 if "pool2" in result else 1
+    where = "2x2-averaged" if pool == 2 else "full-resolution"
+    return (
+        f"\nC2ST: a small CNN trained to tell these {what} from real test slices is right "
+        f"{result[f'pool{pool}']:.0%} of the time on {where} images ({C2ST_MEANS})"
+    )
