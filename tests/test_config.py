@@ -143,3 +143,16 @@ def test_a_command_on_an_existing_run_starts_from_the_runs_own_config(tmp_path):
     assert command_config(None, str(run)).prior.max_steps == Config.load("quick").prior.max_steps
     assert command_config(None, str(tmp_path / "new")).prior.max_steps == Config().prior.max_steps
     assert command_config("quick", str(tmp_path / "new")).train.max_steps > 0
+
+
+def test_default_budgets_are_in_steps_with_minutes_only_as_a_cap():
+    """Rule: quality must not depend on machine load; the default stages end by step budgets."""
+    cfg = Config()
+    assert cfg.train.max_steps > 0 and cfg.train.max_minutes >= 30
+    for kind, steps in (("maskgit", 600), ("dcgan", cfg.prior.dcgan.step_budget)):
+        cfg.prior.kind = kind
+        assert cfg.prior.step_budget() == steps > 0
+    cfg.prior.max_steps = 7
+    assert cfg.prior.step_budget() == 7  # prior.max_steps wins over the kind's own
+    cfg.prior.kind, cfg.prior.max_steps = "pixelcnn", 0
+    assert cfg.prior.step_budget() == 0  # not measured yet: its epochs and minutes end it
