@@ -79,8 +79,7 @@ def test_the_stage_says_its_precision_first_and_the_run_records_it(
     keras_root, tmp_path, monkeypatch, capsys
 ):
     monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
-    cfg = tiny_config(max_epochs=1)
-    assert cfg.train.precision == "auto"
+    cfg = tiny_config(max_epochs=1, precision="auto")
     train_vqvae(str(keras_root), str(tmp_path / "run"), cfg, progress=False)
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == "vqvae: precision fp32 (auto: no BF16 on this CPU)"

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
+import torch
 
 from brainvq.config import Config, TuneConfig
 from brainvq.pipeline import tune_stage
@@ -17,8 +19,9 @@ from brainvq.sampling import sample_images
 from brainvq.training import decoder as decoder_tuning
 from brainvq.training import precision
 from brainvq.training.budget import read_finished
-from brainvq.training.tuning_judge import MAX_SSIM_DROP, verdict
+from brainvq.training.tuning_judge import MAX_SSIM_DROP, sample_c2st, verdict
 
+from .conftest import fake_slice
 from .test_budget import SlowClock
 from .test_decoder_tuning import _maskgit_run
 
@@ -102,3 +105,54 @@ def test_a_tuning_whose_minutes_cannot_fit_its_steps_is_skipped_without_a_result
     err = capsys.readouterr().err
     assert "decoder-maskgit: preparing 96 maps took" in err  # 24 maps, 3 slipped copies
     assert "(not counted in tune.max_minutes)" in err
+
+
+def test_sample_c2st_tells_a_decoder_that_draws_noise_from_one_that_draws_real_slices():
+    rng = np.random.default_rng(0)
+    real = np.stack([fake_slice(rng, 32) for _ in range(24)]).astype(np.float32) / 255.0
+    groups = [f"brain{i % 4}" for i in range(24)]  # four brains, six slices each
+
+    class Prior:
+        sampling = (1.0, 0)
+
+        def sample(self, n, seed, temperature, top_k):
+            return torch.arange(n)[:, None, None].expand(n, 4, 4)  # map i -> image i
+
+    class Decoder:
+        def __init__(self, images):
+            self.images = torch.from_numpy(images)
+
+        def decode(self, codes):
+            return self.images[codes[:, 0, 0]][:, None]
+
+    alike = np.stack([fake_slice(rng, 32) for _ in range(24)]).astype(np.float32) / 255.0
+    noise = rng.uniform(0, 1, real.shape).astype(np.float32)
+    scores = sample_c2st(Prior(), [Decoder(alike), Decoder(noise)], real, groups, 2, seed=0)
+    assert scores[1] > 0.9 and scores[0] < scores[1]  # the classifier trains (not in no_grad)
+    few = sample_c2st(Prior(), [Decoder(alike)], real[:4], groups[:4], 2, seed=0)
+    assert few == "the validation split has 4 slices: too few for a two-sample test"
+
+
+def test_a_tuning_stopped_while_judging_is_judged_when_asked_again(run_copy, monkeypatch):
+    run_path, _ = _maskgit_run(run_copy)
+    monkeypatch.setattr(decoder_tuning, "sample_alikeness", lambda *a: [0.6, 0.6])
+    real_judge = decoder_tuning.judge_decoders
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(decoder_tuning, "judge_decoders", stopped)
+    tune = TuneConfig(max_minutes=0.0, max_steps=3)
+    with pytest.raises(KeyboardInterrupt):
+        decoder_tuning.tune_decoder(str(run_path), "maskgit", tune, progress=False)
+    run = load_run(run_path)
+    assert read_finished(run.dir, "decoder-maskgit")["steps"] == 3  # trained, never judged
+    assert not tuning_refused(run.dir, "maskgit")
+    assert not (run_path / "decoder-maskgit.safetensors").exists()
+    monkeypatch.setattr(decoder_tuning, "judge_decoders", real_judge)
+    res = decoder_tuning.tune_decoder(str(run_path), "maskgit", tune, progress=False)
+    assert res["status"] == "judged" and res["steps"] == 3 and res["kept"]
+    assert "judged a finished tuning" in decoder_tuning.describe(res)
+    assert (run_path / "decoder-maskgit.safetensors").exists()
+    again = decoder_tuning.tune_decoder(str(run_path), "maskgit", tune, progress=False)
+    assert again["status"] == "reused"

@@ -57,7 +57,13 @@ from brainvq.metrics import mean_pairwise_ssim
 from brainvq.nn.patchgan import PatchDiscriminator, adversarial_losses, log_adversarial
 from brainvq.nn.vqvae import VQVAE, image_loss
 from brainvq.priors import categorical_picker, load_prior, prior_path
-from brainvq.priors.tuned_decoder import TUNABLE_KINDS, decoder_path, refusal_path
+from brainvq.priors.tuned_decoder import (
+    TUNABLE_KINDS,
+    decoder_path,
+    refusal_path,
+    tuned_decoder_is_current,
+    tuning_refused,
+)
 from brainvq.progress import Progress
 from brainvq.runs import RunDir, atomic_save_safetensors, load_run
 from brainvq.training.budget import Budget, can_continue, read_finished, stop_text
@@ -287,9 +293,17 @@ def tune_decoder(
     }
     finished = read_finished(run.dir, stage)
     same = _pool_settings(state) == json.dumps(settings, sort_keys=True)
+    unjudged = False  # tuned to its budget, then stopped (Ctrl-C, a crash) before it was judged
     if not fresh and same and finished is not None:
         if not can_continue(run.dir, stage, tune_budget(tune)):
-            return {"status": "reused", "kind": kind, "finished": finished, "is_global_zero": True}
+            if tuned_decoder_is_current(run.dir, kind) or tuning_refused(run.dir, kind):
+                return {
+                    "status": "reused",
+                    "kind": kind,
+                    "finished": finished,
+                    "is_global_zero": True,
+                }
+            unjudged = True
     splits, arrays = load_data(root, run.config.data, progress=False)
     images = torch.from_numpy(np.asarray(arrays["train"], dtype=np.float32) / 255.0)[:, None]
     ckpt = resume_path(run.dir, stage, fresh)
@@ -315,19 +329,28 @@ def tune_decoder(
         generator=torch.Generator().manual_seed(tune.seed),
     )
     resumed_at = _checkpoint_step(ckpt)
-    prepared = time.monotonic() - started, f"{len(pool) * len(real)} maps"
-    choice = begin_stage(stage, t, module, loader, "tune", prepared)
-    trainer = make_trainer(
-        run.dir, stage, t, progress, precision=choice, section="tune", prepared_seconds=prepared[0]
-    )
     t1 = time.perf_counter()
-    finished = fit_stage(trainer, module, loader, None, ckpt, run.dir, stage)
+    if unjudged and ckpt is not None:  # judge the weights it ended with; no more training
+        module.load_state_dict(
+            torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+        )
+        steps, zero, status = finished["steps"], True, "judged"
+    else:
+        prepared = time.monotonic() - started, f"{len(pool) * len(real)} maps"
+        choice = begin_stage(stage, t, module, loader, "tune", prepared)
+        trainer = make_trainer(
+            run.dir, stage, t, progress, precision=choice, section="tune",
+            prepared_seconds=prepared[0],
+        )  # fmt: skip
+        finished = fit_stage(trainer, module, loader, None, ckpt, run.dir, stage)
+        steps, zero = trainer.global_step, trainer.is_global_zero
+        status = "continued" if continued else "resumed" if resumed_at else "tuned"
     tune_seconds = time.perf_counter() - t1
     vq = module.vq.cpu().eval()
     result = {
-        "status": "continued" if continued else "resumed" if resumed_at else "tuned",
+        "status": status,
         "kind": kind,
-        "steps": trainer.global_step,
+        "steps": steps,
         "finished": finished,
         "resumed_at": resumed_at,
         "slip_seconds": slip_seconds,
@@ -335,9 +358,9 @@ def tune_decoder(
         "slipped_share": float((pool[1:] != real).float().mean()) if tune.variants else 0.0,
         "discriminator": disc_from,
         "path": str(decoder_path(run.dir, kind)),
-        "is_global_zero": trainer.is_global_zero,
+        "is_global_zero": zero,
     }
-    if not trainer.is_global_zero:
+    if not zero:
         return result
     val = {
         "images": np.asarray(arrays["validate"], dtype=np.float32) / 255.0,
@@ -404,7 +427,9 @@ def describe(result: dict) -> str:
             f"steps{ended}); a larger budget continues it, --fresh redoes it"
         )
     lines = []
-    if result.get("status") == "continued":
+    if result.get("status") == "judged":
+        lines.append("judged a finished tuning that had not been judged (stopped while judging)")
+    elif result.get("status") == "continued":
         lines.append(f"continued a finished tuning from step {result['resumed_at']}")
     elif result["resumed_at"]:
         lines.append(f"resumed an unfinished tuning at step {result['resumed_at']}")

@@ -49,7 +49,6 @@ def recon_ssim(
     return float(np.mean(scores))
 
 
-@torch.no_grad()
 def sample_c2st(
     prior,
     decoders: list[VQVAE],
@@ -67,10 +66,11 @@ def sample_c2st(
         return f"the validation split has {why}: too few for a two-sample test"
     n = min(len(real), MAX_JUDGE_SAMPLES)
     temperature, top_k = prior.sampling
-    codes = prior.sample(n, seed=seed, temperature=temperature, top_k=top_k)
+    with torch.no_grad():  # the C2ST's classifier trains: only drawing and decoding go without
+        codes = prior.sample(n, seed=seed, temperature=temperature, top_k=top_k)
+        fakes = [vq.decode(codes)[:, 0].clamp(0, 1).numpy() for vq in decoders]
     out = []
-    for vq in decoders:
-        fake = vq.decode(codes)[:, 0].clamp(0, 1).numpy()
+    for fake in fakes:
         try:
             r = c2st(real, fake, pool=JUDGE_POOL, folds=folds, seed=seed, real_groups=groups)
         except DataError as e:  # too small an image or too few groups for the folds
