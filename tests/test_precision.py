@@ -80,7 +80,7 @@ def test_the_stage_says_its_precision_first_and_the_run_records_it(
 ):
     monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
     cfg = tiny_config(max_epochs=1, precision="auto")
-    train_vqvae(str(keras_root), str(tmp_path / "run"), cfg, progress=False)
+    train_vqvae(str(keras_root), str(tmp_path / "run"), cfg, progress=True)
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == "vqvae: precision fp32 (auto: no BF16 on this CPU)"
     assert lines[1].startswith("vqvae: preparing 24 training slices took ")

@@ -95,7 +95,7 @@ def test_a_tuning_whose_minutes_cannot_fit_its_steps_is_skipped_without_a_result
     cfg = Config()
     cfg.tune = TuneConfig(max_minutes=1.0, max_steps=0)
     said = []
-    assert tune_stage(run_path, "maskgit", cfg, progress=False, say=said.append) is None
+    assert tune_stage(run_path, "maskgit", cfg, progress=True, say=said.append) is None
     assert len(said) == 1 and said[0].startswith("decoder tuning skipped: decoder-maskgit: ")
     assert "tune.max_minutes = 1 fits about" in said[0] and "set tune.max_steps" in said[0]
     run = load_run(run_path)

@@ -337,7 +337,7 @@ def tune_decoder(
         steps, zero, status = finished["steps"], True, "judged"
     else:
         prepared = time.monotonic() - started, f"{len(pool) * len(real)} maps"
-        choice = begin_stage(stage, t, module, loader, "tune", prepared)
+        choice = begin_stage(stage, t, module, loader, "tune", prepared, progress=progress)
         trainer = make_trainer(
             run.dir, stage, t, progress, precision=choice, section="tune",
             prepared_seconds=prepared[0],

@@ -224,7 +224,9 @@ def train_prior(
         module = DCGANModule(pcfg, codebook, h, decoder=run.vqvae.decoder)
         loader = _dcgan_loader(codes, p.batch_size, p.dcgan.steps_per_epoch, t.seed)
         prepared = time.monotonic() - started, what
-        choice = begin_stage(stage, t, module, loader, "prior", prepared, DCGAN_UPDATES_PER_STEP)
+        choice = begin_stage(
+            stage, t, module, loader, "prior", prepared, DCGAN_UPDATES_PER_STEP, progress
+        )
         trainer = make_trainer(
             run.dir, stage, t, progress, unused_parameters=True,
             updates_per_step=DCGAN_UPDATES_PER_STEP, precision=choice, section="prior",
@@ -249,7 +251,7 @@ def train_prior(
         val_data = _code_data(val_codes, "validate", cond, k)
         val = DataLoader(val_data, p.batch_size) if len(val_codes) else None
         prepared = time.monotonic() - started, what
-        choice = begin_stage(stage, t, module, loader, "prior", prepared)
+        choice = begin_stage(stage, t, module, loader, "prior", prepared, progress=progress)
         trainer = make_trainer(
             run.dir, stage, t, progress, precision=choice, section="prior",
             prepared_seconds=prepared[0],

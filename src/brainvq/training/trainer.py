@@ -128,15 +128,17 @@ def begin_stage(
     section: str,
     prepared: tuple[float, str] | None = None,
     updates_per_step: int = 1,
+    progress: bool = True,
 ) -> PrecisionChoice:
     """The precision ``stage`` trains ``module`` in (``t.precision``; auto measures, see
     brainvq.training.precision), said in the stage's first line; then, where the stage prepared
-    something (``prepared``: seconds, what), what that took, which its minutes cap does not count."""
+    something (``prepared``: seconds, what), what that took, which its minutes cap does not count
+    (both lines on stderr with ``progress``; finished.json records them either way)."""
     choice = stage_precision(
         stage, t.precision, resolve_accelerator(t.accelerator), module, loader,
         t.devices * t.num_nodes, updates_per_step,
     )  # fmt: skip
-    if is_rank_zero():
+    if progress and is_rank_zero():
         say(choice.line(stage))
         if prepared is not None:
             seconds, what = prepared

@@ -177,7 +177,7 @@ def _train_vqvae(data: str, run: RunDir, cfg: Config, fresh: bool, progress: boo
 
     module = VQVAEModule(cfg)
     prepared = time.monotonic() - started, f"{len(arrays['train'])} training slices"
-    choice = begin_stage("vqvae", t, module, train_dl, "train", prepared)
+    choice = begin_stage("vqvae", t, module, train_dl, "train", prepared, progress=progress)
     if t.compile:
         module.model = torch.compile(module.model)
     ckpt = resume_path(run, "vqvae", fresh)
