@@ -1,5 +1,6 @@
 """Budgets in steps, with minutes as a cap: a step budget ends a stage at that step on any machine;
-the minutes cap counts the stage's preparation; a finished stage given a larger budget goes on."""
+the minutes cap counts training, not the stage's preparation, and must fit the steps a stage
+needs; a finished stage given a larger budget goes on."""
 
 import time
 
@@ -7,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from brainvq.errors import BudgetTooSmall
 from brainvq.runs import RunDir
 from brainvq.training import vqvae as vqvae_module
 from brainvq.training.budget import Budget, read_finished
@@ -50,7 +52,7 @@ def test_step_budget_ends_the_stage_at_that_step_whatever_the_machines_speed(
     assert all(torch.equal(a[k], b[k]) for k in a)  # ...and made the same weights
 
 
-def test_minutes_cap_counts_the_stages_preparation(keras_root, tmp_path, monkeypatch):
+def test_minutes_cap_does_not_count_the_stages_preparation(keras_root, tmp_path, monkeypatch):
     clock = SlowClock(0.0)
     monkeypatch.setattr(time, "monotonic", clock)
     real_load = vqvae_module.load_data
@@ -60,11 +62,30 @@ def test_minutes_cap_counts_the_stages_preparation(keras_root, tmp_path, monkeyp
         return real_load(*args, **kwargs)
 
     monkeypatch.setattr(vqvae_module, "load_data", slow_load)
-    cfg = tiny_config(max_epochs=100, max_steps=50, max_minutes=1.0)
+    cfg = tiny_config(max_epochs=100, max_steps=50, max_minutes=1.0, precision="32")
     res = train_vqvae(str(keras_root), str(tmp_path / "run"), cfg, progress=False)
-    assert res["steps"] == 1  # the cap was spent before training: one step, then it stops
-    assert res["finished"]["stopped_by"] == "minutes" and res["finished"]["seconds"] >= 120
-    assert "its minutes cap (train.max_minutes = 1)" in describe(res)
+    # the 2 minutes of preparation are shown apart; the minute of training was not spent on them
+    assert res["steps"] == 50 and res["finished"]["stopped_by"] == "steps"
+    assert res["finished"]["prepare_seconds"] >= 120 and res["finished"]["seconds"] < 60
+
+
+def test_a_minutes_cap_that_cannot_fit_the_steps_a_stage_needs_is_refused(
+    keras_root, tmp_path, monkeypatch
+):
+    # every clock reading 30 s later: 1 minute fits about 2 steps, the stage needs one epoch (6)
+    monkeypatch.setattr(time, "monotonic", SlowClock(30.0))
+    cfg = tiny_config(max_epochs=100, max_steps=0, max_minutes=1.0, precision="32")
+    with pytest.raises(BudgetTooSmall, match=r"train\.max_minutes = 1 fits about \d+ steps") as e:
+        train_vqvae(str(keras_root), str(tmp_path / "run"), cfg, progress=False)
+    assert "raise train.max_minutes or set train.max_steps" in str(e.value)
+    assert len(str(e.value).splitlines()) == 1
+    run = RunDir(tmp_path / "run")  # no stage result, no state to resume from
+    assert read_finished(run, "vqvae") is None and not run.vqvae.exists()
+    assert not (run.stage_state("vqvae") / "last.ckpt").exists()
+    # a step budget is never refused for minutes, however slow the machine
+    cfg = tiny_config(max_epochs=100, max_steps=8, max_minutes=1.0, precision="32")
+    res = train_vqvae(str(keras_root), str(tmp_path / "run"), cfg, progress=False)
+    assert res["steps"] >= 1 and read_finished(run, "vqvae") is not None
 
 
 def test_a_larger_budget_continues_a_finished_stage_and_a_smaller_one_reuses_it(

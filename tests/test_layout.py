@@ -23,6 +23,9 @@ LAYERS = [
         "brainvq.io",
         "brainvq.metrics",
         "brainvq.progress",
+        # the classifier two-sample test is a pure measure (torch, numpy, brainvq.errors): decoder
+        # tuning chooses by it (brainvq.training.tuning_judge)
+        "brainvq.evaluation.c2st",
     ),
     ("brainvq.data",),
     ("brainvq.nn",),

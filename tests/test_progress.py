@@ -73,6 +73,9 @@ def test_redirected_training_writes_lines_not_bars(keras_root, tmp_path, monkeyp
     err = capsys.readouterr().err
     assert "\r" not in err
     lines = [line for line in err.splitlines() if line.startswith("vqvae:")]
+    # the stage's precision and its preparation first (brainvq.training.trainer.begin_stage)
+    assert lines[0].startswith("vqvae: precision ") and lines[1].startswith("vqvae: preparing ")
+    lines = lines[2:]
     assert lines[0] == "vqvae: training (budget: 2 epochs)"
     steps = res["steps"]  # 24 slices / batch 4 = 6 a epoch
     assert len(lines) == 1 + steps + 2 and steps == 12
@@ -85,6 +88,8 @@ def test_redirected_cli_run_has_no_carriage_returns_and_few_lines(keras_root, tm
     r = brainvq(*args, "--train.max_epochs", "2")
     assert "\r" not in r.stderr
     lines = [line for line in r.stderr.splitlines() if line.startswith("vqvae: ")]
+    assert lines[0].startswith("vqvae: precision ") and lines[1].startswith("vqvae: preparing ")
+    lines = lines[2:]
     assert lines[0] == "vqvae: training (budget: 2 epochs)"
     # at most one line per batch and per epoch after it, however slow the machine (lines are
     # FIRST_LINE_S, then LINE_EVERY_S apart), where a bar would write one per refresh

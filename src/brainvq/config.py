@@ -164,7 +164,9 @@ class TrainConfig:
     loss_threshold: float = 0.0
     # Weight of (1 - SSIM) added to the reconstruction MSE; 0 = plain MSE as in the paper.
     ssim_loss_weight: float = 0.1
-    precision: str = "auto"  # auto | 32 | bf16 | 16 (auto: bf16 on BF16 CPUs, 16-mixed on CUDA)
+    # auto | 32 | bf16 | 16; auto: each stage times fp32 and bf16 on a BF16 CPU and takes the
+    # faster (brainvq.training.precision), fp32 on other CPUs, bf16 (or fp16) AMP on CUDA
+    precision: str = "auto"
     channels_last: bool = True
     compile: bool = False
     num_workers: int = 0
@@ -628,7 +630,8 @@ def command_config(preset: str | None, run: str | None) -> Config:
 # the train.* keys that serve every training stage: a prior stage takes these from its command
 # line, the rest of `train` from the run (its budget and batch come from `prior`)
 STAGE_TRAIN_KEYS = tuple(
-    f"train.{k}" for k in ("accelerator", "devices", "num_nodes", "tensorboard", "save_rank_states")
+    f"train.{k}"
+    for k in ("accelerator", "devices", "num_nodes", "precision", "tensorboard", "save_rank_states")
 )
 
 

@@ -19,3 +19,7 @@ class RunError(BrainVQError):
 
 class Interrupted(BrainVQError):
     """Training stopped by Ctrl-C after saving a checkpoint; rerunning resumes."""
+
+
+class BudgetTooSmall(ConfigError):
+    """A stage's minutes cap cannot fit the steps it needs; the message names the setting."""

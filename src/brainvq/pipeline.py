@@ -18,6 +18,7 @@ from pathlib import Path
 
 from brainvq.config import Config
 from brainvq.data.summary import describe_data
+from brainvq.errors import BudgetTooSmall
 from brainvq.evaluation.evaluate import evaluate_run
 from brainvq.evaluation.report import write_report
 from brainvq.priors.tuned_decoder import (
@@ -64,7 +65,11 @@ def tune_stage(
                 "again)"
             )
             return None
-    result = decoder.tune_decoder(str(run_path), kind, cfg.tune, data, fresh, progress)
+    try:
+        result = decoder.tune_decoder(str(run_path), kind, cfg.tune, data, fresh, progress)
+    except BudgetTooSmall as e:  # tuning is optional: the run goes on without it
+        say(f"decoder tuning skipped: {e}")
+        return None
     say(decoder.describe(result))
     return result
 

@@ -69,7 +69,7 @@ def tuned_vqvae(run: Run, kind: str) -> VQVAE | None:
 
     A tuned decoder whose prior has since been retrained is ignored, with a warning."""
     path = decoder_path(run.dir, kind)
-    if not path.exists():
+    if not path.exists() or tuning_refused(run.dir, kind):  # a dropped tuning is never used
         return None
     if not tuned_decoder_is_current(run.dir, kind):
         warnings.warn(

@@ -1,11 +1,18 @@
-"""A stage's budget: steps, epochs, minutes (its preparation included) and a loss threshold.
+"""A stage's budget: steps, epochs, minutes of training and a loss threshold.
 
 A stage ends at whichever limit of its ``Budget`` comes first. Steps are counted as the user counts
 them (a DCGAN step is one discriminator and one generator update) and end a stage at that step
 whatever the machine's speed, so the same seed gives the same weights on a busy machine and an idle
 one; the minutes cap (``StageBudget``) is the one limit that depends on speed: it counts from the
-stage's start, its preparation (decoding slices, encoding code maps, drawing slipped maps) included,
-and the time of earlier sessions of the stage is carried in its checkpoint. When a stage ends, what
+start of training, not the stage's preparation (decoding slices, encoding code maps, drawing
+slipped maps: shown on a line of its own and recorded as ``prepare_seconds``), and the time of
+earlier sessions of the stage is carried in its checkpoint.
+
+A stage whose budget is a minutes cap alone (no step budget) must fit a sensible number of steps:
+``MIN_STEPS`` or one epoch, whichever is fewer. From the pace of its first steps (``PROBE_STEPS``
+after a warm-up step; or sooner, if the cap runs out first) a stage that would not stops there and
+raises BudgetTooSmall naming the setting, leaving no stage result and no state. A stage with a step budget is never
+refused for minutes: it is the reproducible way to set a budget. When a stage ends, what
 it spent and why it stopped go to RUN/state/STAGE/finished.json beside its last.ckpt: a later call
 with a larger budget continues it (``can_continue``), one with the same or a smaller budget reuses
 its result.
@@ -98,20 +105,77 @@ def can_continue(run: RunDir, stage: str, budget: Budget) -> bool:
     return finished is not None and last.exists() and budget.allows_more(finished)
 
 
+MIN_STEPS = 100  # a minutes cap must fit this many steps, or one epoch if that is fewer
+PROBE_STEPS = 3  # steps timed (after one warm-up step) to judge whether the cap fits them
+
+
+@dataclass
+class Probe:
+    """Times a stage's first steps to judge whether its minutes cap fits the ``needed`` steps."""
+
+    needed: int
+    done: int = 0
+    warm: float | None = None  # clock at the end of the warm-up step
+
+    def refuses(self, now: float, elapsed: float, cap: float) -> float | None:
+        """After each step: seconds per step if the cap cannot fit the needed steps (the cap
+        already reached, or the timed steps' pace too slow), else None."""
+        self.done += 1
+        if self.done == 1:
+            self.warm = now
+        if elapsed >= cap and self.done < self.needed:
+            return elapsed / self.done
+        if self.done == PROBE_STEPS + 1:
+            per_step = (now - self.warm) / PROBE_STEPS
+            if elapsed + per_step * (self.needed - self.done) > cap:
+                return per_step
+        return None
+
+    def over(self) -> bool:
+        """True once the probe has judged."""
+        return self.done > PROBE_STEPS
+
+
+def too_small(section: str, cap_minutes: float, per_step: float, needed: int) -> str:
+    """The one-line refusal of a minutes cap that fits fewer than ``needed`` steps."""
+    fits = int(cap_minutes * 60 / per_step)
+    return (
+        f"{section}.max_minutes = {cap_minutes:g} fits about {fits} steps at {per_step:.2f} s a "
+        f"step on this machine, fewer than the {needed} this stage needs at least ({MIN_STEPS} "
+        f"or one epoch, whichever is fewer): raise {section}.max_minutes or set {section}.max_steps"
+    )
+
+
 class StageBudget(Callback):
     """Keeps a stage's minutes cap and records how the stage ended (``finish``).
 
     The clock starts at ``started`` (time.monotonic() when the stage began, its preparation
     included) and goes on from the seconds an earlier session of the stage had spent when its
     checkpoint was written. The cap is checked after every training batch (so a stage makes at
-    least one step), with one decision for all processes under DDP."""
+    least one step), with one decision for all processes under DDP. A first session with a
+    minutes cap and no step budget is probed (``Probe``): ``refused`` holds the refusal if the cap
+    cannot fit the steps the stage needs. ``record``: more fields for finished.json."""
 
-    def __init__(self, budget: Budget, started: float, updates_per_step: int = 1) -> None:
+    def __init__(
+        self, budget: Budget, started: float, updates_per_step: int = 1, section: str = "train"
+    ) -> None:
         self.budget = budget
         self.started = started
         self.updates_per_step = updates_per_step
+        self.section = section
         self.offset = 0.0
         self.stopped = False
+        self.refused: str | None = None
+        self.record: dict = {}
+        self._probe: Probe | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
+        b = self.budget
+        if b.max_minutes <= 0 or b.max_steps > 0 or trainer.global_step > 0:
+            return
+        needed = min(MIN_STEPS, int(trainer.num_training_batches))  # 100 steps or one epoch
+        if needed > 1:
+            self._probe = Probe(needed)
 
     def elapsed(self) -> float:
         """Seconds the stage has spent, earlier sessions included."""
@@ -127,6 +191,17 @@ class StageBudget(Callback):
         cap = self.budget.max_minutes * 60
         if cap <= 0 or trainer.should_stop:
             return
+        if self._probe is not None:
+            probe = self._probe
+            per_step = probe.refuses(time.monotonic(), self.elapsed(), cap)
+            if trainer.strategy.broadcast(per_step is not None):
+                self.refused = too_small(
+                    self.section, self.budget.max_minutes, per_step or 0.0, probe.needed
+                )
+                trainer.should_stop = True
+                return
+            if probe.over():
+                self._probe = None
         if trainer.strategy.broadcast(self.elapsed() >= cap):
             trainer.should_stop = True
             self.stopped = True
@@ -154,4 +229,5 @@ class StageBudget(Callback):
             "epochs": trainer.current_epoch,
             "seconds": round(self.elapsed(), 1),
             "stopped_by": why,
+            **self.record,
         }

@@ -18,12 +18,14 @@ decoder keeps the texture an adversarial VQ-VAE learnt instead of drifting back 
 loss's blur.
 
 A stage like the others: Lightning, a budget of ``tune.max_steps`` / ``tune.max_minutes`` (the
-minutes count from the stage's start: drawing the slipped maps counts),
+minutes count training only: drawing the slipped maps is shown on a line of its own),
 RUN/state/decoder-<kind>/last.ckpt (resume after Ctrl-C or a crash), RUN/logs/decoder-<kind>/.
 The slipped maps are drawn once and kept beside the checkpoint (slipped.safetensors, with the
 settings they were drawn under); other settings or another prior start over. A finished tuning
 keeps its state: asked again with a larger budget it goes on from there, with the same or a
-smaller one it is reused.
+smaller one it is reused. The tuned decoder is kept only where it makes the prior's samples harder
+to tell from real validation slices without costing reconstructions or variety
+(brainvq.training.tuning_judge); otherwise it is dropped and a refusal is recorded.
 
     from brainvq.training.decoder import tune_decoder
     summary = tune_decoder("runs/oasis", "maskgit")      # or `brainvq tune-decoder`
@@ -48,18 +50,31 @@ from torch.utils.data import DataLoader, Dataset
 
 from brainvq.codes import code_maps
 from brainvq.config import TuneConfig
-from brainvq.data import load_splits
+from brainvq.data import load_data
 from brainvq.errors import RunError
 from brainvq.io import atomic_write_text, file_digest
-from brainvq.metrics import mean_pairwise_ssim, ssim_reference
+from brainvq.metrics import mean_pairwise_ssim
 from brainvq.nn.patchgan import PatchDiscriminator, adversarial_losses, log_adversarial
 from brainvq.nn.vqvae import VQVAE, image_loss
 from brainvq.priors import categorical_picker, load_prior, prior_path
-from brainvq.priors.tuned_decoder import TUNABLE_KINDS, decoder_path, refusal_path
+from brainvq.priors.tuned_decoder import (
+    TUNABLE_KINDS,
+    decoder_path,
+    refusal_path,
+    tuned_decoder_is_current,
+    tuning_refused,
+)
 from brainvq.progress import Progress
 from brainvq.runs import RunDir, atomic_save_safetensors, load_run
 from brainvq.training.budget import Budget, can_continue, read_finished, stop_text
-from brainvq.training.trainer import fit_stage, make_trainer, resume_path, stage_config
+from brainvq.training.trainer import (
+    begin_stage,
+    fit_stage,
+    make_trainer,
+    resume_path,
+    stage_config,
+)
+from brainvq.training.tuning_judge import judge_decoders, recon_ssim, verdict
 
 CHECK_SAMPLES = 16  # prior samples decoded by both decoders for the diversity check
 NO_EPOCH_LIMIT = 10**9  # the tuning's budget is tune.max_steps / tune.max_minutes, not epochs
@@ -195,25 +210,6 @@ def sample_alikeness(prior, decoders: list[VQVAE], n: int = CHECK_SAMPLES, seed:
     return [mean_pairwise_ssim(vq.decode(codes)) for vq in decoders]
 
 
-@torch.no_grad()
-def recon_ssim(
-    vq: VQVAE,
-    maps: torch.Tensor,
-    images: np.ndarray,
-    batch_size: int = 64,
-    done: Callable[[int], None] | None = None,
-) -> float:
-    """Mean skimage SSIM of the decoded maps against the images (N, H, W) in [0, 1]; ``done(1)``
-    after each image."""
-    recons = vq.decode(maps, batch_size)[:, 0].numpy()
-    scores = []
-    for i in range(len(images)):
-        scores.append(ssim_reference(images[i], recons[i]))
-        if done is not None:
-            done(1)
-    return float(np.mean(scores))
-
-
 def _slipped_pool(
     run, prior, real: torch.Tensor, tune: TuneConfig, settings: dict, state: Path, progress: bool
 ):
@@ -297,10 +293,18 @@ def tune_decoder(
     }
     finished = read_finished(run.dir, stage)
     same = _pool_settings(state) == json.dumps(settings, sort_keys=True)
+    unjudged = False  # tuned to its budget, then stopped (Ctrl-C, a crash) before it was judged
     if not fresh and same and finished is not None:
         if not can_continue(run.dir, stage, tune_budget(tune)):
-            return {"status": "reused", "kind": kind, "finished": finished, "is_global_zero": True}
-    arrays = load_splits(root, run.config.data, progress=False)
+            if tuned_decoder_is_current(run.dir, kind) or tuning_refused(run.dir, kind):
+                return {
+                    "status": "reused",
+                    "kind": kind,
+                    "finished": finished,
+                    "is_global_zero": True,
+                }
+            unjudged = True
+    splits, arrays = load_data(root, run.config.data, progress=False)
     images = torch.from_numpy(np.asarray(arrays["train"], dtype=np.float32) / 255.0)[:, None]
     ckpt = resume_path(run.dir, stage, fresh)
     t0 = time.perf_counter()
@@ -325,15 +329,28 @@ def tune_decoder(
         generator=torch.Generator().manual_seed(tune.seed),
     )
     resumed_at = _checkpoint_step(ckpt)
-    trainer = make_trainer(run.dir, stage, t, progress, started=started)
     t1 = time.perf_counter()
-    finished = fit_stage(trainer, module, loader, None, ckpt, run.dir, stage)
+    if unjudged and ckpt is not None:  # judge the weights it ended with; no more training
+        module.load_state_dict(
+            torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+        )
+        steps, zero, status = finished["steps"], True, "judged"
+    else:
+        prepared = time.monotonic() - started, f"{len(pool) * len(real)} maps"
+        choice = begin_stage(stage, t, module, loader, "tune", prepared, progress=progress)
+        trainer = make_trainer(
+            run.dir, stage, t, progress, precision=choice, section="tune",
+            prepared_seconds=prepared[0],
+        )  # fmt: skip
+        finished = fit_stage(trainer, module, loader, None, ckpt, run.dir, stage)
+        steps, zero = trainer.global_step, trainer.is_global_zero
+        status = "continued" if continued else "resumed" if resumed_at else "tuned"
     tune_seconds = time.perf_counter() - t1
     vq = module.vq.cpu().eval()
     result = {
-        "status": "continued" if continued else "resumed" if resumed_at else "tuned",
+        "status": status,
         "kind": kind,
-        "steps": trainer.global_step,
+        "steps": steps,
         "finished": finished,
         "resumed_at": resumed_at,
         "slip_seconds": slip_seconds,
@@ -341,11 +358,21 @@ def tune_decoder(
         "slipped_share": float((pool[1:] != real).float().mean()) if tune.variants else 0.0,
         "discriminator": disc_from,
         "path": str(decoder_path(run.dir, kind)),
-        "is_global_zero": trainer.is_global_zero,
+        "is_global_zero": zero,
     }
-    if not trainer.is_global_zero:
+    if not zero:
         return result
-    result.update(_keep_or_refuse(run.dir, kind, prior, run.vqvae, vq, settings, tune))
+    val = {
+        "images": np.asarray(arrays["validate"], dtype=np.float32) / 255.0,
+        "maps": torch.from_numpy(np.asarray(maps["validate"])).long(),
+        "groups": [str(g) for g in splits.subjects["validate"]] if _known(splits) else None,
+    }
+    ev = run.config.eval
+    desc = "judging the tuned decoder on the validation split"
+    with Progress(2 * len(val["images"]), desc, "slice", progress) as bar:
+        judged = judge_decoders(prior, run.vqvae, vq, val, ev.c2st_folds, tune.seed, bar.update)
+    result.update(judged)
+    result.update(_keep_or_refuse(run.dir, kind, prior, run.vqvae, vq, settings, tune, judged))
     test = np.asarray(arrays["test"], dtype=np.float32) / 255.0
     test_maps = torch.from_numpy(np.asarray(maps["test"])).long()
     desc = "test reconstruction SSIM of both decoders"
@@ -362,11 +389,20 @@ def _checkpoint_step(ckpt: Path | None) -> int:
     return int(torch.load(ckpt, map_location="cpu", weights_only=True).get("global_step", 0))
 
 
-def _keep_or_refuse(run: RunDir, kind, prior, vqvae, tuned, settings, tune: TuneConfig) -> dict:
-    """Write the tuned decoder if the prior's samples stay as varied with it, else record that
-    tuning to this prior was refused."""
+def _known(splits) -> bool:
+    """Whether every validation slice's brain is known (folds by brain in the C2ST)."""
+    subjects = splits.subjects.get("validate", [])
+    return len(subjects) > 0 and all(subjects)
+
+
+def _keep_or_refuse(
+    run: RunDir, kind, prior, vqvae, tuned, settings, tune: TuneConfig, judged: dict
+) -> dict:
+    """Write the tuned decoder if it passes tuning_judge.verdict (its samples harder to tell from
+    the real validation slices, its reconstructions as good, its samples as varied), else drop it
+    and record that tuning to this prior was refused."""
     alike_vqvae, alike_tuned = sample_alikeness(prior, [vqvae, tuned], CHECK_SAMPLES, tune.seed)
-    kept = alike_tuned - alike_vqvae <= tune.max_diversity_rise
+    kept, why = verdict(judged, (alike_vqvae, alike_tuned), tune.max_diversity_rise)
     sha = settings["prior_sha256"]
     if kept:
         meta = {"kind": f"decoder-{kind}", "prior_sha256": sha, "max_share": tune.max_share}
@@ -374,9 +410,11 @@ def _keep_or_refuse(run: RunDir, kind, prior, vqvae, tuned, settings, tune: Tune
         refusal_path(run, kind).unlink(missing_ok=True)
     else:
         record = {"prior_sha256": sha, "samples_alike_vqvae": alike_vqvae}
-        record["samples_alike_tuned"] = alike_tuned
+        record.update(samples_alike_tuned=alike_tuned, why=why, **judged)
         atomic_write_text(refusal_path(run, kind), json.dumps(record))
-    return {"kept": kept, "samples_alike_vqvae": alike_vqvae, "samples_alike_tuned": alike_tuned}
+        decoder_path(run, kind).unlink(missing_ok=True)  # an earlier tuning to it goes too
+    out = {"kept": kept, "samples_alike_vqvae": alike_vqvae, "samples_alike_tuned": alike_tuned}
+    return out | {"why_not_kept": why}
 
 
 def describe(result: dict) -> str:
@@ -389,7 +427,9 @@ def describe(result: dict) -> str:
             f"steps{ended}); a larger budget continues it, --fresh redoes it"
         )
     lines = []
-    if result.get("status") == "continued":
+    if result.get("status") == "judged":
+        lines.append("judged a finished tuning that had not been judged (stopped while judging)")
+    elif result.get("status") == "continued":
         lines.append(f"continued a finished tuning from step {result['resumed_at']}")
     elif result["resumed_at"]:
         lines.append(f"resumed an unfinished tuning at step {result['resumed_at']}")
@@ -398,7 +438,7 @@ def describe(result: dict) -> str:
         f"{result['slipped_share']:.1%} of codes redrawn; test reconstruction SSIM "
         f"{result['test_ssim_tuned']:.4f} (VQ-VAE decoder {result['test_ssim_vqvae']:.4f}); "
         f"samples' mean pairwise SSIM {result['samples_alike_tuned']:.3f} "
-        f"(VQ-VAE decoder {result['samples_alike_vqvae']:.3f})"
+        f"(VQ-VAE decoder {result['samples_alike_vqvae']:.3f}); {_c2st_text(result)}"
     )
     if result.get("discriminator", "none") != "none":
         lines.append(f"tuned against a discriminator ({result['discriminator']})")
@@ -406,7 +446,21 @@ def describe(result: dict) -> str:
         lines.append(f"decoder tuned to the {result['kind']} prior: {done} -> {result['path']}")
     else:
         lines.append(
-            f"decoder tuning not kept: it made the {result['kind']} prior's samples more alike "
-            f"({done}); they stay decoded by the VQ-VAE's decoder"
+            f"decoder tuning to the {result['kind']} prior dropped: {result['why_not_kept']}; "
+            f"its samples stay decoded by the VQ-VAE's decoder ({done})"
         )
     return "\n".join(lines)
+
+
+def _c2st_text(result: dict) -> str:
+    """What the tuning was judged by on the validation split, in words."""
+    ssim = (
+        f"validation reconstruction SSIM {result['val_ssim_tuned']:.4f} (VQ-VAE decoder "
+        f"{result['val_ssim_vqvae']:.4f})"
+    )
+    if "c2st_tuned" not in result:
+        return f"{ssim}; not judged by a two-sample test ({result.get('c2st_skipped', '')})"
+    return (
+        f"{ssim}; C2ST of its samples vs real validation slices {result['c2st_tuned']:.3f} "
+        f"(VQ-VAE decoder {result['c2st_vqvae']:.3f})"
+    )

@@ -28,7 +28,9 @@ def resolve_accelerator(requested: str = "auto") -> str:
 
 
 def resolve_precision(requested: str, accelerator: str) -> str:
-    """Lightning precision string for config train.precision (auto | 32 | bf16 | 16)."""
+    """Lightning precision string for config train.precision (auto | 32 | bf16 | 16) without
+    measuring: auto is bf16 on any BF16 CPU here. Stages measure instead (brainvq.training.
+    precision.stage_precision); this serves a trainer built without that choice."""
     if requested == "32":
         return "32-true"
     if requested == "bf16":

@@ -23,7 +23,13 @@ from brainvq.training.budget import Budget, can_continue, read_finished, stop_te
 from brainvq.training.code_prior import CodePredictionModule
 from brainvq.training.dcgan import DCGANModule
 from brainvq.training.loaders import LevelledCodes
-from brainvq.training.trainer import fit_stage, make_trainer, resume_path, stage_config
+from brainvq.training.trainer import (
+    begin_stage,
+    fit_stage,
+    make_trainer,
+    resume_path,
+    stage_config,
+)
 
 
 def prior_train_config(cfg: Config) -> TrainConfig:
@@ -167,8 +173,8 @@ def train_prior(
     RUN/state/prior-<kind>/, CSV logs to RUN/logs/prior-<kind>/.
 
     The budget is ``cfg.prior``'s max_steps (a DCGAN step: one discriminator and one generator
-    update; 0 for a DCGAN: prior.dcgan.step_budget), max_epochs and max_minutes (counted from
-    the stage's start: encoding the code maps counts). A trained prior is reused unless ``fresh``, its budget is larger than the one it
+    update; 0: the kind's own prior.KIND.step_budget), max_epochs and max_minutes (of training: encoding the code maps is shown on a line
+    of its own and not counted). A trained prior is reused unless ``fresh``, its budget is larger than the one it
     finished under (then it goes on from its last checkpoint, "continued"), or the run's VQ-VAE
     changed since (then it is trained anew, "retrained").
     """
@@ -194,7 +200,7 @@ def train_prior(
     pcfg.prior.kind = kind
     pcfg.prior.batch_size = pcfg.prior.step_batch_size()
     pcfg.prior.max_steps = pcfg.prior.step_budget()
-    pcfg.train.accelerator = cfg.train.accelerator
+    pcfg.train.accelerator, pcfg.train.precision = cfg.train.accelerator, cfg.train.precision
     pcfg.train.devices, pcfg.train.num_nodes = cfg.train.devices, cfg.train.num_nodes
     pcfg.train.tensorboard = cfg.train.tensorboard
     pcfg.train.save_rank_states = cfg.train.save_rank_states
@@ -215,13 +221,19 @@ def train_prior(
     ckpt = resume_path(run.dir, stage, fresh)
     if ckpt is not None and status == "trained":
         status = "resumed"
+    what = f"the code maps of {len(codes)} training slices"
     if kind == "dcgan":
         module = DCGANModule(pcfg, codebook, h, decoder=run.vqvae.decoder)
-        trainer = make_trainer(
-            run.dir, stage, t, progress, unused_parameters=True, started=started,
-            updates_per_step=DCGAN_UPDATES_PER_STEP,
-        )  # fmt: skip
         loader = _dcgan_loader(codes, p.batch_size, p.dcgan.steps_per_epoch, t.seed)
+        prepared = time.monotonic() - started, what
+        choice = begin_stage(
+            stage, t, module, loader, "prior", prepared, DCGAN_UPDATES_PER_STEP, progress
+        )
+        trainer = make_trainer(
+            run.dir, stage, t, progress, unused_parameters=True,
+            updates_per_step=DCGAN_UPDATES_PER_STEP, precision=choice, section="prior",
+            prepared_seconds=prepared[0],
+        )  # fmt: skip
         finished = fit_stage(trainer, module, loader, None, ckpt, run.dir, stage)
         prior = copy.deepcopy(module.sampler()).float().cpu()
         prior.recalibrate_bn(seed=t.seed)
@@ -240,7 +252,12 @@ def train_prior(
         loader = DataLoader(_code_data(codes, "train", cond, k), p.batch_size, shuffle=True)
         val_data = _code_data(val_codes, "validate", cond, k)
         val = DataLoader(val_data, p.batch_size) if len(val_codes) else None
-        trainer = make_trainer(run.dir, stage, t, progress, started=started)
+        prepared = time.monotonic() - started, what
+        choice = begin_stage(stage, t, module, loader, "prior", prepared, progress=progress)
+        trainer = make_trainer(
+            run.dir, stage, t, progress, precision=choice, section="prior",
+            prepared_seconds=prepared[0],
+        )  # fmt: skip
         finished = fit_stage(trainer, module, loader, val, ckpt, run.dir, stage)
         prior = module.best_prior().float()
         extra = {"best_val_bpc": module.best_val, "conditions": list(cond["conditions"])}

@@ -1,7 +1,9 @@
 """Build a Lightning Trainer for a stage: precision, checkpoints, resume, budget, logs.
 
 The budget (steps, epochs, minutes, loss threshold) is kept by brainvq.training.budget; a stage
-that ends writes how it ended to RUN/state/STAGE/finished.json beside its last.ckpt.
+that ends writes how it ended to RUN/state/STAGE/finished.json beside its last.ckpt. Before it
+trains, ``begin_stage`` picks its precision (brainvq.training.precision) and says it, and what its
+preparation took, in the stage's first lines.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 import shutil
 import time
 import warnings
@@ -19,9 +22,9 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from brainvq.config import TrainConfig
-from brainvq.errors import BrainVQError, ConfigError, Interrupted
+from brainvq.errors import BrainVQError, BudgetTooSmall, ConfigError, Interrupted
 from brainvq.io import atomic_write_text
-from brainvq.progress import stderr_is_terminal
+from brainvq.progress import duration, say, stderr_is_terminal
 from brainvq.runs import RunDir
 from brainvq.training.budget import Budget, StageBudget, finished_path
 from brainvq.training.callbacks import (
@@ -33,6 +36,7 @@ from brainvq.training.callbacks import (
 )
 from brainvq.training.hardware import resolve_accelerator, resolve_precision
 from brainvq.training.logs import ResumableCSVLogger
+from brainvq.training.precision import PrecisionChoice, stage_precision
 
 # Lightning's chatter that says nothing to a brainvq user
 for _pattern in (
@@ -58,14 +62,19 @@ def stage_config(
     seed: int,
 ) -> TrainConfig:
     """The TrainConfig of a stage after the VQ-VAE's (a prior, decoder tuning): its own batch,
-    budget and seed, fp32; accelerator, devices, logging and rank states from ``train``."""
+    budget and seed; precision, accelerator, devices, logging and rank states from ``train``.
+
+    The precision follows train.precision: under ``auto`` each stage measures its own model
+    (brainvq.training.precision), so a prior that bf16 does not speed up trains in fp32 and one it
+    does in bf16 (bench/results/precision.md: on a BF16 CPU some priors and decoder tuning gain,
+    others lose)."""
     return TrainConfig(
         batch_size=batch_size,
         max_epochs=max_epochs,
         max_steps=max_steps,
         max_minutes=max_minutes,
         seed=seed,
-        precision="32",
+        precision=train.precision,
         channels_last=False,
         accelerator=train.accelerator,
         devices=train.devices,
@@ -106,6 +115,38 @@ def budget_text(t: TrainConfig) -> str:
     return ", ".join(p for p in parts if p)
 
 
+def is_rank_zero() -> bool:
+    """True in the one process of a plain run and in rank 0 of a launched DDP run."""
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("RANK", "0") == "0"
+
+
+def begin_stage(
+    stage: str,
+    t: TrainConfig,
+    module: L.LightningModule,
+    loader,
+    section: str,
+    prepared: tuple[float, str] | None = None,
+    updates_per_step: int = 1,
+    progress: bool = True,
+) -> PrecisionChoice:
+    """The precision ``stage`` trains ``module`` in (``t.precision``; auto measures, see
+    brainvq.training.precision), said in the stage's first line; then, where the stage prepared
+    something (``prepared``: seconds, what), what that took, which its minutes cap does not count
+    (both lines on stderr with ``progress``; finished.json records them either way)."""
+    choice = stage_precision(
+        stage, t.precision, resolve_accelerator(t.accelerator), module, loader,
+        t.devices * t.num_nodes, updates_per_step,
+    )  # fmt: skip
+    if progress and is_rank_zero():
+        say(choice.line(stage))
+        if prepared is not None:
+            seconds, what = prepared
+            cap = f"{section}.max_minutes"
+            say(f"{stage}: preparing {what} took {duration(seconds)} (not counted in {cap})")
+    return choice
+
+
 def make_trainer(
     run: RunDir,
     stage: str,
@@ -114,20 +155,26 @@ def make_trainer(
     extra_callbacks: list | None = None,
     val_every: int = 1,
     unused_parameters: bool = False,
-    started: float | None = None,
     updates_per_step: int = 1,
+    precision: PrecisionChoice | None = None,
+    section: str = "train",
+    prepared_seconds: float = 0.0,
 ) -> L.Trainer:
     """A Trainer that checkpoints to RUN/state/STAGE, logs CSV to RUN/logs/STAGE and keeps the
-    stage's budget (``t``'s max_steps, max_epochs, max_minutes, loss_threshold).
+    stage's budget (``t``'s max_steps, max_epochs, max_minutes, loss_threshold; ``section``
+    names them in messages).
 
-    ``started``: time.monotonic() when the stage began (its preparation counts against the minutes
-    cap; default now). ``updates_per_step``: optimizer steps in one of the stage's steps (2 for a
-    GAN's discriminator and generator updates), so that ``max_steps`` counts the stage's steps."""
+    The minutes cap counts from now: a stage's preparation (``prepared_seconds``, recorded in
+    finished.json) is not in it. ``updates_per_step``: optimizer steps in one of the stage's steps
+    (2 for a GAN's discriminator and generator updates), so that ``max_steps`` counts the stage's
+    steps. ``precision``: begin_stage's choice (default: t.precision without measuring)."""
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)  # no "GPU available" / tips chatter
     accelerator = resolve_accelerator(t.accelerator)
-    start = time.monotonic() if started is None else started
-    clock = StageBudget(Budget.of(t), start, updates_per_step)
+    if precision is None:
+        precision = PrecisionChoice(resolve_precision(t.precision, accelerator), "not measured")
+    clock = StageBudget(Budget.of(t), time.monotonic(), updates_per_step, section)
+    clock.record = {"prepare_seconds": round(prepared_seconds, 1), **precision.record()}
     callbacks = [
         RollingCheckpoint(run.stage_state(stage)),
         clock,
@@ -150,7 +197,7 @@ def make_trainer(
         strategy="ddp_find_unused_parameters_true"
         if unused_parameters and t.devices * t.num_nodes > 1
         else "auto",
-        precision=resolve_precision(t.precision, accelerator),
+        precision=precision.precision,
         max_epochs=t.max_epochs,
         max_steps=t.max_steps * updates_per_step if t.max_steps > 0 else -1,
         callbacks=callbacks,
@@ -172,8 +219,10 @@ def fit_stage(
     Ctrl-C becomes a one-line BrainVQError that says where the last good checkpoint is.
 
     Returns how the stage ended, also written to RUN/state/STAGE/finished.json (read_finished):
-    its budget, the steps and epochs done, the seconds spent (preparation and earlier sessions
-    included) and ``stopped_by``: "steps", "epochs", "minutes", "loss_threshold" or "data"."""
+    its budget, the steps and epochs done, the seconds of training (earlier sessions
+    included), ``stopped_by``: "steps", "epochs", "minutes", "loss_threshold" or "data", the
+    preparation's seconds and the precision used and why. A stage whose minutes cap cannot fit the
+    steps it needs (StageBudget's probe) raises BudgetTooSmall and leaves no state."""
     state = run.stage_state(stage)
     cb = next((c for c in trainer.callbacks if isinstance(c, RollingCheckpoint)), None)
     try:
@@ -199,6 +248,10 @@ def fit_stage(
     if (cb is not None and cb.interrupted) or trainer.interrupted:
         raise Interrupted(_interrupted(cb, state))
     clock = next(c for c in trainer.callbacks if isinstance(c, StageBudget))
+    if clock.refused:  # its minutes cap cannot fit the steps it needs: no result, no state
+        shutil.rmtree(state, ignore_errors=True)
+        shutil.rmtree(run.logs / stage, ignore_errors=True)
+        raise BudgetTooSmall(f"{stage}: {clock.refused}")
     finished = clock.finish(trainer)
     if trainer.is_global_zero:
         atomic_write_text(finished_path(run, stage), json.dumps(finished, indent=1) + "\n")

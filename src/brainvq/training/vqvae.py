@@ -42,7 +42,7 @@ from brainvq.nn.vqvae import VQVAE, image_loss, recon_loss
 from brainvq.runs import RunDir, check_compatible, save_vqvae
 from brainvq.training.budget import Budget, can_continue, read_finished, stop_text
 from brainvq.training.loaders import slice_loader
-from brainvq.training.trainer import fit_stage, make_trainer, resume_path
+from brainvq.training.trainer import begin_stage, fit_stage, make_trainer, resume_path
 
 
 class VQVAEModule(L.LightningModule):
@@ -179,13 +179,16 @@ def _train_vqvae(data: str, run: RunDir, cfg: Config, fresh: bool, progress: boo
     val_dl = slice_loader(arrays["validate"], max(t.batch_size, 64), False, 0, pin_memory=pin)
 
     module = VQVAEModule(cfg)
+    prepared = time.monotonic() - started, f"{len(arrays['train'])} training slices"
+    choice = begin_stage("vqvae", t, module, train_dl, "train", prepared, progress=progress)
     if t.compile:
         module.model = torch.compile(module.model)
     ckpt = resume_path(run, "vqvae", fresh)
     # the discriminator has no gradient before vqvae.adversarial_start
     trainer = make_trainer(
-        run, "vqvae", t, progress, unused_parameters=cfg.vqvae.adversarial(), started=started
-    )
+        run, "vqvae", t, progress, unused_parameters=cfg.vqvae.adversarial(), precision=choice,
+        prepared_seconds=prepared[0],
+    )  # fmt: skip
     finished = fit_stage(trainer, module, train_dl, val_dl, ckpt, run, "vqvae")
     model = getattr(module.model, "_orig_mod", module.model).float().cpu()
     if trainer.is_global_zero:
