@@ -38,6 +38,7 @@ from brainvq.errors import DataError
 from brainvq.evaluation.c2st import MIN_PER_SIDE, c2st
 from brainvq.evaluation.figures import rows_figure
 from brainvq.evaluation.two_sample import c2st_folds
+from brainvq.evaluation.verdict import close_limit, prior_test_close
 from brainvq.io import atomic_write_text, file_digest
 from brainvq.nn.vqvae import VQVAE
 from brainvq.priors.tuned_decoder import decoder_path, tuned_vqvae
@@ -294,8 +295,6 @@ def prior_test_rows(s: dict) -> list[tuple[str, str]]:
 
 def prior_test_words(s: dict) -> str:
     """The plain-words line on the prior test ('' where it did not run)."""
-    from brainvq.evaluation.verdict import close_limit, prior_test_close
-
     test, ref = s.get("prior_c2st"), s.get("prior_c2st_reference")
     close = prior_test_close(test, ref)
     if close is None:
