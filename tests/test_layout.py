@@ -23,6 +23,7 @@ LAYERS = [
         "brainvq.io",
         "brainvq.metrics",
         "brainvq.progress",
+        "brainvq.runlock",
     ),
     ("brainvq.data",),
     ("brainvq.nn",),
