@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -101,7 +102,7 @@ def test_a_lock_whose_process_is_gone_is_taken_over_with_a_note(run_copy, reused
     run, _ = run_copy
     # gone: a process that has ended; reused: this live process's PID, started at another time
     pid, start = (os.getpid(), "1") if reused else (_dead_pid(), "")
-    stale = Holder(pid, os.uname().nodename, "brainvq run --run OLD", "t0", "earlier", start)
+    stale = Holder(pid, socket.gethostname(), "brainvq run --run OLD", "t0", "earlier", start)
     (run / LOCK_NAME).write_text(json.dumps(stale.__dict__))
     r = brainvq("report", "--run", str(run))
     notes = [line for line in r.stderr.splitlines() if "note:" in line]
