@@ -3,7 +3,10 @@ and the `brainvq` command run in this process (or, where a test needs a process 
 signal or kill, in a subprocess).
 
 Tests never depend on wall-clock speed: tiny runs end on epochs or steps, never on minutes, and a
-subprocess timeout only guards against a hang (HANG_GUARD_S)."""
+subprocess timeout only guards against a hang (HANG_GUARD_S). Nor on the CPU's flags: every config
+a test builds states its training precision, TEST_PRECISION (fp32 unless the environment's
+BRAINVQ_TEST_PRECISION says otherwise: `auto` runs the suite with the precision this machine would
+pick for a user, `bf16` with bf16 autocast)."""
 
 from __future__ import annotations
 
@@ -25,6 +28,12 @@ import pytest
 from PIL import Image
 
 from brainvq.config import Config
+
+TEST_PRECISION = os.environ.get("BRAINVQ_TEST_PRECISION", "32")
+if TEST_PRECISION not in ("32", "auto", "bf16", "16"):
+    raise pytest.UsageError(
+        f"BRAINVQ_TEST_PRECISION={TEST_PRECISION!r}: use 32 (default), auto, bf16 or 16"
+    )
 
 SHARED_128 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "brain-mri-128"
 
@@ -91,6 +100,7 @@ def tiny_config(image_size: int = 32, **train) -> Config:
     v.hidden, v.res_hidden, v.n_res_blocks, v.codebook_size, v.code_dim = 16, 8, 1, 32, 8
     t = cfg.train
     t.batch_size, t.max_epochs, t.max_minutes, t.log_every_n_steps = 4, 2, 0.0, 1
+    t.precision = TEST_PRECISION
     for k, val in train.items():
         setattr(t, k, val)
     cfg.eval.n_samples = 8
@@ -141,6 +151,8 @@ TINY_OVERRIDES = [
     "0",
     "--train.log_every_n_steps",
     "1",
+    "--train.precision",
+    TEST_PRECISION,
     "--prior.max_minutes",
     "0",
     "--prior.max_epochs",

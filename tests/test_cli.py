@@ -106,6 +106,8 @@ def test_resume_after_kill(keras_root, tmp_path):
         saved_epoch = ckpt["epoch"]
     r = brainvq(*args[:-2], "--train.max_epochs", str(saved_epoch + 3))
     assert "VQ-VAE resumed" in r.stdout
+    # the killed command's lock on the run is taken over, with a note
+    assert r.stderr.count("is no longer running; taking over its lock") == 1, r.stderr
     assert f"{saved_epoch + 3} epochs" in r.stdout
     # the CSV log keeps the epochs from before the kill, and its step counts run on without repeats
     import csv

@@ -22,11 +22,12 @@ from brainvq.runs import load_run
 from brainvq.training.dcgan import DCGANModule
 from brainvq.training.prior import train_prior
 
-from .conftest import tiny_config
+from .conftest import TEST_PRECISION, tiny_config
 
 
 def tiny_prior(cfg: Config, **values) -> Config:
     """A prior small enough to take a few steps per second."""
+    cfg.train.precision = TEST_PRECISION
     p = cfg.prior
     p.kind, p.batch_size, p.max_epochs, p.max_minutes = "dcgan", 8, 1, 0.0
     d = p.dcgan

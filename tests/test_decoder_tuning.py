@@ -31,7 +31,7 @@ from brainvq.training.decoder import (
 )
 from brainvq.training.prior import train_prior
 
-from .conftest import brainvq, tiny
+from .conftest import TEST_PRECISION, brainvq, tiny
 from .test_priors import K, ar_prior
 
 
@@ -258,6 +258,7 @@ def test_run_tunes_the_decoder_when_asked_and_reuses_it(keras_root, tmp_path):
     # `run`'s tuning stage, called as `run` calls it (the other stages are reused, as the next
     # full run shows): a tuning to this prior that was not kept before is not tried again
     cfg, said = Config(), []
+    cfg.train.precision = TEST_PRECISION
     cfg.tune.max_minutes, cfg.tune.max_steps = 0, 2
     refused = run / "decoder-maskgit.refused.json"
     refused.write_text(json.dumps({"prior_sha256": file_digest(run / "prior-maskgit.safetensors")}))

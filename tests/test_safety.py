@@ -45,6 +45,7 @@ def test_ctrl_c_saves_checkpoint_and_exits_cleanly(keras_root, tmp_path):
     out, err = proc.communicate(timeout=HANG_GUARD_S)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "checkpoint saved" in err
+    assert not (run / ".lock").exists()  # the run is free for the next command
     assert ckpt.stat().st_mtime_ns >= before
     assert not (run / "vqvae.safetensors").exists()
     state = torch.load(ckpt, map_location="cpu", weights_only=True)  # plain data only

@@ -8,7 +8,9 @@ torch loads.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shlex
 import sys
 import warnings
 from collections.abc import MutableMapping
@@ -18,6 +20,7 @@ from brainvq import __version__, config
 from brainvq.config import number_arg
 from brainvq.errors import BrainVQError, Interrupted
 from brainvq.evaluation.verdict import THRESHOLDS_HELP
+from brainvq.runlock import run_lock
 
 KIND_HELP = "which prior (default: the run's prior.kind, else the one the run holds)"
 TEMPERATURE_HELP = "> 0; <1 sharper, >1 more varied (default prior.temperature, 0 = the kind's own)"
@@ -27,6 +30,9 @@ OVERRIDE_HELP = (
     "(prior.dcgan, prior.pixelcnn, prior.transformer, prior.maskgit), tune, eval. "
     "`brainvq config` prints every key with its default."
 )
+# the commands that write into their --run folder: one at a time per folder (brainvq.runlock)
+WRITERS = ("train-vqvae", "train-prior", "tune-decoder", "run", "evaluate", "report", "anomaly")
+WRITERS += ("sample",)  # unless --out is outside the run
 # the config values each command reads from its command line (None: all of them, as train-vqvae
 # records the run's config; other commands: none); any other --SECTION.KEY is refused, not dropped
 SCOPES = {"train-vqvae": None, "run": None, "config": None, "tune-decoder": ("tune",)}
@@ -330,6 +336,24 @@ def cmd_config(args, overrides) -> int:
     return 0
 
 
+def writes_run(args: argparse.Namespace) -> bool:
+    """True for a command that writes into its --run folder (`sample --out` elsewhere does not)."""
+    if args.command not in WRITERS:
+        return False
+    if args.command == "sample" and args.out:
+        out, run = Path(args.out).expanduser().resolve(), Path(args.run).expanduser().resolve()
+        return out == run or run in out.parents
+    return True
+
+
+def writer_lock(args: argparse.Namespace, argv: list[str]):
+    """The run folder's lock for a command that writes it (brainvq.runlock), else no lock."""
+    if not writes_run(args):
+        return contextlib.nullcontext()
+    command = shlex.join(["brainvq", *argv])
+    return run_lock(args.run, command, create=args.command in ("train-vqvae", "run"))
+
+
 def share_cpu(env: MutableMapping[str, str] = os.environ) -> None:
     """Let torch's OpenMP threads sleep while they wait instead of spinning (OMP_WAIT_POLICY =
     PASSIVE, unless the environment sets it): beside another CPU-bound job a spinning thread
@@ -348,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides = config.assignments_from_args(extra)
         given = list(getattr(args, "set", None) or []) + overrides
         config.check_scope(given, SCOPES.get(args.command, ()), args.command)
-        return globals()[f"cmd_{args.command.replace('-', '_')}"](args, overrides)
+        with writer_lock(args, sys.argv[1:] if argv is None else argv):
+            return globals()[f"cmd_{args.command.replace('-', '_')}"](args, overrides)
     except Interrupted as e:
         print(f"brainvq: {e}", file=sys.stderr)
         return 130
