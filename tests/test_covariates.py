@@ -125,7 +125,9 @@ def test_data_json_record_lists_covariates_and_warns_each_gap_once(keras_root):
         warnings.simplefilter("always")
         record = covariate_record(splits, "", keras_root)
     assert record["subjects_table"] == str(keras_root / "subjects.csv")
-    age, sex = record["covariates"]
+    age, sex, *measured = record["covariates"]
+    assert [m["name"] for m in measured] == ["brain_fraction", "ventricle_fraction"]
+    assert {m["per"] for m in measured} == {"slice"} and age["per"] == "subject"
     assert age["name"] == "age" and age["type"] == "continuous"
     assert age["range"] == [70.0, 70.0 + len(subjects) - 2]
     assert age["subjects"] == len(subjects) - 1

@@ -287,11 +287,18 @@ def load_table(setting: str, root: str | Path, subjects: dict, pattern: str = ""
 
 
 def covariate_record(splits, setting: str, root: str | Path, pattern: str = "") -> dict:
-    """What RUN/data.json says of the covariates: the table used (or None) and each covariate
-    (Covariate.describe, subjects counted among the data's); the table's reports are warned."""
+    """What RUN/data.json says of the covariates: the table used (or None), each of its
+    covariates (Covariate.describe, subjects counted among the data's), then the anatomy measured
+    from every slice (per slice); the table's reports are warned."""
+    from brainvq.data.anatomy import ANATOMY  # scipy and skimage load only when asked
+
+    measured = [
+        {"name": n, "type": "continuous", "per": "slice", "from": "brainvq.data.anatomy"}
+        for n in ANATOMY
+    ]
     table = load_table(setting, root, splits.subjects, pattern)
     if table is None:
-        return {"subjects_table": None, "covariates": []}
+        return {"subjects_table": None, "covariates": measured}
     known = {s for v in splits.subjects.values() for s in v if s}
-    out = {"subjects_table": str(table.path), "covariates": table.describe(known)}
+    out = {"subjects_table": str(table.path), "covariates": table.describe(known) + measured}
     return out | ({"columns_skipped": table.skipped} if table.skipped else {})
