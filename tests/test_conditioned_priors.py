@@ -12,7 +12,13 @@ import torch
 from brainvq.config import Config
 from brainvq.errors import RunError
 from brainvq.priors import load_prior_file
-from brainvq.priors.covariates import covariate_specs, encode, parse_conditions, standardise
+from brainvq.priors.covariates import (
+    covariate_specs,
+    encode,
+    outside_range,
+    parse_conditions,
+    standardise,
+)
 from brainvq.training.code_prior import CodePredictionModule
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -128,6 +134,8 @@ def test_asked_values_are_checked_in_one_line():
     with pytest.raises(RunError, match="takes a number"):
         encode(cont, {"size": "big"}, 2)
     assert encode(cont, {"size": 3.0}, 2).tolist() == [[1.0], [1.0]]  # (3 - mean 2) / std 1
+    assert outside_range(cont, {"size": "2"}) == []
+    assert "outside the training slices' range 1 .. 3" in outside_range(cont, {"size": "5"})[0]
     assert parse_conditions(["cdr=1", " ventricle_fraction = 0.06"]) == {
         "cdr": "1",
         "ventricle_fraction": "0.06",

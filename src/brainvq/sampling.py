@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import math
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from brainvq.errors import RunError
 from brainvq.io import atomic_write_bytes
 from brainvq.priors import load_prior, pick_kind
 from brainvq.priors.base import STACK_HIDE_BELOW
-from brainvq.priors.covariates import encode, parse_conditions
+from brainvq.priors.covariates import encode, outside_range, parse_conditions
 from brainvq.priors.tuned_decoder import tuned_vqvae
 from brainvq.runs import Run, load_run
 
@@ -223,6 +224,8 @@ def sample_run(
     if not like:
         if asked:  # checked against the prior's conditions before any drawing
             encode(prior.covariates, asked, 1, prior.source)
+            for line in outside_range(prior.covariates, asked):
+                warnings.warn(line, stacklevel=2)
         drawn = sample_images(
             run, prior, n, seed, 64, temperature, top_k, progress, level, asked, guidance
         )

@@ -115,3 +115,19 @@ def parse_conditions(texts: Iterable[str] | None) -> dict[str, str]:
             raise RunError(f"--condition {name}: given twice; give each covariate once")
         out[name] = value
     return out
+
+
+def outside_range(specs: list[dict], asked: dict) -> list[str]:
+    """A line for each asked continuous value outside the training slices' range."""
+    lines = []
+    for spec in specs:
+        value, span = asked.get(spec["name"]), spec.get("range")
+        if value is None or spec["type"] != "continuous" or not span:
+            continue
+        number = _value(spec, value, f"--condition {spec['name']}={value}")
+        if not span[0] <= number <= span[1]:
+            lines.append(
+                f"--condition {spec['name']}={value}: outside the training slices' range "
+                f"{span[0]:.3g} .. {span[1]:.3g}; the prior extrapolates"
+            )
+    return lines
