@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brainvq.data.anatomy import ANATOMY
 from brainvq.data.subjects import subject_of, warn_once
 from brainvq.errors import DataError
 
@@ -290,8 +291,6 @@ def covariate_record(splits, setting: str, root: str | Path, pattern: str = "") 
     """What RUN/data.json says of the covariates: the table used (or None), each of its
     covariates (Covariate.describe, subjects counted among the data's), then the anatomy measured
     from every slice (per slice); the table's reports are warned."""
-    from brainvq.data.anatomy import ANATOMY  # scipy and skimage load only when asked
-
     measured = [
         {"name": n, "type": "continuous", "per": "slice", "from": "brainvq.data.anatomy"}
         for n in ANATOMY
