@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(file, prior, seed, temperature, level and NN-SSIM of the nearest training slice, copy "
         "flag); the same --seed, the same slices. --like: variations (maskgit). --level, "
         "--volumes (NIfTI stacks, montages, sagittal reslices): a prior trained on levelled "
-        "slices (docs/levels.md).",
+        "slices (docs/levels.md). --condition: a prior trained on covariates "
+        "(docs/conditions.md).",
     )
     common(p, data="data for the manifest's NN-SSIM (default: the run's)")
     sampling(p, n=(64, "how many slices (default 64)"), seed=(0, "random seed (default 0)"))
@@ -160,6 +161,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--volumes", type=int, default=0, help="draw N whole stacks instead")
     p.add_argument("--slices", type=int, help="slices per stack (default: as in training)")
+    p.add_argument(
+        "--condition",
+        action="append",
+        metavar="NAME=VALUE",
+        help="draw slices with this covariate (a prior trained with prior.conditions; repeat "
+        "for more), e.g. cdr=1, ventricle_fraction=0.06 (docs/conditions.md)",
+    )
+    p.add_argument(
+        "--guidance",
+        type=float,
+        default=1.0,
+        help="with --condition: classifier-free guidance scale (1 as trained, 0 unconditioned)",
+    )
     p.add_argument("--out", help="output folder (default RUN/samples)")
 
     p = command(
@@ -274,6 +288,7 @@ def cmd_sample(args, overrides) -> int:
     from brainvq.evaluation.manifest import describe_manifest, sample_with_manifest
 
     keys = "kind n seed temperature top_k out like redraw data level volumes slices".split()
+    keys += ["condition", "guidance"]
     drawn = sample_with_manifest(
         args.run, progress=not args.quiet, **{k: vars(args)[k] for k in keys}
     )

@@ -94,6 +94,11 @@ class DataConfig:
     subject_pattern: str = ""
     # Folder for the decoded uint8 cache ("" = $BRAINVQ_CACHE or ~/.cache/brainvq).
     cache_dir: str = ""
+    # A CSV of per-subject covariates (brainvq.data.covariates): a `subject` column (or OASIS-1's
+    # `ID`) and any others, numbers continuous, text categorical. "" = the data folder's
+    # subjects.csv where it has one; "none" = no table. A relative path is looked up from the
+    # working folder, then from the data folder.
+    subjects_table: str = ""
 
     def validate(self, prefix: str = "data") -> None:
         """Raise ConfigError for a value that would fail later."""
@@ -382,6 +387,14 @@ class PriorConfig:
     # a prior file of the same kind and codebook (e.g. an unconditioned RUN/prior-maskgit
     # .safetensors) whose weights a fresh stage starts from; conditions it lacks start untrained
     init: str = ""
+    # covariates a maskgit or transformer prior is conditioned on (docs/conditions.md): columns
+    # of data.subjects_table (names lower-cased, e.g. "cdr", "age") and the anatomy measured from
+    # each slice ("brain_fraction", "ventricle_fraction"); [] = none
+    conditions: list[str] = field(default_factory=list)
+    # share of training maps shown with all their covariates unknown (and, independently, each
+    # covariate unknown in this share): one prior then also samples unconditioned, and
+    # classifier-free guidance (`brainvq sample --guidance G`) has its unconditioned path
+    condition_dropout: float = 0.1
     dcgan: DCGANConfig = field(default_factory=DCGANConfig)
     pixelcnn: PixelCNNConfig = field(default_factory=PixelCNNConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
@@ -393,6 +406,22 @@ class PriorConfig:
         _one_of(self, prefix, "levels", ("auto", "on", "off"))
         dropout = self.below_dropout
         _need(0 <= dropout < 1, f"{prefix}.below_dropout", dropout, "must be in [0, 1)")
+        dropout = self.condition_dropout
+        _need(0 <= dropout < 1, f"{prefix}.condition_dropout", dropout, "must be in [0, 1)")
+        for name in self.conditions:
+            _need(
+                bool(re.fullmatch(r"[a-z0-9_]+", name)) and name not in ("level", "below"),
+                f"{prefix}.conditions",
+                self.conditions,
+                "name covariates in lower case (a table column as brainvq names it, e.g. "
+                "'cdr', or 'ventricle_fraction'); the axial level is prior.levels",
+            )
+        _need(
+            len(set(self.conditions)) == len(self.conditions),
+            f"{prefix}.conditions",
+            self.conditions,
+            "names a covariate twice",
+        )
         _positive(self, prefix, "max_epochs")
         _non_negative(
             self, prefix, "batch_size", "max_steps", "max_minutes", "temperature", "top_k"
@@ -782,4 +811,10 @@ def _convert(default: Any, value: Any, name: str) -> Any:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ConfigError(f"{name} = {value!r} must be a string")
         value = str(value)
+    elif kind is list:  # a list of names: ["cdr", "age"], or "cdr,age" on the command line
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f'{name} = {value!r} must be a list of names, e.g. ["cdr"]')
+        value = list(value)
     return value

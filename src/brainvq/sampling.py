@@ -1,12 +1,14 @@
 """Draw new slices: prior -> code maps -> VQ-VAE decoder (or the decoder tuned to that prior),
 with PNG and grid output; at chosen axial levels, or as whole stacks written as NIfTI volumes
-(a level-conditioned prior, brainvq.priors.base)."""
+(a level-conditioned prior, brainvq.priors.base), or with chosen covariates (a prior trained
+with prior.conditions; docs/conditions.md)."""
 
 from __future__ import annotations
 
 import io
 import math
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +17,13 @@ from PIL import Image
 
 from brainvq.codes import encode_images
 from brainvq.data import read_named_slices
+from brainvq.data.anatomy import ANATOMY, anatomy
 from brainvq.data.volumes import write_volume
 from brainvq.errors import RunError
 from brainvq.io import atomic_write_bytes
 from brainvq.priors import load_prior, pick_kind
 from brainvq.priors.base import STACK_HIDE_BELOW
+from brainvq.priors.covariates import encode, outside_range, parse_conditions
 from brainvq.priors.tuned_decoder import tuned_vqvae
 from brainvq.runs import Run, load_run
 
@@ -58,6 +62,8 @@ def sample_images(
     top_k: int | None = None,
     progress: bool = False,
     levels=None,
+    covariates: dict | None = None,
+    guidance: float = 1.0,
 ) -> dict:
     """n samples: code maps (n, h, w) int64, images (n, S, S) float in [0, 1], samples/second,
     the seed, the temperature / top_k used (by default those in the prior's own config), which decoder
@@ -67,7 +73,8 @@ def sample_images(
     caches, and fresh memory for large ones costs page faults); the images are the same up to
     float rounding (2e-7 on one thread, bit-equal on two). "levels" (n,): each sample's relative
     level, ``levels`` (one for all, or (n,)) or, for a level-conditioned prior given none, drawn
-    as in its training data; NaN for a prior without levels.
+    as in its training data; NaN for a prior without levels. ``covariates``, ``guidance``: the
+    covariates asked for and the guidance scale (Prior.sample).
     """
     lv = prior.draw_levels(n, seed) if levels is None else torch.as_tensor(levels).float()
     lv = lv.expand(n).clone() if lv.numel() == 1 else lv
@@ -75,6 +82,8 @@ def sample_images(
 
     def draw(t, k):
         cond = {} if given is None else {"levels": given}  # the dcgan takes no level
+        if covariates:
+            cond |= {"covariates": covariates, "guidance": guidance}
         return prior.sample(n, seed=seed, temperature=t, top_k=k, progress=progress, **cond)
 
     out = _drawn(run, prior, draw, n, batch_size, temperature, top_k)
@@ -155,6 +164,8 @@ def sample_run(
     level: float | None = None,
     volumes: int = 0,
     slices: int | None = None,
+    condition: list[str] | None = None,
+    guidance: float = 1.0,
 ) -> dict:
     """What `brainvq sample` does: n slices from the run's prior written as PNGs and a grid.
 
@@ -173,10 +184,16 @@ def sample_run(
         volumes, slices: instead of n slices, ``volumes`` whole stacks of ``slices`` slices
             (default: as many as the training brains have), each written as
             volume_NNN.nii.gz, volume_NNN_montage.png and volume_NNN_sagittal.png.
+        condition: ["NAME=VALUE", ...]: draw slices with these covariates (a prior trained with
+            prior.conditions; the others unknown), e.g. ["cdr=1", "ventricle_fraction=0.06"].
+        guidance: with ``condition``, the classifier-free guidance scale (1 = the conditioned
+            prior as trained, 0 = unconditioned, > 1 follows the conditions more strongly).
 
     Returns the sample_images / vary_images / sample_volumes dict plus "kind", "out", "grid"
     and, with ``like``, "files", "pairs" (each slice above its variation) and "changed" (share
-    of codes changed); with ``volumes``, "volumes", "montages" and "reslices" (paths)."""
+    of codes changed); with ``volumes``, "volumes", "montages" and "reslices" (paths); with
+    ``condition``, "conditions" (asked, {name: value text}), "guidance" and "measured" ({name:
+    (n,)}: the anatomy covariates asked for, measured on each sample, brainvq.data.anatomy)."""
     if n < 1:
         raise RunError(f"-n {n}: ask for at least one sample")
     if redraw is not None and not like:
@@ -187,6 +204,13 @@ def sample_run(
         raise RunError("--slices: only with --volumes N (the stacks to draw)")
     if volumes < 0 or (slices is not None and slices < 2):
         raise RunError(f"--volumes {volumes} --slices {slices}: ask for >= 1 stacks of >= 2 slices")
+    asked = parse_conditions(condition)
+    if asked and (like or volumes):
+        raise RunError("--condition: for slices drawn anew, not with --like or --volumes")
+    if guidance != 1 and not asked:
+        raise RunError("--guidance: only with --condition NAME=VALUE (what to follow)")
+    if not guidance >= 0:
+        raise RunError(f"--guidance {guidance:g}: must be >= 0 (1 = as trained, 0 = unconditioned)")
     if level is not None and not 0 <= level <= 1:
         raise RunError(f"--level {level:g}: must be in [0, 1] (0 = lowest kept slice, 1 = highest)")
     run = load_run(run_path)
@@ -198,8 +222,18 @@ def sample_run(
         drawn.update(kind=kind, out=folder, **write_volumes(drawn["images"], folder))
         return drawn
     if not like:
-        drawn = sample_images(run, prior, n, seed, 64, temperature, top_k, progress, level)
+        if asked:  # checked against the prior's conditions before any drawing
+            encode(prior.covariates, asked, 1, prior.source)
+            for line in outside_range(prior.covariates, asked):
+                warnings.warn(line, stacklevel=2)
+        drawn = sample_images(
+            run, prior, n, seed, 64, temperature, top_k, progress, level, asked, guidance
+        )
         drawn.update(kind=kind, out=folder, grid=write_samples(drawn["images"], folder))
+        if asked:
+            measured = anatomy(drawn["images"]) if set(asked) & set(ANATOMY) else {}
+            drawn["measured"] = {k: v for k, v in measured.items() if k in asked}
+            drawn.update(conditions=asked, guidance=guidance)
         return drawn
     share = 0.5 if redraw is None else redraw
     files, images = read_named_slices(like, run.config.data.image_size)
@@ -237,6 +271,13 @@ def describe_samples(drawn: dict) -> str:
     if not np.isnan(lv).all():
         same = np.ptp(lv) == 0
         tuned += f", level {lv[0]:.2f}" if same else ", levels as in training"
+    if drawn.get("conditions"):
+        tuned += ", " + ", ".join(f"{k}={v}" for k, v in drawn["conditions"].items())
+        tuned += f" (guidance {drawn['guidance']:g})" if drawn["guidance"] != 1 else ""
+        tuned += "".join(
+            f"; measured {k} {np.mean(v):.3g} +- {np.std(v):.2g}"
+            for k, v in drawn.get("measured", {}).items()
+        )
     return (
         f"{len(drawn['images'])} {drawn['kind']} samples in {drawn['seconds']:.2f}s "
         f"({drawn['samples_per_second']:.1f}/s{tuned}) -> {drawn['out']}/sample_*.png, "

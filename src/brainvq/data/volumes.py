@@ -15,7 +15,9 @@ zeros or centre-cropped to size x size; it is never resized.
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 import json
 import re
 from pathlib import Path
@@ -245,8 +247,45 @@ def prepare_oasis1(
         if d.is_dir() and not any(d.iterdir()):
             d.rmdir()
 
+    table = copy_oasis1_table(Path(discs_dir).expanduser(), out, {s: assignment[s] for s in SPLITS})
+    if table:
+        summary["subjects_table"] = table
     atomic_write_text(out / "prepare_summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def copy_oasis1_table(discs_dir: Path, out: Path, assignment: dict[str, list[str]]) -> dict | None:
+    """OASIS-1's own table (oasis_cross-sectional.csv, found under discs_dir) as out/subjects.csv:
+    a `subject` column with the names the slices were written under (case_N for OAS1_000N_MR1),
+    then the original columns as they come, one row per sliced session (others left out).
+    Returns {"from", "to", "rows", "of"} or None where discs_dir holds no such table."""
+    found = sorted(
+        p
+        for p in discs_dir.rglob("*.csv")
+        if "cross" in p.name.lower() and "oasis" in p.name.lower()
+    )
+    if not found:
+        return None
+    sliced = {subj for subjects in assignment.values() for subj in subjects}
+    try:
+        rows = list(csv.reader(io.StringIO(found[0].read_bytes().decode("utf-8-sig"))))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(
+            f"{found[0]}: not a readable CSV ({_one_line(e)}); remove or fix it"
+        ) from None
+    header = [h.strip() for h in rows[0]] if rows else []
+    if "ID" not in header:
+        raise DataError(f"{found[0]}: no ID column; give OASIS-1's oasis_cross-sectional.csv")
+    key = header.index("ID")
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["subject", *header])
+    kept = [r for r in rows[1:] if len(r) == len(header) and r[key].strip() in sliced]
+    for r in kept:
+        w.writerow([f"case_{int(_OASIS1_RE.match(r[key].strip()).group(1))}", *r])
+    atomic_write_text(out / "subjects.csv", buf.getvalue())
+    return {"from": str(found[0]), "to": str(out / "subjects.csv"), "rows": len(kept),
+            "of": len(rows) - 1}  # fmt: skip
 
 
 def describe(summary: dict, out: str | Path) -> str:
@@ -254,8 +293,16 @@ def describe(summary: dict, out: str | Path) -> str:
     lines = [
         f"{split:<9} {len(info['subjects']):>4} subjects {info['slices']:>6} slices"
         for split, info in summary.items()
+        if split in SPLITS
     ]
-    lines.append(f"-> {out}/keras_png_slices_{{train,validate,test}} and prepare_summary.json")
+    table = summary.get("subjects_table")
+    if table:
+        lines.append(
+            f"subjects.csv: {table['rows']} of the {table['of']} rows of {table['from']} (the "
+            "sliced sessions), with a subject column naming their slices"
+        )
+    also = " and subjects.csv" if table else ""
+    lines.append(f"-> {out}/keras_png_slices_{{train,validate,test}}, prepare_summary.json{also}")
     return "\n".join(lines)
 
 

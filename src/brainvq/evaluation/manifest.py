@@ -58,12 +58,29 @@ def nearest_scores(run: Run, images: np.ndarray, data: str | None = None) -> dic
     }
 
 
+def condition_columns(drawn: dict) -> tuple[list[str], list[list]]:
+    """The manifest's columns of a conditioned draw (none otherwise): ``guidance``, then
+    ``asked_NAME`` per covariate asked for and ``measured_NAME`` per anatomy covariate measured
+    on the samples; and their values per sample."""
+    asked = drawn.get("conditions") or {}
+    if not asked:
+        return [], []
+    n = len(drawn["images"])
+    names = ["guidance", *(f"asked_{k}" for k in asked)]
+    values = [[drawn["guidance"]] * n, *([v] * n for v in asked.values())]
+    for k, v in drawn.get("measured", {}).items():
+        names.append(f"measured_{k}")
+        values.append([f"{x:.4f}" for x in v])
+    return names, values
+
+
 def write_manifest(folder: Path, drawn: dict, scores: dict | None, prefix: str = "sample") -> Path:
     """folder/manifest.csv for the samples of sample_run (``drawn``) written as PREFIX_NNNN.png,
     with the nearest_scores of their images (or None: those columns left empty)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(COLUMNS)
+    extra, values = condition_columns(drawn)
+    w.writerow([*COLUMNS, *extra])
     for i in range(len(drawn["images"])):
         row = [f"{prefix}_{i:04d}.png", drawn["kind"], drawn["seed"], drawn["temperature"]]
         if scores is None:
@@ -72,7 +89,7 @@ def write_manifest(folder: Path, drawn: dict, scores: dict | None, prefix: str =
             level = scores["level"][i]
             row += ["" if level is None else level, f"{scores['nn_ssim'][i]:.4f}"]
             row.append(int(scores["copy"][i]))
-        w.writerow(row)
+        w.writerow(row + [v[i] for v in values])
     path = Path(folder) / MANIFEST
     atomic_write_text(path, buf.getvalue())
     return path

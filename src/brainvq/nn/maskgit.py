@@ -47,10 +47,12 @@ class MaskedCodeTransformer(CodeTransformer):
         dropout: float = 0.0,
         levels: bool = False,
         below: bool = False,
+        covariates: tuple[int, ...] = (),
     ) -> None:
         super().__init__(
-            codebook_size, length, dim, layers, heads, kv_heads, 0, dropout, False, levels, below
-        )
+            codebook_size, length, dim, layers, heads, kv_heads, 0, dropout, False, levels, below,
+            covariates,
+        )  # fmt: skip
         self.mask_token = codebook_size
 
     def _inputs(self, flat: torch.Tensor) -> torch.Tensor:
@@ -117,6 +119,8 @@ class MaskedCodeTransformer(CodeTransformer):
         chunk: int = 4,
         levels: torch.Tensor | None = None,
         below: torch.Tensor | None = None,
+        covariates: torch.Tensor | None = None,
+        guidance: float = 1.0,
     ) -> torch.Tensor:
         """n code maps of ``size`` in ``steps`` parallel steps.
 
@@ -131,13 +135,15 @@ class MaskedCodeTransformer(CodeTransformer):
         step's logits, the same for every map, are computed once. None of this changes the
         maps: the draws take the generator's numbers in the same order as one pass over all n
         maps would, and each logit is computed the same way. ``levels``,
-        ``below``: the conditions (brainvq.nn.transformer.CodeTransformer.condition); with
-        conditions the first step's logits differ per map and are not shared."""
+        ``below``, ``covariates``: the conditions (brainvq.nn.transformer.CodeTransformer
+        .condition; the covariates followed with classifier-free guidance at scale ``guidance``,
+        CodeTransformer.guide); with conditions the first step's logits differ per map and are
+        not shared."""
         h, w = size
         self._check_size(h, w)
         t = h * w
         dev = self.pos.device
-        extra = self.condition(n, levels, below)
+        guide = self.guide(n, levels, below, covariates, guidance)
         if start is None:
             tokens = torch.full((n, t), self.mask_token, dtype=torch.long, device=dev)
         else:
@@ -148,7 +154,7 @@ class MaskedCodeTransformer(CodeTransformer):
             raise ValueError("start maps must each hide the same number of codes")
         # progress r at which the cosine schedule has n_hidden / t still hidden
         first = int(math.floor(steps * 2 / math.pi * math.acos(min(1.0, n_hidden / t))))
-        all_hidden = n_hidden == t and extra is None  # conditioned maps differ from the start
+        all_hidden = n_hidden == t and guide.cond is None  # conditioned maps differ at once
         for s in range(min(first, steps - 1) if n_hidden else steps, steps):
             # every map has n_hidden codes hidden; rows: where, in raster order
             rows = (tokens == self.mask_token).nonzero()[:, 1].view(n, n_hidden)
@@ -160,8 +166,8 @@ class MaskedCodeTransformer(CodeTransformer):
                 if shared is not None:  # all hidden: every map's logits are the first one's
                     logits = shared.expand(m, -1, -1).reshape(m * n_hidden, -1)
                 else:
-                    part = None if extra is None else extra[c : c + m]
-                    logits = self._logits(tokens[c : c + m], 0, None, part, rows[c : c + m])
+                    part = guide.part(c, m)
+                    logits = self._guided(tokens[c : c + m], 0, None, part, rows[c : c + m])
                     logits = logits.reshape(m * n_hidden, -1)
                 codes = pick(logits)
                 logp = logits.float().log_softmax(-1).gather(1, codes[:, None])

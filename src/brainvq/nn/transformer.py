@@ -9,10 +9,11 @@ Sampling keeps every layer's keys and values (a KV cache), so each new token cos
 worth of work against the cache instead of a pass over the whole prefix. ``generate(...,
 cache=False)`` recomputes the prefix at each step; a test checks both give the same codes.
 
-Conditions (``levels=True``, ``below=True``), each a vector added to every input token:
-``LevelEmbedding`` of the slice's normalised axial level (0 lowest, 1 highest; NaN = unknown),
-and an embedding of the code at the same position of the map of the slice below (index K = no
-slice below). Maps of neighbouring slices are spatially aligned, so the code below is where the
+Conditions (``levels=True``, ``below=True``, ``covariates=kinds``), each a vector added to every
+input token: ``LevelEmbedding`` of the slice's normalised axial level (0 lowest, 1 highest; NaN =
+unknown), an embedding of the code at the same position of the map of the slice below (index K =
+no slice below), and the covariates' embedding (brainvq.nn.conditions.CovariateEmbedding), which
+sampling can follow with classifier-free guidance (``guidance``). Maps of neighbouring slices are spatially aligned, so the code below is where the
 code to draw most likely is; raster order is kept because the whole map below is known.
 """
 
@@ -24,6 +25,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from brainvq.nn.conditions import CovariateEmbedding, Guide
 
 
 def band_mask(t: int, window: int, start: int = 0, device=None) -> torch.Tensor:
@@ -176,6 +179,7 @@ class CodeTransformer(nn.Module):
         causal: bool = True,
         levels: bool = False,
         below: bool = False,
+        covariates: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
         self.codebook_size = codebook_size
@@ -185,6 +189,7 @@ class CodeTransformer(nn.Module):
         # conditions (see the module docstring); index K of `below_tok`: no slice below
         self.level = LevelEmbedding(dim) if levels else None
         self.below_tok = nn.Embedding(codebook_size + 1, dim) if below else None
+        self.cov = CovariateEmbedding(dim, covariates) if covariates else None
         self.pos = nn.Parameter(torch.zeros(1, length, dim))
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
@@ -200,15 +205,21 @@ class CodeTransformer(nn.Module):
                     nn.init.zeros_(m.bias)
 
     def condition(
-        self, n: int, levels: torch.Tensor | None = None, below: torch.Tensor | None = None
+        self,
+        n: int,
+        levels: torch.Tensor | None = None,
+        below: torch.Tensor | None = None,
+        covariates: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
         """What the conditions add to the inputs of n maps: (n, 1 or length, dim), or None.
 
         ``levels`` (n,) float (NaN = unknown); ``below`` (n, h, w) codes of the slice below (K =
-        none). A condition the model has but is not given counts as unknown / none; one it lacks
-        is a ValueError."""
-        if (levels is not None and self.level is None) or (
-            below is not None and self.below_tok is None
+        none); ``covariates`` (n, C) float (CovariateEmbedding; NaN = unknown). A condition the
+        model has but is not given counts as unknown / none; one it lacks is a ValueError."""
+        if (
+            (levels is not None and self.level is None)
+            or (below is not None and self.below_tok is None)
+            or (covariates is not None and self.cov is None)
         ):
             raise ValueError("this model was built without that condition")
         dev = self.pos.device
@@ -221,7 +232,41 @@ class CodeTransformer(nn.Module):
                 below = torch.full((n, self.length), self.codebook_size, dtype=torch.long)
             b = self.below_tok(below.reshape(n, self.length).to(dev).long())
             extra = b if extra is None else extra + b
+        if self.cov is not None:
+            if covariates is None:
+                covariates = torch.full((n, len(self.cov.kinds)), math.nan)
+            c = self.cov(covariates.reshape(n, -1).to(dev))[:, None]
+            extra = c if extra is None else extra + c
         return extra
+
+    def guide(
+        self, n: int, levels=None, below=None, covariates=None, guidance: float = 1.0
+    ) -> Guide:
+        """The conditions of n maps to sample (``condition``), with classifier-free guidance at
+        scale ``guidance`` where covariates are given: 1 the conditioned path alone, 0 the
+        unconditioned one (covariates unknown) alone, else both (brainvq.nn.conditions)."""
+        if covariates is None or guidance == 1:
+            return Guide(self.condition(n, levels, below, covariates))
+        uncond = self.condition(n, levels, below)
+        if guidance == 0:
+            return Guide(uncond)
+        return Guide(self.condition(n, levels, below, covariates), uncond, float(guidance))
+
+    def _guided(
+        self,
+        tokens: torch.Tensor,
+        start: int,
+        caches: list | None,
+        guide: Guide,
+        rows: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``_logits`` under a Guide: one pass, or the conditioned and the unconditioned pass
+        as one batch (caches then hold twice the maps) mixed by the guidance scale."""
+        if not guide.guided:
+            return self._logits(tokens, start, caches, guide.cond, rows)
+        rows2 = None if rows is None else torch.cat([rows, rows])
+        both = self._logits(torch.cat([tokens, tokens]), start, caches, guide.both(), rows2)
+        return guide.mix(both)
 
     def _logits(
         self,
@@ -267,13 +312,13 @@ class CodeTransformer(nn.Module):
         return torch.cat([bos, flat[:, :-1]], dim=1)
 
     def forward(
-        self, codes: torch.Tensor, levels: torch.Tensor | None = None, below=None
+        self, codes: torch.Tensor, levels: torch.Tensor | None = None, below=None, covariates=None
     ) -> torch.Tensor:
         """Codes (B, h, w) int64 -> logits (B, K, h, w); position t sees only codes < t (and the
         conditions, see ``condition``)."""
         b, h, w = codes.shape
         self._check_size(h, w)
-        extra = self.condition(b, levels, below)
+        extra = self.condition(b, levels, below, covariates)
         logits = self._logits(self._inputs(codes.reshape(b, -1)), 0, None, extra)
         return logits.transpose(1, 2).reshape(b, self.codebook_size, h, w)
 
@@ -287,20 +332,23 @@ class CodeTransformer(nn.Module):
         progress: Callable[[int], None] | None = None,
         levels: torch.Tensor | None = None,
         below: torch.Tensor | None = None,
+        covariates: torch.Tensor | None = None,
+        guidance: float = 1.0,
     ) -> torch.Tensor:
         """n code maps of ``size`` in raster order; ``pick(logits (n, K)) -> codes (n,)``;
-        ``levels``, ``below``: the conditions (see ``condition``)."""
+        ``levels``, ``below``, ``covariates``: the conditions (see ``condition``), the
+        covariates followed with classifier-free guidance at scale ``guidance`` (``guide``)."""
         h, w = size
         self._check_size(h, w)
         dev = self.pos.device
-        extra = self.condition(n, levels, below)
+        guide = self.guide(n, levels, below, covariates, guidance)
         out = torch.full((n, self.length + 1), self.codebook_size, dtype=torch.long, device=dev)
-        caches = self._caches(n) if cache else None
+        caches = self._caches(2 * n if guide.guided else n) if cache else None
         for t in range(self.length):
             if cache:
-                logits = self._logits(out[:, t : t + 1], t, caches, extra)[:, -1]
+                logits = self._guided(out[:, t : t + 1], t, caches, guide)[:, -1]
             else:
-                logits = self._logits(out[:, : t + 1], 0, None, extra)[:, -1]
+                logits = self._guided(out[:, : t + 1], 0, None, guide)[:, -1]
             out[:, t + 1] = pick(logits)
             if progress is not None and (t + 1) % w == 0:
                 progress(w)

@@ -18,6 +18,11 @@ Every prior is a ``Prior``:
   of the slice below). ``sample(n, ..., levels=...)`` draws slices at given levels (by default
   levels drawn as in the training data, ``draw_levels``); ``sample_stack(volumes, slices)``
   draws whole stacks, each slice given its level and the map of the slice below.
+- Covariates (maskgit and transformer trained with ``prior.conditions``; specs in
+  ``covariates``, brainvq.priors.covariates, kept in the file's metadata):
+  ``sample(n, covariates={"cdr": 1}, guidance=2.0)`` draws maps with those covariates (the others
+  unknown), following them with classifier-free guidance (brainvq.nn.conditions): 1 the plain
+  conditioned prior, 0 exactly the unconditioned one.
 - Fitting is ``brainvq.training.prior.train_prior`` (``brainvq train-prior --kind KIND``).
 
 The kinds, one module each here (the wrapper), its network in brainvq.nn and its settings in
@@ -42,7 +47,7 @@ import contextlib
 import json
 import math
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -53,8 +58,12 @@ from torch import nn
 from brainvq.config import Config
 from brainvq.errors import RunError
 from brainvq.nn.maskgit import hidden_count
+from brainvq.priors.covariates import encode, names
+from brainvq.priors.picking import categorical_picker, gumbel_argmax, shape_logits
 from brainvq.progress import Progress
 from brainvq.runs import atomic_save_safetensors
+
+__all__ = ["AutoregressivePrior", "Prior", "categorical_picker", "gumbel_argmax", "shape_logits"]
 
 
 @contextlib.contextmanager
@@ -66,51 +75,6 @@ def eval_mode(module: nn.Module, training: bool = False) -> Iterator[nn.Module]:
         yield module
     finally:
         module.train(was_training)
-
-
-def shape_logits(logits: torch.Tensor, temperature: float, top_k: int, dim: int = -1):
-    """Logits divided by the temperature, with all but the top_k largest set to -inf (0 = all)."""
-    if temperature <= 0:
-        raise ValueError(f"temperature {temperature}: must be > 0")
-    logits = logits.float() / temperature
-    if 0 < top_k < logits.shape[dim]:
-        kth = logits.topk(top_k, dim=dim).values.narrow(dim, top_k - 1, 1)
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    return logits
-
-
-def gumbel_argmax(
-    logits: torch.Tensor, temperature: float, top_k: int, generator: torch.Generator, dim: int = 1
-) -> torch.Tensor:
-    """One categorical draw per position along ``dim`` (the Gumbel-max trick): the argmax of the
-    shaped logits (shape_logits) plus Gumbel noise from one uniform number per logit, drawn from
-    ``generator`` (CPU) in the logits' order. Works in place: ``logits`` (float) is consumed."""
-    u = torch.rand(logits.shape, generator=generator).clamp_(1e-9, 1 - 1e-9)
-    gumbel = u.log_().neg_().log_().to(logits.device)  # log(-log u): the Gumbel noise, negated
-    if 0 < top_k < logits.shape[dim]:
-        logits = shape_logits(logits, temperature, top_k, dim=dim)
-    else:  # shape_logits without its copy
-        if temperature <= 0:
-            raise ValueError(f"temperature {temperature}: must be > 0")
-        logits = logits.float().div_(temperature)
-    return logits.sub_(gumbel).argmax(dim=dim)
-
-
-def categorical_picker(
-    temperature: float, top_k: int, generator: torch.Generator
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """pick(logits (B, K)) -> codes (B,): one seeded categorical draw per row.
-
-    Inverse-CDF sampling: one uniform number per row from ``generator`` (a CPU generator, so a seed
-    gives the same codes on any device), compared with the running sum of the probabilities.
-    """
-
-    def pick(logits: torch.Tensor) -> torch.Tensor:
-        cdf = shape_logits(logits, temperature, top_k).softmax(-1).cumsum(-1)
-        u = torch.rand(len(cdf), 1, generator=generator).to(cdf.device) * cdf[:, -1:]
-        return torch.searchsorted(cdf, u).squeeze(1).clamp_max(cdf.shape[1] - 1)
-
-    return pick
 
 
 CONDITIONS = ("level", "below")  # what a prior can be conditioned on (see the module docstring)
@@ -135,7 +99,9 @@ class Prior(nn.Module):
     # default (temperature, top_k) of brainvq.sampling: set from the config a prior was saved with
     sampling: tuple[float, int] = (1.0, 0)
 
-    def __init__(self, codebook: torch.Tensor, code_size: int, conditions=()) -> None:
+    def __init__(
+        self, codebook: torch.Tensor, code_size: int, conditions=(), covariates=()
+    ) -> None:
         super().__init__()
         self.register_buffer("codebook", codebook.detach().clone().float())
         self.code_size = code_size
@@ -146,6 +112,12 @@ class Prior(nn.Module):
                 "use a maskgit or transformer prior, or prior.levels off"
             )
         self.conditions = tuple(c for c in CONDITIONS if c in conditions)
+        if covariates and not self.can_condition:
+            raise RunError(
+                f"a {self.kind} prior cannot be conditioned on {names(covariates)}; use a "
+                "maskgit or transformer prior, or prior.conditions []"
+            )
+        self.covariates: list[dict] = [dict(c) for c in covariates]  # brainvq.priors.covariates
         # of the training data: "quantiles" (0th .. 100th percentile of its relative levels) and
         # "per_subject" (levels a subject has, the median): saved in the file's metadata
         self.level_info: dict = {}
@@ -208,6 +180,12 @@ class Prior(nn.Module):
             raise RunError(f"level {float(lv[(lv < 0) | (lv > 1)][0]):g}: must be in [0, 1]")
         return lv
 
+    def _covariates(self, covariates: dict | None, n: int) -> torch.Tensor | None:
+        """Asked covariates ({name: value or (n,) values}) as the network's (n, C) inputs."""
+        if not covariates:
+            return None
+        return encode(self.covariates, covariates, n, self.source or f"this {self.kind} prior")
+
     def _batched(
         self,
         n: int,
@@ -243,16 +221,25 @@ class Prior(nn.Module):
         batch_size: int = 100,
         progress: bool = False,
         levels=None,
+        covariates: dict | None = None,
+        guidance: float = 1.0,
     ) -> torch.LongTensor:
         """n new code maps (n, h, w) int64 in [0, K); the same seed gives the same maps.
         ``levels`` (a level in [0, 1] for all, or (n,)): draw slices at those levels (a
-        level-conditioned prior; see draw_levels for levels drawn as in the training data)."""
+        level-conditioned prior; see draw_levels for levels drawn as in the training data).
+        ``covariates`` ({name: value for all, or (n,) values}; the prior's others unknown) and
+        ``guidance`` (>= 0): draw maps with those covariates (see the module docstring)."""
         if n < 1:
             raise ValueError(f"n = {n}: ask for at least one sample")
+        if guidance < 0:
+            raise ValueError(f"guidance {guidance}: must be >= 0")
         lv = self._levels(levels, n)
+        cov = self._covariates(covariates, n)
 
         def draw(s, b, pick, gen, done):
             cond = {} if lv is None else {"levels": lv[s : s + b]}
+            if cov is not None:
+                cond |= {"covariates": cov[s : s + b], "guidance": guidance}
             return self._draw(b, pick, gen, done, **cond)
 
         return self._batched(n, seed, temperature, top_k, batch_size, progress, draw)
@@ -382,6 +369,8 @@ class Prior(nn.Module):
         if self.conditions:
             meta["conditions"] = ",".join(self.conditions)
             meta["levels"] = json.dumps(self.level_info)
+        if self.covariates:
+            meta["covariates"] = json.dumps(self.covariates)
         atomic_save_safetensors(self.state_dict(), Path(path), meta)
 
 
@@ -391,12 +380,14 @@ class AutoregressivePrior(Prior):
 
     has_likelihood = True
 
-    def __init__(self, net: nn.Module, codebook: torch.Tensor, code_size: int, conditions=()):
-        super().__init__(codebook, code_size, conditions)
+    def __init__(
+        self, net: nn.Module, codebook: torch.Tensor, code_size: int, conditions=(), covariates=()
+    ):
+        super().__init__(codebook, code_size, conditions, covariates)
         self.net = net
 
     def forward(self, codes: torch.Tensor, **cond) -> torch.Tensor:
-        """Codes (B, h, w) -> logits (B, K, h, w); ``cond``: levels, below (conditioned)."""
+        """Codes (B, h, w) -> logits (B, K, h, w); ``cond``: levels, below, covariates."""
         return self.net(codes, **cond)
 
     def loss(self, codes: torch.Tensor, **cond) -> torch.Tensor:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from brainvq.config import MaskGITConfig
 from brainvq.nn.maskgit import MaskedCodeTransformer
 from brainvq.priors.base import Prior
+from brainvq.priors.covariates import network_kinds
 from brainvq.priors.transformer import network_sizes
 
 
@@ -23,21 +24,27 @@ class MaskGITPrior(Prior):
     can_condition = True
 
     def __init__(
-        self, cfg: MaskGITConfig, codebook: torch.Tensor, code_size: int, conditions=()
+        self,
+        cfg: MaskGITConfig,
+        codebook: torch.Tensor,
+        code_size: int,
+        conditions=(),
+        covariates=(),
     ) -> None:
-        super().__init__(codebook, code_size, conditions)
+        super().__init__(codebook, code_size, conditions, covariates)
         self.net = MaskedCodeTransformer(
             codebook.shape[0],
             code_size * code_size,
             **network_sizes(cfg),
             levels="level" in self.conditions,
             below="below" in self.conditions,
+            covariates=network_kinds(self.covariates),
         )
         self.steps, self.noise = cfg.steps, cfg.noise
 
     def forward(self, tokens: torch.Tensor, **cond) -> torch.Tensor:
         """Tokens (B, h, w) in [0, K] (K = hidden) -> logits (B, K, h, w); ``cond``: levels,
-        below (a conditioned prior)."""
+        below, covariates (a conditioned prior)."""
         return self.net(tokens, **cond)
 
     def loss(self, codes: torch.Tensor, **cond) -> torch.Tensor:

@@ -30,18 +30,22 @@ PRIOR_CLASSES: dict[str, type[Prior]] = {
 assert set(PRIOR_CLASSES) == set(PRIOR_KINDS)
 
 
-def build_prior(pcfg: PriorConfig, codebook: torch.Tensor, code_size: int, conditions=()) -> Prior:
+def build_prior(
+    pcfg: PriorConfig, codebook: torch.Tensor, code_size: int, conditions=(), covariates=()
+) -> Prior:
     """A fresh prior of kind pcfg.kind (built from prior.<kind>) over the given codebook (K, D)
-    and code-map side; ``conditions``: of brainvq.priors.base.CONDITIONS (maskgit, transformer)."""
+    and code-map side; ``conditions``: of brainvq.priors.base.CONDITIONS, ``covariates``: specs
+    (brainvq.priors.covariates) (maskgit, transformer)."""
     cls = PRIOR_CLASSES[pcfg.kind]
-    if not conditions:
+    if not conditions and not covariates:
         return cls(pcfg.settings(), codebook, code_size)
     if not cls.can_condition:
+        what = ", ".join([*conditions, *(c["name"] for c in covariates)])
         raise RunError(
-            f"a {pcfg.kind} prior cannot be conditioned on {', '.join(conditions)}; use a "
-            "maskgit or transformer prior, or prior.levels off"
+            f"a {pcfg.kind} prior cannot be conditioned on {what}; use a maskgit or transformer "
+            "prior, or prior.levels off and prior.conditions []"
         )
-    return cls(pcfg.settings(), codebook, code_size, conditions)
+    return cls(pcfg.settings(), codebook, code_size, conditions, covariates)
 
 
 def prior_path(run: RunDir, kind: str = "dcgan") -> Path:
@@ -67,10 +71,12 @@ def load_prior_file(path: str | Path) -> Prior:
     # files written without conditions (all before levels existed) load unconditioned
     conditions = [c for c in meta.get("conditions", "").split(",") if c]
     try:
-        prior = build_prior(cfg.prior, state["codebook"], int(meta["code_size"]), conditions)
+        covariates = json.loads(meta.get("covariates", "[]"))  # none before prior.conditions
+        code_size = int(meta["code_size"])
+        prior = build_prior(cfg.prior, state["codebook"], code_size, conditions, covariates)
         prior.level_info = json.loads(meta.get("levels", "{}"))
         prior.source = str(path)
-    except (RunError, ValueError):
+    except (RunError, ValueError, KeyError, TypeError):
         raise RunError(
             f"{path}: unreadable conditions in its metadata; retrain with --fresh"
         ) from None

@@ -8,6 +8,7 @@ import torch
 from brainvq.config import TransformerConfig, TransformerSizes
 from brainvq.nn.transformer import CodeTransformer
 from brainvq.priors.base import AutoregressivePrior
+from brainvq.priors.covariates import network_kinds
 
 
 def network_sizes(cfg: TransformerSizes) -> dict:
@@ -28,7 +29,12 @@ class TransformerPrior(AutoregressivePrior):
     can_condition = True
 
     def __init__(
-        self, cfg: TransformerConfig, codebook: torch.Tensor, code_size: int, conditions=()
+        self,
+        cfg: TransformerConfig,
+        codebook: torch.Tensor,
+        code_size: int,
+        conditions=(),
+        covariates=(),
     ) -> None:
         net = CodeTransformer(
             codebook.shape[0],
@@ -37,8 +43,9 @@ class TransformerPrior(AutoregressivePrior):
             **network_sizes(cfg),
             levels="level" in conditions,
             below="below" in conditions,
+            covariates=network_kinds(covariates),
         )
-        super().__init__(net, codebook, code_size, conditions)
+        super().__init__(net, codebook, code_size, conditions, covariates)
 
     def _draw(self, n: int, pick, generator, progress, **cond) -> torch.Tensor:
         size = (self.code_size, self.code_size)

@@ -14,7 +14,10 @@ slices below; brainvq.training.loaders.LevelledCodes). In training LEVEL_DROPOUT
 shown with the level unknown (so the prior also scores maps whose level is not known) and
 ``prior.below_dropout`` without the slice below (what single slices and a stack's lowest slice
 are drawn from); in validation every other map goes without the slice below, the same ones each
-epoch.
+epoch. A prior conditioned on covariates (``prior.conditions``) gets them last in each batch;
+in training ``prior.condition_dropout`` of the maps are shown with all of them unknown (the
+unconditioned path that classifier-free guidance needs) and, independently, each covariate is
+unknown in that share of the maps (so any subset can be asked for); validation shows them all.
 """
 
 from __future__ import annotations
@@ -41,10 +44,11 @@ class CodePredictionModule(L.LightningModule):
         code_size: int,
         conditions: tuple = (),
         level_info: dict | None = None,
+        covariates: list[dict] | tuple = (),
     ) -> None:
         super().__init__()
         self.cfg = cfg
-        self.prior: Prior = build_prior(cfg.prior, codebook, code_size, conditions)
+        self.prior: Prior = build_prior(cfg.prior, codebook, code_size, conditions, covariates)
         self.prior.level_info = dict(level_info or {})
         self.best_val = math.inf
         self.best_state: dict | None = None
@@ -53,11 +57,13 @@ class CodePredictionModule(L.LightningModule):
         """(codes, conditions as keyword arguments of the prior's loss), with the dropouts."""
         if not isinstance(batch, (list, tuple)):
             return batch, {}
-        if len(batch) == 1 or not self.prior.conditions:
-            return batch[0], {}
-        codes, levels, below = batch
-        n = len(codes)
         cond = {}
+        if len(batch) == 4 and self.prior.covariates:
+            cond["covariates"] = self._drop_covariates(batch[3], training)
+        if len(batch) == 1 or not self.prior.conditions:
+            return batch[0], cond
+        codes, levels, below = batch[:3]
+        n = len(codes)
         if "level" in self.prior.conditions:
             if training:
                 levels = levels.masked_fill(
@@ -71,6 +77,16 @@ class CodePredictionModule(L.LightningModule):
                 drop = torch.arange(n, device=codes.device) % 2 == 0
             cond["below"] = below.masked_fill(drop[:, None, None], self.prior.codebook_size)
         return codes, cond
+
+    def _drop_covariates(self, cov: torch.Tensor, training: bool) -> torch.Tensor:
+        """Covariates (B, C) with prior.condition_dropout of the maps' all unknown and, apart
+        from those, each unknown in that share (training only)."""
+        p = self.cfg.prior.condition_dropout
+        if not training or p <= 0:
+            return cov
+        every = torch.rand(len(cov), 1, device=cov.device) < p
+        each = torch.rand(cov.shape, device=cov.device) < p
+        return cov.masked_fill(every | each, math.nan)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         codes, cond = self._unpack(batch, training=True)

@@ -58,19 +58,30 @@ def slice_loader(
 class LevelledCodes(torch.utils.data.Dataset):
     """Code maps with their conditions: item i is (codes[i], level[i], the map of the slice
     below or K everywhere where there is none), gathered per item so no second copy of the maps
-    is kept. ``below`` (N,) holds each map's index of the slice below, or -1."""
+    is kept. ``below`` (N,) holds each map's index of the slice below, or -1. With
+    ``covariates`` (N, C) (the network's inputs, brainvq.priors.covariates), item i ends with
+    covariates[i] too."""
 
     def __init__(
-        self, codes: torch.Tensor, levels: np.ndarray, below: np.ndarray, codebook_size: int
+        self,
+        codes: torch.Tensor,
+        levels: np.ndarray,
+        below: np.ndarray,
+        codebook_size: int,
+        covariates: np.ndarray | None = None,
     ) -> None:
         self.codes = codes
         self.levels = torch.as_tensor(np.asarray(levels, dtype=np.float32))
         self.below = torch.as_tensor(np.asarray(below, dtype=np.int64))
         self.none = torch.full(codes.shape[1:], codebook_size, dtype=codes.dtype)
+        self.covariates = None
+        if covariates is not None:
+            self.covariates = torch.as_tensor(np.asarray(covariates, dtype=np.float32))
 
     def __len__(self) -> int:
         return len(self.codes)
 
     def __getitem__(self, i: int):
         j = int(self.below[i])
-        return self.codes[i], self.levels[i], self.codes[j] if j >= 0 else self.none
+        item = (self.codes[i], self.levels[i], self.codes[j] if j >= 0 else self.none)
+        return item if self.covariates is None else (*item, self.covariates[i])

@@ -21,6 +21,7 @@ from brainvq.priors import PRIOR_CLASSES, load_prior_file, prior_path
 from brainvq.runs import Run, load_run
 from brainvq.training.budget import Budget, can_continue, read_finished, stop_text
 from brainvq.training.code_prior import CodePredictionModule
+from brainvq.training.covariates import check_same_covariates, covariate_conditions
 from brainvq.training.dcgan import DCGANModule
 from brainvq.training.loaders import LevelledCodes
 from brainvq.training.trainer import (
@@ -116,23 +117,31 @@ def level_conditions(run: Run, cfg: Config, kind: str, data: str) -> dict:
     }
 
 
-def _code_data(codes: torch.Tensor, split: str, cond: dict, codebook_size: int):
-    """The dataset of a split: its maps, with their levels and slices below where conditioned."""
-    if not cond["conditions"]:
+def _code_data(codes: torch.Tensor, split: str, cond: dict, covs: dict, codebook_size: int):
+    """The dataset of a split: its maps, with their levels and slices below where conditioned
+    on levels, and their covariates where on covariates."""
+    values = covs["values"].get(split) if covs["specs"] else None
+    if not cond["conditions"] and values is None:
         return TensorDataset(codes)
-    if len(cond["levels"][split]) != len(codes):
+    n = len(cond["levels"][split]) if cond["conditions"] else len(values)
+    if n != len(codes):
         raise RunError(
-            f"the {split} split has {len(cond['levels'][split])} slices but {len(codes)} code "
-            "maps; re-encode them with `brainvq train-prior --fresh`"
+            f"the {split} split has {n} slices but {len(codes)} code maps; re-encode them with "
+            "`brainvq train-prior --fresh`"
         )
-    return LevelledCodes(codes, cond["levels"][split], cond["below"][split], codebook_size)
+    if cond["conditions"]:
+        levels, below = cond["levels"][split], cond["below"][split]
+    else:
+        levels, below = np.full(n, np.nan, np.float32), np.full(n, -1, np.int64)
+    return LevelledCodes(codes, levels, below, codebook_size, values)
 
 
 def _check_resumable(ckpt, module: CodePredictionModule) -> None:
     """Refuse a checkpoint of a prior with other conditions (e.g. made before levels)."""
     state = torch.load(ckpt, map_location="cpu", weights_only=True).get("state_dict", {})
     if set(state) != set(module.state_dict()):
-        what = ", ".join(module.prior.conditions) or "no conditions"
+        on = [*module.prior.conditions, *(c["name"] for c in module.prior.covariates)]
+        what = ", ".join(on) or "no conditions"
         raise RunError(
             f"{ckpt}: a checkpoint of a prior with other conditions than this one ({what}); "
             "use --fresh to start over"
@@ -191,6 +200,7 @@ def train_prior(
     if fresh:
         weights.unlink(missing_ok=True)
     elif weights.exists():
+        check_same_covariates(weights, cfg.prior.conditions)
         if not can_continue(run.dir, stage, _budget(cfg, kind)):
             finished = read_finished(run.dir, stage)
             return {"status": "reused", "weights": str(weights), "finished": finished}
@@ -242,15 +252,18 @@ def train_prior(
     else:
         cond = level_conditions(run, pcfg, kind, run.data_root(data))
         pcfg.prior.levels = "on" if cond["conditions"] else "off"  # as trained, for the record
+        covs = covariate_conditions(run, pcfg, kind, run.data_root(data))
         k = codebook.shape[0]
-        module = CodePredictionModule(pcfg, codebook, h, cond["conditions"], cond.get("info"))
+        module = CodePredictionModule(
+            pcfg, codebook, h, cond["conditions"], cond.get("info"), covs["specs"]
+        )
         if ckpt:
             _check_resumable(ckpt, module)
         elif p.init:
             _start_from(module, p.init, kind)
         val_codes = torch.from_numpy(maps["validate"]).long()
-        loader = DataLoader(_code_data(codes, "train", cond, k), p.batch_size, shuffle=True)
-        val_data = _code_data(val_codes, "validate", cond, k)
+        loader = DataLoader(_code_data(codes, "train", cond, covs, k), p.batch_size, shuffle=True)
+        val_data = _code_data(val_codes, "validate", cond, covs, k)
         val = DataLoader(val_data, p.batch_size) if len(val_codes) else None
         prepared = time.monotonic() - started, what
         choice = begin_stage(stage, t, module, loader, "prior", prepared, progress=progress)
@@ -262,6 +275,7 @@ def train_prior(
         prior = module.best_prior().float()
         extra = {"best_val_bpc": module.best_val, "conditions": list(cond["conditions"])}
         extra["levels"] = cond["why"]
+        extra["covariates"] = [c["name"] for c in covs["specs"]]
     if trainer.is_global_zero:
         prior.save(weights, pcfg)
     metrics = trainer.callback_metrics
@@ -302,8 +316,11 @@ def describe(result: dict, kind: str) -> str:
         loss = f"G loss {result['g_loss']:.3f}, D loss {result['d_loss']:.3f}"
     conditioned = {("level",): ", by level", ("level", "below"): ", by level and slice below"}
     ended = f", ended by {stop_text(finished, 'prior')}" if finished else ""
+    on = conditioned.get(tuple(result.get("conditions", ())), "")
+    if result.get("covariates"):
+        on += f", on {', '.join(result['covariates'])}"
     return (
-        f"{kind} prior {result['status']}{conditioned.get(tuple(result.get('conditions', ())), '')}"
+        f"{kind} prior {result['status']}{on}"
         f": {result['steps']} steps in {result['seconds']:.0f}s{ended}; {loss} -> "
         f"{result['weights']}"
     )

@@ -32,6 +32,7 @@ import torch
 
 from brainvq.config import Config
 from brainvq.data import load_data
+from brainvq.data.covariates import covariate_record
 from brainvq.data.subjects import describe as describe_subjects
 from brainvq.data.subjects import warn_leaks
 from brainvq.errors import RunError
@@ -170,6 +171,7 @@ def _train_vqvae(data: str, run: RunDir, cfg: Config, fresh: bool, progress: boo
     # an absolute path, so commands run from another folder find the run's data
     source = str(Path(data).resolve()) if data != "default" and Path(data).exists() else str(data)
     record = {"data": source, "sizes": {k: len(v) for k, v in arrays.items()}, **subjects}
+    record |= covariate_record(splits, cfg.data.subjects_table, data, cfg.data.subject_pattern)
     atomic_write_text(run.data_source, json.dumps(record, indent=2) + "\n")
     L.seed_everything(cfg.train.seed, verbose=False)
     torch.set_float32_matmul_precision("high")
