@@ -12,12 +12,8 @@ import torch
 from PIL import Image
 
 from brainvq.codes import code_maps
-from brainvq.evaluation.prior_test import (
-    cache_dir,
-    pooled_c2st,
-    prior_two_sample,
-    reconstructions,
-)
+from brainvq.evaluation.prior_test import cache_dir, prior_two_sample, reconstructions
+from brainvq.evaluation.two_sample import pooled_c2st
 from brainvq.runs import load_run
 from brainvq.training.vqvae import train_vqvae
 

@@ -35,17 +35,16 @@ import torch
 from brainvq.codes import code_maps
 from brainvq.data import atomic_save_npy, discover
 from brainvq.errors import DataError
-from brainvq.evaluation.c2st import MIN_PER_SIDE, c2st
 from brainvq.evaluation.figures import rows_figure
-from brainvq.evaluation.two_sample import c2st_folds
+from brainvq.evaluation.two_sample import c2st_folds, pooled_c2st
 from brainvq.evaluation.verdict import close_limit, prior_test_close
 from brainvq.io import atomic_write_text, file_digest
 from brainvq.nn.vqvae import VQVAE
 from brainvq.priors.tuned_decoder import decoder_path, tuned_vqvae
-from brainvq.progress import Progress
 from brainvq.runs import Run
 
 PRIOR_POOLS = (1, 2, 4)
+LABEL = "prior two-sample test"
 PRIOR_C2ST_MEANS = (
     "0.5 = a classifier cannot tell the samples from reconstructions of real brains (same "
     "decoder), 1.0 = it always can; read it beside the reference"
@@ -100,52 +99,6 @@ def reconstructions(
     return images
 
 
-def pooled_c2st(
-    real: np.ndarray,
-    other: np.ndarray,
-    pools: Sequence[int] = PRIOR_POOLS,
-    folds: int = 5,
-    seed: int = 0,
-    real_groups: list | None = None,
-    other_groups: list | None = None,
-    n: int | None = None,
-    progress: bool = False,
-) -> dict:
-    """c2st of ``other`` against ``real`` at each pool the image size allows (16 px a side left
-    after pooling), at most ``n`` a side: {"pool{p}": accuracy, "pool{p}_std", "pool{p}_folds",
-    "n_per_side", "pools"}, or {"skipped": why}."""
-    if n is not None:
-        real, real_groups = _subsample(real, real_groups, n, seed)
-        other, other_groups = _subsample(other, other_groups, n, seed + 1)
-    size = min(real.shape[1:]) if real.ndim == 3 and len(real) else 0
-    fits = [p for p in pools if size >= 16 * p]
-    per_side = min(len(real), len(other))
-    if per_side < MIN_PER_SIDE or not fits:
-        why = f"{per_side} images a side" if per_side < MIN_PER_SIDE else f"{size}px images"
-        return {"skipped": f"{why}: too few for a classifier two-sample test"}
-    out: dict = {"pools": fits}
-    with Progress(len(fits), "prior two-sample test", "pool", progress) as bar:
-        for pool in fits:
-            r = c2st(
-                real, other, pool=pool, folds=folds, seed=seed,
-                real_groups=real_groups, other_groups=other_groups,
-            )  # fmt: skip
-            out[f"pool{pool}"] = r["accuracy"]
-            out[f"pool{pool}_std"] = r["accuracy_std"]
-            out[f"pool{pool}_folds"] = [round(a, 4) for a in r["folds"]]
-            out["n_per_side"] = r["n_per_side"]
-            bar.update()
-    return out
-
-
-def _subsample(images: np.ndarray, groups: list | None, n: int, seed: int):
-    """At most n images (seeded, order kept) and their group labels."""
-    if len(images) <= n:
-        return images, groups
-    keep = np.sort(np.random.default_rng(seed).choice(len(images), n, replace=False))
-    return images[keep], None if groups is None else [groups[i] for i in keep]
-
-
 def reference_c2st(
     run: Run,
     kind: str | None = None,
@@ -173,7 +126,7 @@ def reference_c2st(
     val, test = (reconstructions(run, s, kind, data, progress) for s in ("validate", "test"))
     g_val, note_val = c2st_folds(splits, "validate")
     g_test, note_test = c2st_folds(splits, "test")
-    out = pooled_c2st(val, test, pools, folds, seed, g_val, g_test, n, progress)
+    out = pooled_c2st(val, test, pools, folds, seed, g_val, g_test, n, progress, LABEL)
     out.update(reading=REFERENCE_MEANS, decoder=decoder)
     out["folds_by"] = f"validate: {note_val}; test: {note_test}"
     cached[key] = {"vqvae_mtime_ns": run.dir.vqvae.stat().st_mtime_ns, "result": out}
@@ -206,7 +159,9 @@ def prior_two_sample(
     splits = discover(run.data_root(data), run.config.data)
     groups, note = c2st_folds(splits, reference)
     _, decoder, _ = decoder_for(run, kind)
-    test = pooled_c2st(recons, samples, pools, folds, seed, groups, None, progress=progress)
+    test = pooled_c2st(
+        recons, samples, pools, folds, seed, groups, None, progress=progress, label=LABEL
+    )
     test.update(reading=PRIOR_C2ST_MEANS, reference=reference, decoder=decoder, folds_by=note)
     n = test.get("n_per_side")
     ref = reference_c2st(run, kind, n, pools, folds, seed, data, progress) if n else None

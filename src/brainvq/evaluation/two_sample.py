@@ -5,6 +5,8 @@ brainvq.evaluation.prior_test."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from brainvq.config import EvalConfig
@@ -51,17 +53,44 @@ def c2st_scores(
     if not ev.c2st:
         return None
     groups, note = c2st_folds(splits, split)
-    pools = [p for p in C2ST_POOLS if min(test.shape[1:]) >= 16 * p]
-    n = min(len(test), len(other))
-    if n < MIN_PER_SIDE or not pools:
-        why = f"{n} images a side" if n < MIN_PER_SIDE else f"{test.shape[1]}px images"
+    other_groups = groups if paired else None
+    out = pooled_c2st(test, other, C2ST_POOLS, ev.c2st_folds, ev.seed, groups, other_groups,
+                      progress=progress)  # fmt: skip
+    if "skipped" not in out:
+        out.update(reading=C2ST_MEANS, folds_by=note)
+    return out
+
+
+def pooled_c2st(
+    real: np.ndarray,
+    other: np.ndarray,
+    pools: Sequence[int] = (1, 2, 4),
+    folds: int = 5,
+    seed: int = 0,
+    real_groups: list | None = None,
+    other_groups: list | None = None,
+    n: int | None = None,
+    progress: bool = False,
+    label: str = "classifier two-sample test",
+) -> dict:
+    """c2st of ``other`` against ``real`` at each pool the image size allows (16 px a side left
+    after pooling), at most ``n`` a side: {"pool{p}": accuracy, "pool{p}_std", "pool{p}_folds",
+    "n_per_side", "pools"}, or {"skipped": why}."""
+    if n is not None:
+        real, real_groups = _subsample(real, real_groups, n, seed)
+        other, other_groups = _subsample(other, other_groups, n, seed + 1)
+    size = min(real.shape[1:]) if real.ndim == 3 and len(real) else 0
+    fits = [p for p in pools if size >= 16 * p]
+    per_side = min(len(real), len(other))
+    if per_side < MIN_PER_SIDE or not fits:
+        why = f"{per_side} images a side" if per_side < MIN_PER_SIDE else f"{size}px images"
         return {"skipped": f"{why}: too few for a classifier two-sample test"}
-    out: dict = {"reading": C2ST_MEANS, "folds_by": note}
-    with Progress(len(pools), "classifier two-sample test", "pool", progress) as bar:
-        for pool in pools:
+    out: dict = {"pools": fits}
+    with Progress(len(fits), label, "pool", progress) as bar:
+        for pool in fits:
             r = c2st(
-                test, other, pool=pool, folds=ev.c2st_folds, seed=ev.seed,
-                real_groups=groups, other_groups=groups if paired else None,
+                real, other, pool=pool, folds=folds, seed=seed,
+                real_groups=real_groups, other_groups=other_groups,
             )  # fmt: skip
             out[f"pool{pool}"] = r["accuracy"]
             out[f"pool{pool}_std"] = r["accuracy_std"]
@@ -69,6 +98,14 @@ def c2st_scores(
             out["n_per_side"] = r["n_per_side"]
             bar.update()
     return out
+
+
+def _subsample(images: np.ndarray, groups: list | None, n: int, seed: int):
+    """At most n images (seeded, order kept) and their group labels."""
+    if len(images) <= n:
+        return images, groups
+    keep = np.sort(np.random.default_rng(seed).choice(len(images), n, replace=False))
+    return images[keep], None if groups is None else [groups[i] for i in keep]
 
 
 def c2st_rows(result: dict | None) -> list[tuple[str, str]]:
