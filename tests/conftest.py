@@ -100,6 +100,7 @@ def tiny_config(image_size: int = 32, **train) -> Config:
     v.hidden, v.res_hidden, v.n_res_blocks, v.codebook_size, v.code_dim = 16, 8, 1, 32, 8
     t = cfg.train
     t.batch_size, t.max_epochs, t.max_minutes, t.log_every_n_steps = 4, 2, 0.0, 1
+    t.max_steps = 0  # tiny runs end on epochs unless a test gives steps
     t.precision = TEST_PRECISION
     for k, val in train.items():
         setattr(t, k, val)
@@ -148,6 +149,8 @@ TINY_OVERRIDES = [
     "--train.batch_size",
     "4",
     "--train.max_minutes",
+    "0",
+    "--train.max_steps",
     "0",
     "--train.log_every_n_steps",
     "1",

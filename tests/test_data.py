@@ -159,9 +159,9 @@ def test_truncated_and_fake_png_named(tmp_path):
 @pytest.mark.skipif(not SHARED_128.exists(), reason="../shared development data not present")
 def test_shared_development_data_loads_by_brain():
     s = D.discover(SHARED_128)
-    assert s.sizes() == {"train": 768, "validate": 64, "test": 128}  # 24/2/4 brains of 32 slices
+    assert s.sizes() == {"train": 1216, "validate": 128, "test": 256}  # 38/4/8 brains of 32 slices
     summary = s.subject_summary()
-    assert summary["subjects"] == {"train": 24, "validate": 2, "test": 4}
+    assert summary["subjects"] == {"train": 38, "validate": 4, "test": 8}
     assert summary["subjects_in_more_than_one_split"] == 0
     assert summary["slices_without_subject"] == 0
     assert sorted(set(s.levels["test"])) == list(range(32))  # slice_0 ... slice_31 of each brain
