@@ -204,3 +204,25 @@ def test_ctrl_c_stops_a_maskgit_prior_process(run_copy):
     assert err.count("\n") == 1 and "Traceback" not in err and "interrupted" in err
     assert not (run_path / "prior-maskgit.safetensors").exists()
     assert torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"] > 0
+
+
+def test_a_stage_gives_ctrl_c_back_after_lightning_ignored_it(run_copy, monkeypatch):
+    """Lightning answers a KeyboardInterrupt by ignoring SIGINT and exiting; after the stage the
+    process must answer Ctrl-C again (a Python session, the next test)."""
+    import lightning as L
+
+    from brainvq.errors import Interrupted
+    from brainvq.training.prior import train_prior
+
+    run_path, root = run_copy
+
+    def fit_like_lightning_on_ctrl_c(self, *a, **k):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise SystemExit(1)
+
+    monkeypatch.setattr(L.Trainer, "fit", fit_like_lightning_on_ctrl_c)
+    cfg = tiny_config()
+    cfg.prior.kind, cfg.prior.max_minutes = "maskgit", 0.0
+    with pytest.raises(Interrupted):
+        train_prior(str(run_path), cfg, "maskgit", data=str(root), progress=False)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

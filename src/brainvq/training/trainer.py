@@ -13,6 +13,8 @@ import json
 import logging
 import os
 import shutil
+import signal
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -225,6 +227,18 @@ def fit_stage(
     steps it needs (StageBudget's probe) raises BudgetTooSmall and leaves no state."""
     state = run.stage_state(stage)
     cb = next((c for c in trainer.callbacks if isinstance(c, RollingCheckpoint)), None)
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        return _fit(trainer, module, train_dl, val_dl, ckpt, run, stage, state, cb)
+    finally:
+        # Lightning answers a KeyboardInterrupt by ignoring SIGINT and exiting; the process (a
+        # Python session, the next command of a test run) must get its Ctrl-C back
+        if handler is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, handler)
+
+
+def _fit(trainer, module, train_dl, val_dl, ckpt, run, stage, state, cb) -> dict:
+    """fit_stage's body: fit, then turn how it ended into the project's errors or the record."""
     try:
         trainer.fit(
             module, train_dl, val_dl, ckpt_path=str(ckpt) if ckpt else None, weights_only=True
