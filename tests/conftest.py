@@ -14,6 +14,7 @@ import contextlib
 import io
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import warnings
@@ -61,6 +62,15 @@ def write_slices(
         Image.fromarray(fake_slice(rng, size)).save(p)
         paths.append(p)
     return paths
+
+
+@pytest.fixture(autouse=True)
+def _default_sigint():
+    """Every test starts with Ctrl-C as a fresh process has it (Python's default handler): a
+    test that leaves SIGINT ignored (Lightning does so on a KeyboardInterrupt it catches) must
+    not decide how a later test's Ctrl-C behaves."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
 
 
 @pytest.fixture(autouse=True)
