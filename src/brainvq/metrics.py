@@ -138,15 +138,20 @@ def max_ssim_against(
     return best[:, 0], where[:, 0]
 
 
-@torch.no_grad()
-def mean_pairwise_ssim(images, max_pairs: int = 5000, seed: int = 0) -> float:
-    """Mean SSIM over distinct pairs of images (all pairs, or a seeded subset of max_pairs)."""
-    x = as_images(images)
-    n = x.shape[0]
+def pair_indices(n: int, max_pairs: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(i, j) of the distinct pairs among n images: all of them, or a seeded subset of max_pairs."""
     i, j = torch.triu_indices(n, n, offset=1)
     if len(i) > max_pairs:
         pick = torch.randperm(len(i), generator=torch.Generator().manual_seed(seed))[:max_pairs]
         i, j = i[pick], j[pick]
+    return i, j
+
+
+@torch.no_grad()
+def mean_pairwise_ssim(images, max_pairs: int = 5000, seed: int = 0) -> float:
+    """Mean SSIM over distinct pairs of images (all pairs, or a seeded subset of max_pairs)."""
+    x = as_images(images)
+    i, j = pair_indices(x.shape[0], max_pairs, seed)
     vals = [ssim(x[i[s : s + 256]], x[j[s : s + 256]]) for s in range(0, len(i), 256)]
     return float(torch.cat(vals).mean())
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from brainvq.errors import DataError
-from brainvq.metrics import as_images
+from brainvq.metrics import as_images, pair_indices
 
 WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 WINDOW = 11
@@ -96,10 +96,7 @@ def mean_pairwise_ms_ssim(images, max_pairs: int = 2000, seed: int = 0) -> float
     n = x.shape[0]
     if n < 2:
         return float("nan")
-    i, j = torch.triu_indices(n, n, offset=1)
-    if len(i) > max_pairs:
-        pick = torch.randperm(len(i), generator=torch.Generator().manual_seed(seed))[:max_pairs]
-        i, j = i[pick], j[pick]
+    i, j = pair_indices(n, max_pairs, seed)
     vals = [ms_ssim(x[i[s : s + 128]], x[j[s : s + 128]]) for s in range(0, len(i), 128)]
     return float(torch.cat(vals).mean())
 
