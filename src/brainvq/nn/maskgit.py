@@ -142,37 +142,15 @@ class MaskedCodeTransformer(CodeTransformer):
         h, w = size
         self._check_size(h, w)
         t = h * w
-        dev = self.pos.device
         guide = self.guide(n, levels, below, covariates, guidance)
-        if start is None:
-            tokens = torch.full((n, t), self.mask_token, dtype=torch.long, device=dev)
-        else:
-            tokens = start.reshape(n, t).to(dev).clone()
-        counts = (tokens == self.mask_token).sum(1)
-        n_hidden = int(counts[0]) if n else 0
-        if not (counts == n_hidden).all():
-            raise ValueError("start maps must each hide the same number of codes")
+        tokens, n_hidden = self._start_tokens(n, t, start)
         # progress r at which the cosine schedule has n_hidden / t still hidden
         first = int(math.floor(steps * 2 / math.pi * math.acos(min(1.0, n_hidden / t))))
         all_hidden = n_hidden == t and guide.cond is None  # conditioned maps differ at once
         for s in range(min(first, steps - 1) if n_hidden else steps, steps):
             # every map has n_hidden codes hidden; rows: where, in raster order
             rows = (tokens == self.mask_token).nonzero()[:, 1].view(n, n_hidden)
-            drawn = torch.empty(n, n_hidden, dtype=torch.long, device=dev)
-            conf = torch.full((n, t), math.inf, device=dev)
-            shared = self._logits(tokens[:1], 0, None, None, rows[:1]) if all_hidden else None
-            for c in range(0, n, chunk):
-                m = min(chunk, n - c)
-                if shared is not None:  # all hidden: every map's logits are the first one's
-                    logits = shared.expand(m, -1, -1).reshape(m * n_hidden, -1)
-                else:
-                    part = guide.part(c, m)
-                    logits = self._guided(tokens[c : c + m], 0, None, part, rows[c : c + m])
-                    logits = logits.reshape(m * n_hidden, -1)
-                codes = pick(logits)
-                logp = logits.float().log_softmax(-1).gather(1, codes[:, None])
-                drawn[c : c + m] = codes.view(m, n_hidden)
-                conf[c : c + m].scatter_(1, rows[c : c + m], logp.view(m, n_hidden))
+            drawn, conf = self._draw(tokens, rows, pick, guide, chunk, all_hidden)
             all_hidden = False
             tokens.scatter_(1, rows, drawn)
             # every map has the same number hidden: each step reveals at least one code and the
@@ -180,7 +158,7 @@ class MaskedCodeTransformer(CodeTransformer):
             keep = 0 if s == steps - 1 else int(math.floor(hidden_share((s + 1) / steps) * t))
             keep = max(0, min(keep, n_hidden - 1))
             if keep:
-                u = torch.rand(n, t, generator=generator).clamp_(1e-9, 1 - 1e-9).to(dev)
+                u = torch.rand(n, t, generator=generator).clamp_(1e-9, 1 - 1e-9).to(tokens.device)
                 conf = conf + noise * (1 - (s + 1) / steps) * -torch.log(-torch.log(u))
                 rehide = conf.topk(keep, dim=1, largest=False).indices
                 tokens.scatter_(1, rehide, self.mask_token)
@@ -190,6 +168,51 @@ class MaskedCodeTransformer(CodeTransformer):
             if not n_hidden:
                 break
         return tokens.reshape(n, h, w)
+
+    def _start_tokens(self, n: int, t: int, start: torch.Tensor | None) -> tuple[torch.Tensor, int]:
+        """The (n, t) tokens decoding starts from (all hidden, or ``start``) and how many codes
+        each hides; ValueError if the start maps hide different numbers."""
+        dev = self.pos.device
+        if start is None:
+            tokens = torch.full((n, t), self.mask_token, dtype=torch.long, device=dev)
+        else:
+            tokens = start.reshape(n, t).to(dev).clone()
+        counts = (tokens == self.mask_token).sum(1)
+        n_hidden = int(counts[0]) if n else 0
+        if not (counts == n_hidden).all():
+            raise ValueError("start maps must each hide the same number of codes")
+        return tokens, n_hidden
+
+    def _draw(
+        self,
+        tokens: torch.Tensor,
+        rows: torch.Tensor,
+        pick: Callable[[torch.Tensor], torch.Tensor],
+        guide,
+        chunk: int,
+        all_hidden: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One decoding step's draws at the hidden positions ``rows`` (n, n_hidden), ``chunk``
+        maps at a time, and the (n, t) confidences (ln p of each drawn code; inf where visible).
+        ``all_hidden``: every map is still all hidden and unconditioned, so the first map's
+        logits serve all."""
+        n, n_hidden = rows.shape
+        drawn = torch.empty(n, n_hidden, dtype=torch.long, device=tokens.device)
+        conf = torch.full(tokens.shape, math.inf, device=tokens.device)
+        shared = self._logits(tokens[:1], 0, None, None, rows[:1]) if all_hidden else None
+        for c in range(0, n, chunk):
+            m = min(chunk, n - c)
+            if shared is not None:  # all hidden: every map's logits are the first one's
+                logits = shared.expand(m, -1, -1).reshape(m * n_hidden, -1)
+            else:
+                part = guide.part(c, m)
+                logits = self._guided(tokens[c : c + m], 0, None, part, rows[c : c + m])
+                logits = logits.reshape(m * n_hidden, -1)
+            codes = pick(logits)
+            logp = logits.float().log_softmax(-1).gather(1, codes[:, None])
+            drawn[c : c + m] = codes.view(m, n_hidden)
+            conf[c : c + m].scatter_(1, rows[c : c + m], logp.view(m, n_hidden))
+        return drawn, conf
 
     @torch.no_grad()
     def code_log_probs(self, codes: torch.Tensor, block: int = 1) -> torch.Tensor:
