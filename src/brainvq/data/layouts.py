@@ -121,6 +121,20 @@ def discover(root: str | Path, cfg: DataConfig | None = None) -> Splits:
     if not root.is_dir():
         raise DataError(f"{root}: not a folder (give --data the folder that holds the slices)")
 
+    found, source = _keras_folders(root)
+    if found:
+        return _keras_splits(root, found, source, cfg)
+    if nifti_files(root):  # a folder of .nii/.nii.gz volumes: split by volume, sliced in memory
+        arrays, subjects, levels, how = nifti_folder_splits(root, cfg)
+        return Splits(
+            "volumes", str(root), arrays=arrays, subjects=subjects, levels=levels, subjects_from=how
+        )
+    return _folder_splits(root, cfg)
+
+
+def _keras_folders(root: Path) -> tuple[dict[str, Path], str]:
+    """The keras_png_slices_<split> folders under root (as the course's archive has them, or in
+    the original oasis/<split>/ nesting) and which layout ("keras", "original"; {} and "" if none)."""
     found: dict[str, Path] = {}
     source = ""
     for split in SPLITS:
@@ -133,35 +147,36 @@ def discover(root: str | Path, cfg: DataConfig | None = None) -> Splits:
             d = base / split / f"keras_png_slices_{split}"
             if d.is_dir():
                 found[split], source = d, "original"
+    return found, source
 
-    if found:
-        if "train" not in found:
-            raise DataError(f"{root}: has {', '.join(found)} slices but no keras_png_slices_train")
-        files = {k: _slice_files(v) for k, v in found.items()}
-        for split, lst in files.items():
-            if not lst:
-                raise DataError(f"{found[split]}: no PNG/JPEG slices in this split folder")
-        folder_of = {f: found[k] for k, lst in files.items() for f in lst}
-        if "validate" not in files or "test" not in files:
-            _say_if_no_subjects(files["train"], folder_of, cfg, found["train"])
-        if "validate" not in files:
-            parts = _split_by_subject(
-                files["train"], folder_of, {"validate": cfg.val_fraction}, cfg.split_seed, cfg
-            )
-            files["train"], files["validate"] = parts["train"], parts["validate"]
-        if "test" not in files:
-            parts = _split_by_subject(
-                files["train"], folder_of, {"test": cfg.test_fraction}, cfg.split_seed + 1, cfg
-            )
-            files["train"], files["test"] = parts["train"], parts["test"]
-        return _with_subjects(Splits(source, str(root), files=files), folder_of, cfg)
 
-    if nifti_files(root):  # a folder of .nii/.nii.gz volumes: split by volume, sliced in memory
-        arrays, subjects, levels, how = nifti_folder_splits(root, cfg)
-        return Splits(
-            "volumes", str(root), arrays=arrays, subjects=subjects, levels=levels, subjects_from=how
+def _keras_splits(root: Path, found: dict[str, Path], source: str, cfg: DataConfig) -> Splits:
+    """Splits from keras_png_slices_<split> folders; a missing validation or test split is cut
+    from the training slices by subject."""
+    if "train" not in found:
+        raise DataError(f"{root}: has {', '.join(found)} slices but no keras_png_slices_train")
+    files = {k: _slice_files(v) for k, v in found.items()}
+    for split, lst in files.items():
+        if not lst:
+            raise DataError(f"{found[split]}: no PNG/JPEG slices in this split folder")
+    folder_of = {f: found[k] for k, lst in files.items() for f in lst}
+    if "validate" not in files or "test" not in files:
+        _say_if_no_subjects(files["train"], folder_of, cfg, found["train"])
+    if "validate" not in files:
+        parts = _split_by_subject(
+            files["train"], folder_of, {"validate": cfg.val_fraction}, cfg.split_seed, cfg
         )
+        files["train"], files["validate"] = parts["train"], parts["validate"]
+    if "test" not in files:
+        parts = _split_by_subject(
+            files["train"], folder_of, {"test": cfg.test_fraction}, cfg.split_seed + 1, cfg
+        )
+        files["train"], files["test"] = parts["train"], parts["test"]
+    return _with_subjects(Splits(source, str(root), files=files), folder_of, cfg)
 
+
+def _folder_splits(root: Path, cfg: DataConfig) -> Splits:
+    """Splits of a plain folder of slices, cut by subject (validation and test fractions)."""
     subdirs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
     if (
         subdirs
