@@ -194,6 +194,47 @@ def sample_run(
     of codes changed); with ``volumes``, "volumes", "montages" and "reslices" (paths); with
     ``condition``, "conditions" (asked, {name: value text}), "guidance" and "measured" ({name:
     (n,)}: the anatomy covariates asked for, measured on each sample, brainvq.data.anatomy)."""
+    asked = _check_request(n, like, redraw, level, volumes, slices, condition, guidance)
+    run = load_run(run_path)
+    kind = pick_kind(run, kind)
+    prior = load_prior(run, kind)
+    folder = Path(out) if out else run.dir.path / "samples"
+    if volumes:
+        drawn = sample_volumes(run, prior, volumes, slices, seed, 64, temperature, top_k, progress)
+        drawn.update(kind=kind, out=folder, **write_volumes(drawn["images"], folder))
+        return drawn
+    if like:
+        share = 0.5 if redraw is None else redraw
+        drawn = _vary_files(run, prior, like, n, share, seed, temperature, top_k, progress, folder)
+        drawn.update(kind=kind)
+        return drawn
+    if asked:  # checked against the prior's conditions before any drawing
+        encode(prior.covariates, asked, 1, prior.source)
+        for line in outside_range(prior.covariates, asked):
+            warnings.warn(line, stacklevel=2)
+    drawn = sample_images(
+        run, prior, n, seed, 64, temperature, top_k, progress, level, asked, guidance
+    )
+    drawn.update(kind=kind, out=folder, grid=write_samples(drawn["images"], folder))
+    if asked:
+        measured = anatomy(drawn["images"]) if set(asked) & set(ANATOMY) else {}
+        drawn["measured"] = {k: v for k, v in measured.items() if k in asked}
+        drawn.update(conditions=asked, guidance=guidance)
+    return drawn
+
+
+def _check_request(
+    n: int,
+    like: list[str] | None,
+    redraw: float | None,
+    level: float | None,
+    volumes: int,
+    slices: int | None,
+    condition: list[str] | None,
+    guidance: float,
+) -> dict:
+    """RunError (one line naming the option) on a request sample_run cannot serve; the
+    covariates asked for ({name: value text}, parsed from ``condition``)."""
     if n < 1:
         raise RunError(f"-n {n}: ask for at least one sample")
     if redraw is not None and not like:
@@ -213,29 +254,12 @@ def sample_run(
         raise RunError(f"--guidance {guidance:g}: must be >= 0 (1 = as trained, 0 = unconditioned)")
     if level is not None and not 0 <= level <= 1:
         raise RunError(f"--level {level:g}: must be in [0, 1] (0 = lowest kept slice, 1 = highest)")
-    run = load_run(run_path)
-    kind = pick_kind(run, kind)
-    prior = load_prior(run, kind)
-    folder = Path(out) if out else run.dir.path / "samples"
-    if volumes:
-        drawn = sample_volumes(run, prior, volumes, slices, seed, 64, temperature, top_k, progress)
-        drawn.update(kind=kind, out=folder, **write_volumes(drawn["images"], folder))
-        return drawn
-    if not like:
-        if asked:  # checked against the prior's conditions before any drawing
-            encode(prior.covariates, asked, 1, prior.source)
-            for line in outside_range(prior.covariates, asked):
-                warnings.warn(line, stacklevel=2)
-        drawn = sample_images(
-            run, prior, n, seed, 64, temperature, top_k, progress, level, asked, guidance
-        )
-        drawn.update(kind=kind, out=folder, grid=write_samples(drawn["images"], folder))
-        if asked:
-            measured = anatomy(drawn["images"]) if set(asked) & set(ANATOMY) else {}
-            drawn["measured"] = {k: v for k, v in measured.items() if k in asked}
-            drawn.update(conditions=asked, guidance=guidance)
-        return drawn
-    share = 0.5 if redraw is None else redraw
+    return asked
+
+
+def _vary_files(run, prior, like, n, share, seed, temperature, top_k, progress, folder) -> dict:
+    """Variations of the slices ``like`` names (vary_images), written to folder with a grid and
+    the pairs figure (each slice above its variation)."""
     files, images = read_named_slices(like, run.config.data.image_size)
     codes = torch.from_numpy(encode_images(run, images, run.config.eval.batch_size))
     drawn = vary_images(run, prior, codes, n, share, seed, 64, temperature, top_k, progress)
@@ -244,7 +268,7 @@ def sample_run(
     originals = images[drawn["anchor"][:shown]] / 255.0
     both = np.concatenate([originals, drawn["images"][:shown]])
     changed = (drawn["codes"] != codes[drawn["anchor"]]).float().mean().item()
-    drawn.update(kind=kind, out=folder, grid=grid, files=files, share=share, changed=changed)
+    drawn.update(out=folder, grid=grid, files=files, share=share, changed=changed)
     drawn["pairs"] = image_grid(both, folder / "like_pairs.png", ncol=shown)
     return drawn
 
