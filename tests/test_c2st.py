@@ -127,3 +127,16 @@ def test_describe_says_how_to_read_it():
     r = {"accuracy": 0.86, "accuracy_std": 0.05, "folds": [0.8, 0.9], "n_per_side": 300, "pool": 2}
     line = describe(r, "reconstructions")
     assert "0.86" in line and "2x2" in line and "0.5 = " in line
+
+
+def test_a_lone_last_image_at_the_smallest_size_trains():
+    """At 16 px (pool 4 of 64-px slices) the classifier's features end 1x1, where batch norm
+    cannot use a batch of one image: a training fold of 129 images (129 = 4 * 32 + 1 = 128 + 1)
+    leaves one alone in the last training batch and in the last batch-norm pass."""
+    from brainvq.evaluation.c2st import _train_fold
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(129, 2, 16, 16, generator=gen)
+    y = (torch.arange(129) % 2).float()
+    model, mean, std = _train_fold(x, y, np.arange(129), 1, 0)
+    assert not model.training and mean.shape == (1, 2, 1, 1)

@@ -164,9 +164,9 @@ def _train_fold(x: torch.Tensor, y: torch.Tensor, train: np.ndarray, epochs: int
         perm = order[torch.randperm(len(order), generator=gen)]
         for i in range(0, len(perm), BATCH_SIZE):
             idx = perm[i : i + BATCH_SIZE]
-            loss = F.binary_cross_entropy_with_logits(model((x[idx] - mean) / std), y[idx])
-            opt.zero_grad(set_to_none=True)
             if len(idx) > 1:  # batch norm needs two images; the schedule still steps
+                loss = F.binary_cross_entropy_with_logits(model((x[idx] - mean) / std), y[idx])
+                opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
             sched.step()
@@ -178,7 +178,8 @@ def _train_fold(x: torch.Tensor, y: torch.Tensor, train: np.ndarray, epochs: int
             m.momentum = None  # cumulative average
     with torch.no_grad():
         for i in range(0, len(order), 128):
-            model((x[order[i : i + 128]] - mean) / std)
+            if len(order) - i > 1 or i == 0:  # a last lone image would leave batch norm nothing
+                model((x[order[i : i + 128]] - mean) / std)
     return model.eval(), mean, std
 
 
