@@ -19,11 +19,11 @@ bench/results/conditioning.md.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import DEFAULT_DATA, append_result, command, data_missing, result_block
 
 from brainvq.codes import encode_images
 from brainvq.data import load_data
@@ -31,6 +31,9 @@ from brainvq.data.anatomy import ANATOMY, anatomy
 from brainvq.priors import load_prior
 from brainvq.runs import load_run
 from brainvq.sampling import image_grid, sample_images
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import DEFAULT_DATA, append_result, data_missing, result_block  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "conditioning.md"
 
@@ -92,7 +95,7 @@ def main() -> None:
             Path(a.figure).parent.mkdir(parents=True, exist_ok=True)
             image_grid(row, Path(a.figure), ncol=len(row))
     text = (
-        f"\n`{command()}`: prior {a.kind} of "
+        f"\n`python bench/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}`: prior {a.kind} of "
         f"{a.run} (conditions {', '.join(c['name'] for c in prior.covariates)}), guidance "
         f"{a.guidance:g}; r(VQ-VAE) = the real test slices' values against their "
         "reconstructions' (the ceiling through this decoder)."

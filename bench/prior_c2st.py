@@ -18,16 +18,20 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import torch
-from common import machine
 
-from brainvq.evaluation.prior_test import PRIOR_POOLS, prior_two_sample
-from brainvq.evaluation.verdict import close_limit, prior_test_close
-from brainvq.io import atomic_write_text
-from brainvq.priors import load_prior, pick_kind
-from brainvq.runs import load_run
-from brainvq.sampling import sample_images
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import machine  # noqa: E402
+
+from brainvq.evaluation.prior_test import PRIOR_POOLS, prior_two_sample  # noqa: E402
+from brainvq.evaluation.verdict import close_limit, prior_test_close  # noqa: E402
+from brainvq.io import atomic_write_text  # noqa: E402
+from brainvq.priors import load_prior, pick_kind  # noqa: E402
+from brainvq.runs import load_run  # noqa: E402
+from brainvq.sampling import sample_images  # noqa: E402
 
 
 def set_decoding(prior, steps: int | None, noise: float | None) -> dict:
