@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import DEFAULT_DATA, append_result, command, data_missing, result_block
 
 from brainvq.data import load_data
 from brainvq.evaluation.two_sample import c2st_scores
@@ -48,9 +49,6 @@ from brainvq.nn.patchgan import PatchDiscriminator, hinge_d_loss
 from brainvq.runs import load_run
 from brainvq.training.loaders import slice_loader
 from brainvq.training.vqvae import VQVAEModule
-
-sys.path.insert(0, str(Path(__file__).parent))
-from common import DEFAULT_DATA, append_result, data_missing, result_block  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "adversarial.md"
 COLUMNS = [
@@ -232,7 +230,7 @@ def main() -> None:
             f"{args.run}/vqvae.safetensors (frozen), then scored on the {len(test)} test slices and "
             "their reconstructions: balanced accuracy of the sign of each image's mean patch logit "
             f"(0.5 = it cannot tell). Load average at the end: {os.getloadavg()[0]:.1f}.\n"
-            f"`python bench/adversarial.py {' '.join(sys.argv[1:])}`\n"
+            f"`{command()}`\n"
         )
         cols = ["discriminator", "steps", "s", "test accuracy", "D(real) / D(recon)", "last d_loss"]
         block = result_block("Can the discriminator see it? (trained alone)", text, cols, [r])
@@ -258,7 +256,6 @@ def main() -> None:
         print(rows[-1], file=sys.stderr, flush=True)
     save_grid(strips, Path(args.grid))
     load = os.getloadavg()[0]
-    cmd = "python bench/adversarial.py " + " ".join(sys.argv[1:])
     text = (
         f"\nData: {args.data} (train {len(train)} slices, test {len(test)} of "
         f"{len(set(splits.subjects.get('test', [])))} brains); from {args.run}/vqvae.safetensors; "
@@ -267,7 +264,7 @@ def main() -> None:
         f"{run.config.train.batch_size}, Adam lr {args.lr} (fresh moments), float32, seed {args.seed}. "
         f"C2ST: {ev.c2st_folds} folds requested, by brain; 0.5 = indistinguishable. Load average "
         f"at the end: {load:.1f} on {os.cpu_count()} cores (shared: seconds are inflated).\n"
-        f"`{cmd}`\n\n{Path(args.grid).name}, top to bottom: {', '.join(names)}.\n"
+        f"`{command()}`\n\n{Path(args.grid).name}, top to bottom: {', '.join(names)}.\n"
     )
     block = result_block("Adversarial fine-tuning of a settled VQ-VAE", text, COLUMNS, rows)
     append_result(RESULTS, "Adversarial VQ-VAE training against the two-sample test", block)

@@ -33,12 +33,12 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import add_run_args, append_result, load_run_splits, result_block
 
 from brainvq.evaluation.anomaly import (
     AnomalySettings,
@@ -58,9 +58,6 @@ from brainvq.evaluation.lesions import (
     insert_lesion,
 )
 from brainvq.priors import trained_kinds
-
-sys.path.insert(0, str(Path(__file__).parent))
-from common import add_run_args, append_result, load_run_splits, result_block  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "anomaly.md"
 RADII = (4, 8, 12)

@@ -22,20 +22,17 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from common import DEFAULT_DATA, append_result, data_missing, result_block
 
 from brainvq.config import Config
 from brainvq.data import discover, load_splits
 from brainvq.evaluation.c2st import as_images, c2st
-
-sys.path.insert(0, str(Path(__file__).parent))
-from common import DEFAULT_DATA, append_result, data_missing, result_block  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "c2st.md"
 PARTS = ("real", "controls", "models")

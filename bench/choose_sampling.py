@@ -35,18 +35,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from common import machine
+from prior_c2st import draw, score_drawn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import machine  # noqa: E402
-from prior_c2st import draw, score_drawn  # noqa: E402
-
-from brainvq.data import load_splits  # noqa: E402
-from brainvq.evaluation.manifest import reference_cache  # noqa: E402
-from brainvq.evaluation.realism import score_samples  # noqa: E402
-from brainvq.io import atomic_write_text  # noqa: E402
-from brainvq.priors import load_prior, pick_kind  # noqa: E402
-from brainvq.runs import load_run  # noqa: E402
+from brainvq.data import load_splits
+from brainvq.evaluation.manifest import reference_cache
+from brainvq.evaluation.realism import score_samples
+from brainvq.io import atomic_write_text
+from brainvq.priors import load_prior, pick_kind
+from brainvq.runs import load_run
 
 MAX_DIVERSITY_GAP = 0.05
 MAX_COPIES = 0

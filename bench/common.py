@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import platform
+import shlex
 import sys
 from pathlib import Path
 
@@ -39,6 +40,11 @@ def load_run_splits(args):
         return None
     run = load_run(args.run)
     return run, load_splits(args.data, run.config.data, progress=False)
+
+
+def command() -> str:
+    """The command line this benchmark was started with, as `python bench/NAME.py ARGS` (quoted)."""
+    return "python " + shlex.join([f"bench/{Path(sys.argv[0]).name}", *sys.argv[1:]])
 
 
 def machine() -> str:

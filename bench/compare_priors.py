@@ -26,13 +26,12 @@ import shutil
 import sys
 from pathlib import Path
 
+from common import DEFAULT_DATA, append_result, data_missing, machine
+
 from brainvq.config import PRIOR_KINDS, Config
 from brainvq.evaluation.evaluate import evaluate_samples
 from brainvq.runs import load_run
 from brainvq.training.prior import train_prior
-
-sys.path.insert(0, str(Path(__file__).parent))
-from common import DEFAULT_DATA, append_result, data_missing, machine  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "priors.md"
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"

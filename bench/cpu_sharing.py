@@ -42,8 +42,6 @@ POLICIES = ("before", "after")
 def worker(seconds: float, size: int, batch: int) -> None:
     """Train for `seconds` and print 'STEPS_PER_S <rate>' (run in a child process)."""
     import torch
-
-    sys.path.insert(0, str(HERE))
     from train_throughput import make_step
 
     from brainvq.config import Config
@@ -110,8 +108,6 @@ def main() -> int:
     if args.worker:
         worker(args.seconds, args.size, args.batch)
         return 0
-
-    sys.path.insert(0, str(HERE))
     from common import append_result, result_block
 
     rates: dict[tuple[str, str], list[float]] = {}

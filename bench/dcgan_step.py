@@ -22,14 +22,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from common import DEFAULT_DATA, append_result, command, result_block
 
 from brainvq.config import Config, DCGANConfig
 from brainvq.nn.dcgan import embed_onehot, snap
 from brainvq.nn.vqvae import VQVAE
 from brainvq.training.dcgan import DCGANModule
-
-sys.path.insert(0, str(Path(__file__).parent))
-from common import DEFAULT_DATA, append_result, result_block  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "dcgan_step.md"
 # the defaults before the CPU redesign (main 7750692), set explicitly
@@ -163,7 +161,7 @@ def main() -> int:
     sps = [1 / results[n][1]["whole step (D + G update)"] for n in names]
     rows.append(["steps/s"] + [f"{s:.2f}" for s in sps])
     text = (
-        f"\n- command: `python bench/dcgan_step.py {' '.join(sys.argv[1:])}` on {what}\n"
+        f"\n- command: `{command()}` on {what}\n"
         + "".join(f"- {n}: {s}\n" for n, (s, _) in results.items())
         + f"- seconds, median of {args.reps} (whole step: mean of {args.steps})\n"
     )

@@ -33,10 +33,9 @@ import threading
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from common import append_result, result_block  # noqa: E402
+from common import append_result, result_block
 
+HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "demo_budget.md"
 RECORD = HERE.parent / "docs" / "demo"
 KIND = "maskgit"  # the quick preset's prior.kind

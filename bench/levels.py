@@ -36,12 +36,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import (
+    DEFAULT_DATA,
+    append_result,
+    command,
+    data_missing,
+    markdown_table,
+    result_block,
+)
 
 from brainvq.codes import encode_images
 from brainvq.data import load_data
@@ -60,9 +67,6 @@ from brainvq.priors.base import STACK_HIDE_BELOW
 from brainvq.priors.tuned_decoder import tuned_vqvae
 from brainvq.runs import load_run
 from brainvq.sampling import image_grid, png_bytes, sagittal, sample_images, sample_volumes
-
-sys.path.insert(0, str(Path(__file__).parent))
-from common import DEFAULT_DATA, append_result, data_missing, markdown_table, result_block  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "levels.md"
 BANDS = 4
@@ -246,7 +250,7 @@ def main() -> None:
     # results
     temperature, top_k, decoder = drawn["temperature"], drawn["top_k"], drawn["decoder"]
     info = run.dir.path / f"prior-{args.kind}.safetensors"
-    cmd = " ".join(["python", *sys.argv])
+    cmd = command()
     text = (
         f"\nRun: {args.run} ({args.kind} prior conditioned on {', '.join(prior.conditions)}; "
         f"{info.name}), data {args.data}; temperature {temperature}, top-k {top_k}, {decoder} "

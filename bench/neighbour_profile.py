@@ -21,8 +21,15 @@ profiles in bench/results/neighbour_profile.png.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from common import (
+    add_run_args,
+    append_result,
+    load_run_splits,
+    markdown_table,
+    result_block,
+)
 
 from brainvq.config import KIND_TEMPERATURE
 from brainvq.evaluation.figures import neighbour_profile_figure
@@ -30,15 +37,6 @@ from brainvq.evaluation.realism import NEIGHBOUR_DEPTH, as_images, near_twins
 from brainvq.metrics import top_ssim_against
 from brainvq.priors import load_prior
 from brainvq.sampling import sample_images
-
-sys.path.insert(0, str(Path(__file__).parent))
-from common import (  # noqa: E402
-    add_run_args,
-    append_result,
-    load_run_splits,
-    markdown_table,
-    result_block,
-)
 
 RESULTS = Path(__file__).parent / "results" / "neighbour_profile.md"
 FIGURE = RESULTS.with_suffix(".png")

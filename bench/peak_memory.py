@@ -20,10 +20,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import append_result, result_block
 from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).parent))
-from common import append_result, result_block  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import DEFAULT_DATA, append_result, command, data_missing, result_block
 from PIL import Image
 
 from brainvq.codes import code_maps
@@ -28,9 +29,6 @@ from brainvq.priors import load_prior
 from brainvq.runs import load_run
 from brainvq.training.budget import read_finished
 from brainvq.training.prior import train_prior
-
-sys.path.insert(0, str(Path(__file__).parent))
-from common import DEFAULT_DATA, append_result, data_missing, result_block  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "prior_dcgan.md"
 
@@ -151,7 +149,7 @@ def main() -> int:
         f"batch={cfg.prior.batch_size} "
         f"g_channels={p.g_channels} d_channels={p.d_channels} latent={p.latent_dim}"
     )
-    cmd = "python bench/prior_dcgan.py " + " ".join(sys.argv[1:])
+    cmd = command()
     keys = (
         "nn_ssim_mean",
         "realism_ratio",

@@ -23,13 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shlex
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import add_run_args, append_result, command, load_run_splits, result_block
 
 from brainvq.codes import code_maps
 from brainvq.data import discover
@@ -38,9 +38,6 @@ from brainvq.evaluation.evaluate import reference_cache
 from brainvq.evaluation.realism import near_twins, score_samples
 from brainvq.priors import load_prior
 from brainvq.sampling import sample_images
-
-sys.path.insert(0, str(Path(__file__).parent))
-from common import add_run_args, append_result, load_run_splits, result_block  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "realism_by_brain.md"
 GAP = 0.05  # the diversity target, also the choosing rule's
@@ -223,7 +220,7 @@ def main() -> None:
         f"Wall time of this command: {time.perf_counter() - t_start:.0f} s (samples already on "
         "disk are reused, their 's' is from when they were drawn).\n\n"
         f"Targets over the test rows:\n{verdict(test_rows, args.low)}\n\n"
-        f"`PYTHONPATH=src python {shlex.join(sys.argv)}`\n"
+        f"`PYTHONPATH=src {command()}`\n"
     )
     heading = f"{args.kind}: temperature chosen on validation brains, test brains scored once"
     append_result(RESULTS, "Realism on new brains", result_block(heading, text, COLUMNS, rows))

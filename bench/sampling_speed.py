@@ -36,22 +36,19 @@ import functools
 import math
 import os
 import statistics
-import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import add_run_args, append_result, command, load_run_splits, result_block
 
 from brainvq.evaluation.realism import reference_stats, score_samples
 from brainvq.nn.dcgan import snap
 from brainvq.nn.maskgit import hidden_share
 from brainvq.priors import categorical_picker, load_prior, shape_logits, trained_kinds
 from brainvq.sampling import _drawn, sample_images
-
-sys.path.insert(0, str(Path(__file__).parent))
-from common import add_run_args, append_result, load_run_splits, result_block  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "sampling_speed.md"
 N_SPEED = {"maskgit": 32, "dcgan": 256, "transformer": 16, "pixelcnn": 16}
@@ -350,7 +347,6 @@ def main() -> None:
             )
             print(" | ".join(map(str, rows[-1])), "|", load_line(), flush=True)
             loads.append(load_line())
-    command = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
     notes.append(f"a 1024^3 float32 matrix product: {sgemm_gflops_per_cpu_s():.0f} GFLOP/CPU-s")
     env = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_WAIT_POLICY",) if k in os.environ)
     text = (
@@ -358,7 +354,7 @@ def main() -> None:
         f"quality: {args.n_quality} samples of seed 0, each path. Load before and after each "
         f"row: {'; '.join(loads)}.{' Environment: ' + env if env else ''}\n\n"
         + "".join(f"- {line}\n" for line in notes)
-        + f"\n`{command}`"
+        + f"\n`{command()}`"
     )
     columns = [
         "prior (path)",

@@ -18,8 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import DEFAULT_DATA, append_result, data_missing, result_block  # noqa: E402
+from common import DEFAULT_DATA, append_result, data_missing, result_block
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 

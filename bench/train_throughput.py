@@ -26,14 +26,12 @@ import time
 from pathlib import Path
 
 import torch
+from common import append_result, result_block
 
 from brainvq.config import Config
 from brainvq.nn.vqvae import recon_loss
 from brainvq.training.hardware import cpu_has_bf16, resolve_precision
 from brainvq.training.vqvae import VQVAEModule
-
-sys.path.insert(0, str(Path(__file__).parent))
-from common import append_result, result_block  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 

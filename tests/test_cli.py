@@ -291,7 +291,7 @@ def test_evaluate_scores_samples_against_the_split_eval_reference_names(run_copy
     from brainvq.runs import load_run
     from brainvq.training.prior import train_prior
 
-    from .test_priors import ar_prior
+    from .priors.test_priors import ar_prior
 
     run, root = run_copy
     train_prior(str(run), ar_prior("maskgit"), data=str(root), progress=False)

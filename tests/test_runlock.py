@@ -17,7 +17,7 @@ from brainvq.errors import RunError
 from brainvq.runlock import LOCK_NAME, TOKEN_ENV, Holder, process_start, read_holder, run_lock
 
 from .conftest import CLI_ENV, HANG_GUARD_S, TINY_OVERRIDES, brainvq, tiny
-from .test_priors import ar_prior
+from .priors.test_priors import ar_prior
 
 HOLDER = "brainvq train-vqvae --run RUN --note 'the first writer'"
 # a process that takes the lock through the library, says so in a file, and holds it until its

@@ -135,7 +135,7 @@ def test_ctrl_c_ends_a_prior_stage_after_the_step_without_a_validation_pass(run_
     from brainvq.training import code_prior
     from brainvq.training.prior import train_prior
 
-    from .test_priors import ar_prior
+    from .priors.test_priors import ar_prior
 
     run_path, root = run_copy
     real_train, real_val = code_prior.CodePredictionModule.training_step, []

@@ -21,7 +21,7 @@ from brainvq.training.hardware import cpu_has_bf16
 from brainvq.training.precision import choose_precision
 from brainvq.training.vqvae import train_vqvae
 
-from .conftest import TEST_PRECISION, TINY_OVERRIDES, tiny_config
+from ..conftest import TEST_PRECISION, TINY_OVERRIDES, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -36,7 +36,7 @@ from brainvq.nn.maskgit import MaskedCodeTransformer
 from brainvq.nn.transformer import CodeTransformer
 from brainvq.runs import RunDir, load_run
 
-from .conftest import brainvq, fake_slice, tiny_config, write_slices
+from ..conftest import brainvq, fake_slice, tiny_config, write_slices
 
 K = 12
 

@@ -13,7 +13,7 @@ from brainvq.evaluation.realism import (
     score_samples,
 )
 
-from .conftest import fake_slice
+from ..conftest import fake_slice
 
 
 def _set(n, seed, size=32):

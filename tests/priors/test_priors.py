@@ -30,7 +30,7 @@ from brainvq.runs import load_run
 from brainvq.sampling import sample_images
 from brainvq.training.prior import train_prior
 
-from .conftest import brainvq, tiny, tiny_config
+from ..conftest import brainvq, tiny, tiny_config
 
 K = 12
 

@@ -31,8 +31,8 @@ from brainvq.training.decoder import (
 )
 from brainvq.training.prior import train_prior
 
-from .conftest import TEST_PRECISION, brainvq, tiny
-from .test_priors import K, ar_prior
+from ..conftest import TEST_PRECISION, brainvq, tiny
+from ..priors.test_priors import K, ar_prior
 
 
 def budget(steps: int, **values) -> TuneConfig:

@@ -20,8 +20,8 @@ from brainvq.evaluation.two_sample import c2st_folds, c2st_scores
 from brainvq.training.prior import train_prior
 from brainvq.training.vqvae import train_vqvae
 
-from .conftest import fake_slice, tiny_config, write_slices
-from .test_priors import ar_prior
+from ..conftest import fake_slice, tiny_config, write_slices
+from ..priors.test_priors import ar_prior
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

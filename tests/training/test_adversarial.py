@@ -24,8 +24,8 @@ from brainvq.training import decoder as decoder_tuning
 from brainvq.training.prior import train_prior
 from brainvq.training.vqvae import VQVAEModule, train_vqvae
 
-from .conftest import brainvq, tiny, tiny_config
-from .test_priors import ar_prior
+from ..conftest import brainvq, tiny, tiny_config
+from ..priors.test_priors import ar_prior
 
 
 def adversarial_config(start: int = 2, **train):

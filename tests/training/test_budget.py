@@ -16,7 +16,7 @@ from brainvq.training.prior import describe as describe_prior
 from brainvq.training.prior import train_prior
 from brainvq.training.vqvae import describe, train_vqvae
 
-from .conftest import tiny_config
+from ..conftest import tiny_config
 
 
 class SlowClock:

@@ -7,7 +7,7 @@ import pytest
 
 from brainvq.data.anatomy import ANATOMY, anatomy, masks
 
-from .conftest import SHARED_128
+from ..conftest import SHARED_128
 
 SIZE = 128
 BRAIN_TOLERANCE = 0.002  # absolute, in fractions of the slice (about 33 of 16384 pixels)

@@ -10,7 +10,7 @@ from skimage.metrics import structural_similarity
 from brainvq.errors import DataError
 from brainvq.evaluation.ms_ssim import mean_pairwise_ms_ssim, ms_ssim, scales_for, scales_note
 
-from .conftest import fake_slice
+from ..conftest import fake_slice
 
 
 def _slices(n: int, size: int = 64, seed: int = 0) -> np.ndarray:

@@ -22,7 +22,7 @@ from brainvq.runs import load_run
 from brainvq.training.dcgan import DCGANModule
 from brainvq.training.prior import train_prior
 
-from .conftest import TEST_PRECISION, tiny_config
+from ..conftest import TEST_PRECISION, tiny_config
 
 
 def tiny_prior(cfg: Config, **values) -> Config:

@@ -195,7 +195,7 @@ def test_discover_nifti_folder_splits_by_volume(tmp_path):
 
 def test_oasis1_to_report_end_to_end(tmp_path):
     """Synthetic Analyze volumes -> prepare-oasis1 -> brainvq run (tiny) -> report.html."""
-    from .conftest import TINY_OVERRIDES, brainvq
+    from ..conftest import TINY_OVERRIDES, brainvq
 
     discs = tmp_path / "discs"
     write_oasis1(discs, 6)

@@ -16,7 +16,7 @@ from brainvq.data.covariates import covariate_record, find_table, load_table, re
 from brainvq.data.volumes import prepare_oasis1
 from brainvq.errors import DataError
 
-from .conftest import SHARED_128
+from ..conftest import SHARED_128
 from .test_volumes import write_oasis1
 
 # OASIS-1's oasis_cross-sectional.csv, its header and rows as they come (values made up here)

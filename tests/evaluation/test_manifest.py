@@ -7,7 +7,7 @@ import json
 from brainvq.evaluation.manifest import COLUMNS, describe_manifest, sample_with_manifest
 from brainvq.training.prior import train_prior
 
-from .conftest import brainvq, tiny_config
+from ..conftest import brainvq, tiny_config
 
 
 def _prior(run):

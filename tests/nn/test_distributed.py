@@ -54,7 +54,7 @@ def test_two_process_ddp_run_keeps_ranks_identical(keras_root, tmp_path, kind, k
     ends with the same weights and codebook, and only rank 0 reports, samples and evaluates."""
     from safetensors.torch import load_file
 
-    from .conftest import brainvq, tiny
+    from ..conftest import brainvq, tiny
 
     run = tmp_path / "run"
     r = brainvq(

@@ -16,7 +16,7 @@ from brainvq.io import atomic_write_text
 from brainvq.runs import RunDir
 from brainvq.sampling import image_grid
 
-from .conftest import HANG_GUARD_S
+from ..conftest import HANG_GUARD_S
 
 CHROMIUM = (
     shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")

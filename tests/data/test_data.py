@@ -8,7 +8,7 @@ from brainvq import data as D
 from brainvq.config import DataConfig
 from brainvq.errors import DataError
 
-from .conftest import SHARED_128, write_slices
+from ..conftest import SHARED_128, write_slices
 
 
 def test_keras_layout_ignores_seg_and_keeps_splits(keras_root):

@@ -17,7 +17,7 @@ from brainvq.evaluation.two_sample import pooled_c2st
 from brainvq.runs import load_run
 from brainvq.training.vqvae import train_vqvae
 
-from .conftest import tiny_config
+from ..conftest import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SIZE = 64  # pool 4 needs 64 px (16 px a side left after pooling)
@@ -149,7 +149,7 @@ def test_evaluate_reports_the_prior_test_ms_ssim_and_the_figure(brain_run, tmp_p
     from brainvq.evaluation.report import write_report
     from brainvq.training.prior import train_prior
 
-    from .test_priors import ar_prior
+    from ..priors.test_priors import ar_prior
 
     run_path, root = brain_run
     run = tmp_path / "run"

@@ -16,7 +16,7 @@ from brainvq.data import subjects as S
 from brainvq.data.splits import seeded_split
 from brainvq.errors import ConfigError, DataError
 
-from .conftest import brainvq, fake_slice, tiny_config
+from ..conftest import brainvq, fake_slice, tiny_config
 
 
 def write_brains(folder, brains: dict[str, int], size: int = 16, name="{subject}_slice_{z}.png"):

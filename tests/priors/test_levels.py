@@ -34,7 +34,7 @@ from brainvq.runs import load_run
 from brainvq.sampling import sagittal, sample_run
 from brainvq.training.prior import train_prior
 
-from .conftest import brainvq, tiny_config
+from ..conftest import brainvq, tiny_config
 from .test_maskgit import plain_generate
 from .test_priors import K, ar_prior
 

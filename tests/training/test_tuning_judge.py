@@ -21,7 +21,7 @@ from brainvq.training import precision
 from brainvq.training.budget import read_finished
 from brainvq.training.tuning_judge import MAX_SSIM_DROP, sample_c2st, verdict
 
-from .conftest import fake_slice
+from ..conftest import fake_slice
 from .test_budget import SlowClock
 from .test_decoder_tuning import _maskgit_run
 

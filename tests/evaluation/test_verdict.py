@@ -11,7 +11,7 @@ from brainvq.evaluation.report import write_report
 from brainvq.pipeline import run as run_pipeline
 from brainvq.training.prior import train_prior
 
-from .conftest import brainvq, tiny_config
+from ..conftest import brainvq, tiny_config
 
 
 @pytest.mark.parametrize(
