@@ -24,7 +24,7 @@ dark midline CSF in front of the third ventricle (interhemispheric fissure, cist
 with the ventricles, and a frontal horn whose dark core is thinner than three pixels can be
 missed: the measure is of the lateral ventricles' bodies first, which is where atrophy shows.
 
-How it was validated: tests/test_anatomy.py draws slices with known areas (an ellipse brain with
+How it was validated: tests/data/test_anatomy.py draws slices with known areas (an ellipse brain with
 inner dark ellipses, sulcus-like dark lines at its edge, noise) and checks both fractions within
 stated tolerances; docs/anatomy_check.png overlays the masks on real development slices at
 several levels, which were looked at by eye (docs/conditions.md says what was seen).
