@@ -131,8 +131,8 @@ class Prepared:
 
 class Stage:
     """One stage of a run as ``run_stage`` drives it; the VQ-VAE, prior and decoder stages
-    subclass it and supply ``decide`` (where the default does not fit), ``prepare`` and
-    ``finish``."""
+    subclass it and supply their ``budget``, ``prepare`` (data and module), ``finish`` (the save),
+    ``text`` (their words) and, where the default does not fit, ``decide``."""
 
     name: str  # its folder under RUN/state and RUN/logs: "vqvae", "prior-maskgit"
     section: str  # the config section that names its budget in messages: "train", "prior"
