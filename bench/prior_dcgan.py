@@ -110,9 +110,10 @@ def main() -> int:
         if args.score_only:  # the run's trained DCGAN as it is
             summary = {"steps": (read_finished(run.dir, "prior-dcgan") or {}).get("steps")}
         else:
-            summary = train_prior(
+            trained = train_prior(
                 args.run, cfg, "dcgan", data=args.data, fresh=True, progress=False
             )
+            summary = trained.as_dict()
         wall = time.time() - t0
         prior = load_prior(run)
         codes = prior.sample(args.n, seed=args.seed)

@@ -270,7 +270,7 @@ def cmd_train_prior(args, overrides) -> int:
     kind = args.kind or cfg.prior.kind
     res = train_prior(args.run, cfg, kind, args.data, args.fresh, not args.quiet)
     if res.get("is_global_zero", True):
-        print(describe(res, kind))
+        print(describe(res))
     return 0
 
 

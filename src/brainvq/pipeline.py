@@ -32,6 +32,8 @@ from brainvq.runs import RunDir
 from brainvq.sampling import describe_samples, sample_run
 from brainvq.training import decoder, prior, vqvae
 from brainvq.training.budget import can_continue
+from brainvq.training.stage import StageResult
+from brainvq.training.stage import describe as describe_stage
 
 SAMPLES = 64  # slices `run` writes to RUN/samples
 SAMPLE_SEED = 0
@@ -45,7 +47,7 @@ def tune_stage(
     fresh: bool = False,
     progress: bool = True,
     say: Callable[[str], None] = print,
-) -> dict | None:
+) -> StageResult | None:
     """`run`'s decoder-tuning stage: for a maskgit prior with a tune budget, unless the run already
     holds a decoder tuned to its current prior or a tuning to it was not kept before, and the
     budget is not larger than the one that tuning ended under."""
@@ -70,7 +72,7 @@ def tune_stage(
     except BudgetTooSmall as e:  # tuning is optional: the run goes on without it
         say(f"decoder tuning skipped: {e}")
         return None
-    say(decoder.describe(result))
+    say(describe_stage(result))
     return result
 
 
@@ -107,11 +109,11 @@ def run(
         say(out["data"])  # once, not in every DDP process
     out["vqvae"] = vqvae.train_vqvae(data, str(run), cfg, fresh=fresh, progress=progress)
     if out["vqvae"].get("is_global_zero", True):
-        say(vqvae.describe({**out["vqvae"], "data": None}))  # the data line said the subjects
+        say(describe_stage(out["vqvae"], notes=False))  # the data line said the subjects
     out["prior"] = prior.train_prior(str(run), cfg, kind, data, fresh=fresh, progress=progress)
     if not out["prior"].get("is_global_zero", True):
         return out  # a DDP worker's part ends with training
-    say(prior.describe(out["prior"], kind))
+    say(describe_stage(out["prior"]))
     out["tune"] = tune_stage(run, kind, cfg, data, fresh, progress, say)
     drawn = sample_run(run, kind, SAMPLES, SAMPLE_SEED, progress=progress)
     say(describe_samples(drawn))

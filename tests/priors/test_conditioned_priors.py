@@ -177,7 +177,7 @@ def test_train_and_sample_on_request_through_the_command_line(run_copy, tmp_path
 
     out = train_prior(str(run_path), cfg.validate(), data=str(data), progress=False)
     assert out["covariates"] == ["group", "ventricle_fraction"]
-    assert "on group, ventricle_fraction" in describe(out, "maskgit")
+    assert "on group, ventricle_fraction" in describe(out)
     run = ["sample", "--run", str(run_path), "--data", str(data), "--kind", "maskgit", "--quiet"]
     folder = tmp_path / "asked"
     asked = ["--condition", "group=b", "--condition", "ventricle_fraction=0.05"]

@@ -289,7 +289,7 @@ def test_dcgan_step_budget_is_its_default_and_a_larger_one_continues(run_copy):
     cfg.prior.max_epochs, cfg.prior.max_minutes = 100, 600.0
     res = train_prior(str(run_path), cfg, data=str(root), progress=False)
     assert res["steps"] == 5 and res["finished"]["stopped_by"] == "steps"
-    assert "its step budget (prior.max_steps = 5)" in describe(res, "dcgan")
+    assert "its step budget (prior.max_steps = 5)" in describe(res)
     assert train_prior(str(run_path), cfg, progress=False)["status"] == "reused"
     cfg.prior.dcgan.step_budget = 8
     more = train_prior(str(run_path), cfg, progress=False)

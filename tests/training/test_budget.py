@@ -143,7 +143,7 @@ def test_a_dcgan_step_is_one_discriminator_and_one_generator_update(run_copy):
     ckpt = torch.load(run / "state" / "prior-dcgan" / "last.ckpt", weights_only=True)
     adam_steps = [int(opt["state"][0]["step"]) for opt in ckpt["optimizer_states"]]
     assert adam_steps == [3, 3]  # generator and discriminator: 3 updates each
-    assert "its step budget (prior.max_steps = 3)" in describe_prior(res, "dcgan")
+    assert "its step budget (prior.max_steps = 3)" in describe_prior(res)
 
 
 def test_prior_goes_on_with_a_larger_budget_and_starts_over_when_the_vqvae_changed(

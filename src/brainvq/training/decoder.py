@@ -52,7 +52,7 @@ from brainvq.codes import code_maps
 from brainvq.config import TuneConfig
 from brainvq.data import load_data
 from brainvq.errors import RunError
-from brainvq.io import atomic_write_text, file_digest
+from brainvq.io import file_digest
 from brainvq.metrics import mean_pairwise_ssim
 from brainvq.nn.patchgan import PatchDiscriminator, adversarial_losses, log_adversarial
 from brainvq.nn.vqvae import VQVAE, image_loss
@@ -60,21 +60,22 @@ from brainvq.priors import categorical_picker, load_prior, prior_path
 from brainvq.priors.tuned_decoder import (
     TUNABLE_KINDS,
     decoder_path,
-    refusal_path,
     tuned_decoder_is_current,
     tuning_refused,
 )
 from brainvq.progress import Progress
-from brainvq.runs import RunDir, atomic_save_safetensors, load_run
-from brainvq.training.budget import Budget, can_continue, read_finished, stop_text
-from brainvq.training.trainer import (
-    begin_stage,
-    fit_stage,
-    make_trainer,
-    resume_path,
-    stage_config,
+from brainvq.runs import atomic_save_safetensors, load_run
+from brainvq.training.budget import Budget, can_continue, read_finished
+from brainvq.training.stage import Prepared, Stage, StageResult, StageText, run_stage
+from brainvq.training.stage import describe as describe  # the stage's lines (a re-export)
+from brainvq.training.trainer import stage_config
+from brainvq.training.tuning_judge import (
+    judge_decoders,
+    judged_text,
+    keep_or_refuse,
+    recon_ssim,
+    validation_split,
 )
-from brainvq.training.tuning_judge import judge_decoders, recon_ssim, verdict
 
 CHECK_SAMPLES = 16  # prior samples decoded by both decoders for the diversity check
 NO_EPOCH_LIMIT = 10**9  # the tuning's budget is tune.max_steps / tune.max_minutes, not epochs
@@ -249,7 +250,7 @@ def tune_decoder(
     data: str | None = None,
     fresh: bool = False,
     progress: bool = True,
-) -> dict:
+) -> StageResult:
     """Tune a copy of the run's decoder to ``kind``'s slips; write RUN/decoder-<kind>.safetensors.
 
     Args:
@@ -260,14 +261,13 @@ def tune_decoder(
         fresh: start over instead of resuming an unfinished tuning or reusing a finished one.
         progress: show a progress bar.
 
-    Returns the steps, seconds, the test reconstruction SSIM of both decoders on the real test
-    maps, and the mean pairwise SSIM of 16 prior samples decoded by each; the tuned decoder is
-    written only if that rises by at most ``tune.max_diversity_rise`` (``kept``), else a refusal
-    is recorded for this prior. ``resumed_at``: the step an unfinished (or finished, given a
-    larger budget: ``status`` "continued") tuning went on from (0 = started afresh). A tuning that
-    finished under the same prior and settings with the same or a larger budget than ``tune``'s is
-    not redone: {"status": "reused", ...}."""
-    started = time.monotonic()
+    Returns the StageResult: the steps, seconds, the test reconstruction SSIM of both decoders on
+    the real test maps, and the mean pairwise SSIM of 16 prior samples decoded by each; the tuned
+    decoder is written only if that rises by at most ``tune.max_diversity_rise`` (``kept``), else
+    a refusal is recorded for this prior. ``resumed_at``: the step an unfinished (or finished,
+    given a larger budget: ``status`` "continued") tuning went on from (0 = started afresh). A
+    tuning that finished under the same prior and settings with the same or a larger budget than
+    ``tune``'s is not redone: status "reused"."""
     if kind not in TUNABLE_KINDS:
         raise RunError(
             f"prior kind {kind!r}: decoder tuning needs a prior that redraws codes given the "
@@ -278,108 +278,129 @@ def tune_decoder(
     tune.validate()
     if not tune.enabled():
         raise RunError("give decoder tuning a budget: tune.max_minutes > 0 or tune.max_steps > 0")
-    run.dir.ensure_writable()
-    prior = load_prior(run, kind)
-    root = run.data_root(data)
-    maps = code_maps(run, root, progress=progress)
-    real = torch.from_numpy(np.asarray(maps["train"])).long()
-    stage = f"decoder-{kind}"
-    state = run.dir.stage_state(stage)
-    settings = {
-        "prior_sha256": file_digest(prior_path(run.dir, kind)),
-        "maps": len(real),
-        **{k: getattr(tune, k) for k in ("max_share", "variants", "lr", "batch_size", "seed")},
-        **({"adversarial_weight": tune.adversarial_weight} if tune.adversarial_weight else {}),
-    }
-    finished = read_finished(run.dir, stage)
-    same = _pool_settings(state) == json.dumps(settings, sort_keys=True)
-    unjudged = False  # tuned to its budget, then stopped (Ctrl-C, a crash) before it was judged
-    if not fresh and same and finished is not None:
-        if not can_continue(run.dir, stage, tune_budget(tune)):
-            if tuned_decoder_is_current(run.dir, kind) or tuning_refused(run.dir, kind):
-                return {
-                    "status": "reused",
-                    "kind": kind,
-                    "finished": finished,
-                    "is_global_zero": True,
-                }
-            unjudged = True
-    splits, arrays = load_data(root, run.config.data, progress=False)
-    images = torch.from_numpy(np.asarray(arrays["train"], dtype=np.float32) / 255.0)[:, None]
-    ckpt = resume_path(run.dir, stage, fresh)
-    t0 = time.perf_counter()
-    pool, reused = _slipped_pool(run, prior, real, tune, settings, state, progress)
-    slip_seconds = time.perf_counter() - t0
-    if not reused:
-        ckpt = None  # the state dir was made under other settings and is gone
-    continued = ckpt is not None and finished is not None and same and not fresh
-    t = stage_config(
-        run.config.train, tune.batch_size, NO_EPOCH_LIMIT, tune.max_steps, tune.max_minutes,
-        tune.seed,
-    )  # fmt: skip
-    L.seed_everything(t.seed, verbose=False)
-    disc, disc_from = tuning_discriminator(run, tune)
-    module = DecoderTuningModule(
-        run.vqvae, tune.lr, run.config.train.ssim_loss_weight, disc, tune.adversarial_weight
-    )
-    loader = DataLoader(
-        SlippedPairs(pool, images),
-        batch_size=tune.batch_size,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(tune.seed),
-    )
-    resumed_at = _checkpoint_step(ckpt)
-    t1 = time.perf_counter()
-    if unjudged and ckpt is not None:  # judge the weights it ended with; no more training
-        module.load_state_dict(
-            torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-        )
-        steps, zero, status = finished["steps"], True, "judged"
-    else:
-        prepared = time.monotonic() - started, f"{len(pool) * len(real)} maps"
-        choice = begin_stage(stage, t, module, loader, "tune", prepared, progress=progress)
-        trainer = make_trainer(
-            run.dir, stage, t, progress, precision=choice, section="tune",
-            prepared_seconds=prepared[0],
+    return run_stage(DecoderStage(run, kind, tune, data, fresh, progress))
+
+
+class DecoderStage(Stage):
+    """Decoder tuning for run_stage: the slipped maps of the run's ``kind`` prior and the real
+    slices, DecoderTuningModule, then the tuning judge (rank 0) keeps or drops the decoder."""
+
+    section, status = "tune", "tuned"
+
+    def __init__(
+        self, run, kind: str, tune: TuneConfig, data: str | None, fresh: bool, progress: bool
+    ) -> None:
+        self.tuned_run, self.kind, self.tune, self.data = run, kind, tune, data
+        self.run, self.fresh, self.progress = run.dir, fresh, progress
+        self.name, self.weights = f"decoder-{kind}", decoder_path(run.dir, kind)
+        self.unjudged = False  # tuned to its budget, then stopped (Ctrl-C, a crash) before judged
+
+    def budget(self) -> Budget:
+        return tune_budget(self.tune)
+
+    def decide(self) -> StageResult | None:
+        run, kind, tune = self.tuned_run, self.kind, self.tune
+        run.dir.ensure_writable()
+        self.prior = load_prior(run, kind)
+        self.root = run.data_root(self.data)
+        self.maps = code_maps(run, self.root, progress=self.progress)
+        self.real = torch.from_numpy(np.asarray(self.maps["train"])).long()
+        self.settings = {
+            "prior_sha256": file_digest(prior_path(run.dir, kind)),
+            "maps": len(self.real),
+            **{k: getattr(tune, k) for k in ("max_share", "variants", "lr", "batch_size", "seed")},
+            **({"adversarial_weight": tune.adversarial_weight} if tune.adversarial_weight else {}),
+        }
+        self.done = read_finished(run.dir, self.name)
+        want = json.dumps(self.settings, sort_keys=True)
+        self.same = _pool_settings(run.dir.stage_state(self.name)) == want
+        if not self.fresh and self.same and self.done is not None:
+            if not can_continue(run.dir, self.name, self.budget()):
+                if tuned_decoder_is_current(run.dir, kind) or tuning_refused(run.dir, kind):
+                    return self.reused(kind=kind)
+                self.unjudged = True
+        return None
+
+    def prepare(self, ckpt: Path | None) -> Prepared:
+        run, tune, real = self.tuned_run, self.tune, self.real
+        self.splits, self.arrays = load_data(self.root, run.config.data, progress=False)
+        images = torch.from_numpy(np.asarray(self.arrays["train"], dtype=np.float32) / 255.0)[
+            :, None
+        ]
+        state = run.dir.stage_state(self.name)
+        t0 = time.perf_counter()
+        args = run, self.prior, real, tune, self.settings, state, self.progress
+        self.pool, reused = _slipped_pool(*args)
+        self.slip_seconds = time.perf_counter() - t0
+        if not reused:
+            ckpt = None  # the state dir was made under other settings and is gone
+        self.continued = ckpt is not None and self.done is not None and self.same
+        self.continued = self.continued and not self.fresh
+        t = stage_config(
+            run.config.train, tune.batch_size, NO_EPOCH_LIMIT, tune.max_steps, tune.max_minutes,
+            tune.seed,
         )  # fmt: skip
-        finished = fit_stage(trainer, module, loader, None, ckpt, run.dir, stage)
-        steps, zero = trainer.global_step, trainer.is_global_zero
-        status = "continued" if continued else "resumed" if resumed_at else "tuned"
-    tune_seconds = time.perf_counter() - t1
-    vq = module.vq.cpu().eval()
-    result = {
-        "status": status,
-        "kind": kind,
-        "steps": steps,
-        "finished": finished,
-        "resumed_at": resumed_at,
-        "slip_seconds": slip_seconds,
-        "tune_seconds": tune_seconds,
-        "slipped_share": float((pool[1:] != real).float().mean()) if tune.variants else 0.0,
-        "discriminator": disc_from,
-        "path": str(decoder_path(run.dir, kind)),
-        "is_global_zero": zero,
-    }
-    if not zero:
-        return result
-    val = {
-        "images": np.asarray(arrays["validate"], dtype=np.float32) / 255.0,
-        "maps": torch.from_numpy(np.asarray(maps["validate"])).long(),
-        "groups": [str(g) for g in splits.subjects["validate"]] if _known(splits) else None,
-    }
-    ev = run.config.eval
-    desc = "judging the tuned decoder on the validation split"
-    with Progress(2 * len(val["images"]), desc, "slice", progress) as bar:
-        judged = judge_decoders(prior, run.vqvae, vq, val, ev.c2st_folds, tune.seed, bar.update)
-    result.update(judged)
-    result.update(_keep_or_refuse(run.dir, kind, prior, run.vqvae, vq, settings, tune, judged))
-    test = np.asarray(arrays["test"], dtype=np.float32) / 255.0
-    test_maps = torch.from_numpy(np.asarray(maps["test"])).long()
-    desc = "test reconstruction SSIM of both decoders"
-    with Progress(2 * len(test), desc, "slice", progress) as bar:
-        result["test_ssim_vqvae"] = recon_ssim(run.vqvae, test_maps, test, done=bar.update)
-        result["test_ssim_tuned"] = recon_ssim(vq, test_maps, test, done=bar.update)
-    return result
+        L.seed_everything(t.seed, verbose=False)
+        disc, self.disc_from = tuning_discriminator(run, tune)
+        module = DecoderTuningModule(
+            run.vqvae, tune.lr, run.config.train.ssim_loss_weight, disc, tune.adversarial_weight
+        )
+        loader = DataLoader(
+            SlippedPairs(self.pool, images),
+            batch_size=tune.batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(tune.seed),
+        )
+        self.resumed_at = _checkpoint_step(ckpt)
+        what = f"{len(self.pool) * len(real)} maps"
+        done = None
+        if self.unjudged and ckpt is not None:  # judge the weights it ended with; no training
+            state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+            module.load_state_dict(state)
+            done = self.done
+        self.t1 = time.perf_counter()
+        return Prepared(module, loader, None, t, what, ckpt, done)
+
+    def resumed_status(self, ckpt: Path | None) -> str:
+        if self.unjudged and ckpt is not None:
+            return "judged"
+        return "continued" if self.continued else "resumed" if self.resumed_at else "tuned"
+
+    def finish(self, module, trainer: L.Trainer | None, zero: bool) -> dict:
+        tune_seconds = time.perf_counter() - self.t1
+        vq = module.vq.cpu().eval()
+        pool, real = self.pool, self.real
+        shared = float((pool[1:] != real).float().mean()) if self.tune.variants else 0.0
+        result = {"kind": self.kind, "resumed_at": self.resumed_at}
+        result |= {"slip_seconds": self.slip_seconds, "tune_seconds": tune_seconds}
+        result |= {"slipped_share": shared, "discriminator": self.disc_from}
+        result["path"] = str(self.weights)
+        return result | (self._judge(vq) if zero else {})
+
+    def _judge(self, vq: VQVAE) -> dict:
+        """The tuning judge's verdict on the tuned decoder ``vq`` (it is kept or dropped here)
+        and the test reconstruction SSIM of both decoders."""
+        run, kind, tune, prior = self.tuned_run, self.kind, self.tune, self.prior
+        arrays, maps = self.arrays, self.maps
+        val = validation_split(arrays, maps, self.splits)
+        desc = "judging the tuned decoder on the validation split"
+        with Progress(2 * len(val["images"]), desc, "slice", self.progress) as bar:
+            folds = run.config.eval.c2st_folds
+            judged = judge_decoders(prior, run.vqvae, vq, val, folds, tune.seed, bar.update)
+        alike = sample_alikeness(prior, [run.vqvae, vq], CHECK_SAMPLES, tune.seed)
+        out = judged | keep_or_refuse(
+            run.dir, kind, vq, self.settings["prior_sha256"], tune, judged, alike
+        )
+        test = np.asarray(arrays["test"], dtype=np.float32) / 255.0
+        test_maps = torch.from_numpy(np.asarray(maps["test"])).long()
+        desc = "test reconstruction SSIM of both decoders"
+        with Progress(2 * len(test), desc, "slice", self.progress) as bar:
+            out["test_ssim_vqvae"] = recon_ssim(run.vqvae, test_maps, test, done=bar.update)
+            out["test_ssim_tuned"] = recon_ssim(vq, test_maps, test, done=bar.update)
+        return out
+
+    def text(self, result: StageResult) -> StageText:
+        return tuning_text(result, self.section)
 
 
 def _checkpoint_step(ckpt: Path | None) -> int:
@@ -389,78 +410,36 @@ def _checkpoint_step(ckpt: Path | None) -> int:
     return int(torch.load(ckpt, map_location="cpu", weights_only=True).get("global_step", 0))
 
 
-def _known(splits) -> bool:
-    """Whether every validation slice's brain is known (folds by brain in the C2ST)."""
-    subjects = splits.subjects.get("validate", [])
-    return len(subjects) > 0 and all(subjects)
-
-
-def _keep_or_refuse(
-    run: RunDir, kind, prior, vqvae, tuned, settings, tune: TuneConfig, judged: dict
-) -> dict:
-    """Write the tuned decoder if it passes tuning_judge.verdict (its samples harder to tell from
-    the real validation slices, its reconstructions as good, its samples as varied), else drop it
-    and record that tuning to this prior was refused."""
-    alike_vqvae, alike_tuned = sample_alikeness(prior, [vqvae, tuned], CHECK_SAMPLES, tune.seed)
-    kept, why = verdict(judged, (alike_vqvae, alike_tuned), tune.max_diversity_rise)
-    sha = settings["prior_sha256"]
-    if kept:
-        meta = {"kind": f"decoder-{kind}", "prior_sha256": sha, "max_share": tune.max_share}
-        atomic_save_safetensors(tuned.decoder.state_dict(), decoder_path(run, kind), meta)
-        refusal_path(run, kind).unlink(missing_ok=True)
-    else:
-        record = {"prior_sha256": sha, "samples_alike_vqvae": alike_vqvae}
-        record.update(samples_alike_tuned=alike_tuned, why=why, **judged)
-        atomic_write_text(refusal_path(run, kind), json.dumps(record))
-        decoder_path(run, kind).unlink(missing_ok=True)  # an earlier tuning to it goes too
-    out = {"kept": kept, "samples_alike_vqvae": alike_vqvae, "samples_alike_tuned": alike_tuned}
-    return out | {"why_not_kept": why}
-
-
-def describe(result: dict) -> str:
-    """What tune_decoder did, in one or two lines, and which limit of its budget ended it."""
-    finished = result.get("finished")
-    ended = f", ended by {stop_text(finished, 'tune')}" if finished else ""
-    if result.get("status") == "reused":
-        return (
-            f"decoder tuning to the {result['kind']} prior already done ({finished['steps']} "
-            f"steps{ended}); a larger budget continues it, --fresh redoes it"
-        )
-    lines = []
-    if result.get("status") == "judged":
-        lines.append("judged a finished tuning that had not been judged (stopped while judging)")
-    elif result.get("status") == "continued":
-        lines.append(f"continued a finished tuning from step {result['resumed_at']}")
+def tuning_text(result: StageResult, section: str = "tune") -> StageText:
+    """How ``describe`` words what tune_decoder did: which limit of its budget ended it, how it
+    was judged, and whether the tuned decoder was kept."""
+    kind = result["kind"]
+    text = StageText(f"decoder tuning to the {kind} prior", section, "done", "redoes it")
+    text.show_weights = False
+    if result.status == "reused" or not result.is_global_zero:
+        return text
+    notes = []
+    if result.status == "judged":
+        notes.append("judged a finished tuning that had not been judged (stopped while judging)")
+    elif result.status == "continued":
+        notes.append(f"continued a finished tuning from step {result['resumed_at']}")
     elif result["resumed_at"]:
-        lines.append(f"resumed an unfinished tuning at step {result['resumed_at']}")
+        notes.append(f"resumed an unfinished tuning at step {result['resumed_at']}")
     done = (
-        f"{result['steps']} steps in {result['tune_seconds']:.0f}s{ended} on maps with "
+        f"{result.steps} steps in {result['tune_seconds']:.0f}s{{ended}} on maps with "
         f"{result['slipped_share']:.1%} of codes redrawn; test reconstruction SSIM "
         f"{result['test_ssim_tuned']:.4f} (VQ-VAE decoder {result['test_ssim_vqvae']:.4f}); "
         f"samples' mean pairwise SSIM {result['samples_alike_tuned']:.3f} "
-        f"(VQ-VAE decoder {result['samples_alike_vqvae']:.3f}); {_c2st_text(result)}"
+        f"(VQ-VAE decoder {result['samples_alike_vqvae']:.3f}); {judged_text(result)}"
     )
     if result.get("discriminator", "none") != "none":
-        lines.append(f"tuned against a discriminator ({result['discriminator']})")
+        notes.append(f"tuned against a discriminator ({result['discriminator']})")
+    text.notes = tuple(notes)
     if result["kept"]:
-        lines.append(f"decoder tuned to the {result['kind']} prior: {done} -> {result['path']}")
+        text.line = f"decoder tuned to the {kind} prior: {done} -> {result['path']}"
     else:
-        lines.append(
-            f"decoder tuning to the {result['kind']} prior dropped: {result['why_not_kept']}; "
+        text.line = (
+            f"decoder tuning to the {kind} prior dropped: {result['why_not_kept']}; "
             f"its samples stay decoded by the VQ-VAE's decoder ({done})"
         )
-    return "\n".join(lines)
-
-
-def _c2st_text(result: dict) -> str:
-    """What the tuning was judged by on the validation split, in words."""
-    ssim = (
-        f"validation reconstruction SSIM {result['val_ssim_tuned']:.4f} (VQ-VAE decoder "
-        f"{result['val_ssim_vqvae']:.4f})"
-    )
-    if "c2st_tuned" not in result:
-        return f"{ssim}; not judged by a two-sample test ({result.get('c2st_skipped', '')})"
-    return (
-        f"{ssim}; C2ST of its samples vs real validation slices {result['c2st_tuned']:.3f} "
-        f"(VQ-VAE decoder {result['c2st_vqvae']:.3f})"
-    )
+    return text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
-import time
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -19,18 +19,14 @@ from brainvq.data.subjects import warn_once
 from brainvq.errors import DataError, RunError
 from brainvq.priors import PRIOR_CLASSES, load_prior_file, prior_path
 from brainvq.runs import Run, load_run
-from brainvq.training.budget import Budget, can_continue, read_finished, stop_text
+from brainvq.training.budget import Budget
 from brainvq.training.code_prior import CodePredictionModule
 from brainvq.training.covariates import check_same_covariates, covariate_conditions
 from brainvq.training.dcgan import DCGANModule
 from brainvq.training.loaders import LevelledCodes
-from brainvq.training.trainer import (
-    begin_stage,
-    fit_stage,
-    make_trainer,
-    resume_path,
-    stage_config,
-)
+from brainvq.training.stage import Prepared, Stage, StageResult, StageText, run_stage
+from brainvq.training.stage import describe as describe  # the stage's lines (a re-export)
+from brainvq.training.trainer import stage_config
 
 
 def prior_train_config(cfg: Config) -> TrainConfig:
@@ -173,8 +169,9 @@ def train_prior(
     data: str | None = None,
     fresh: bool = False,
     progress: bool = True,
-) -> dict:
-    """Train (or resume, or reuse) the prior of a run; returns a summary dict.
+) -> StageResult:
+    """Train (or resume, or reuse) the prior of a run; returns its StageResult (extras: kind,
+    epochs, the losses and what the prior is conditioned on).
 
     The VQ-VAE settings come from the run's own config; cfg contributes the `prior` section (and
     accelerator/devices from `train`); kind (default cfg.prior.kind) picks dcgan, pixelcnn,
@@ -187,24 +184,15 @@ def train_prior(
     finished under (then it goes on from its last checkpoint, "continued"), or the run's VQ-VAE
     changed since (then it is trained anew, "retrained").
     """
-    started = time.monotonic()
     kind = kind or cfg.prior.kind
     if kind not in PRIOR_KINDS:
         raise RunError(f"prior kind {kind!r}: use one of {', '.join(PRIOR_KINDS)}")
-    run = load_run(run_path)
-    stage = f"prior-{kind}"
-    weights = prior_path(run.dir, kind)
-    status = "trained"
-    if not fresh and _stale(run, kind):
-        fresh, status = True, "retrained"  # trained on codes of an earlier VQ-VAE
-    if fresh:
-        weights.unlink(missing_ok=True)
-    elif weights.exists():
-        check_same_covariates(weights, cfg.prior.conditions)
-        if not can_continue(run.dir, stage, _budget(cfg, kind)):
-            finished = read_finished(run.dir, stage)
-            return {"status": "reused", "weights": str(weights), "finished": finished}
-        status = "continued"
+    return run_stage(PriorStage(load_run(run_path), cfg, kind, data, fresh, progress))
+
+
+def stage_settings(run: Run, cfg: Config, kind: str) -> Config:
+    """The prior stage's settings: the run's own config with ``cfg``'s prior section (kind,
+    its step batch and budget) and its accelerator, precision, devices and logging."""
     pcfg = copy.deepcopy(run.config)
     pcfg.prior = copy.deepcopy(cfg.prior)
     pcfg.prior.kind = kind
@@ -214,48 +202,70 @@ def train_prior(
     pcfg.train.devices, pcfg.train.num_nodes = cfg.train.devices, cfg.train.num_nodes
     pcfg.train.tensorboard = cfg.train.tensorboard
     pcfg.train.save_rank_states = cfg.train.save_rank_states
-    pcfg.validate()
+    return pcfg.validate()
 
-    maps = code_maps(run, run.data_root(data), progress=progress)
-    codes = torch.from_numpy(maps["train"]).long()
-    if codes.numel() == 0:
-        raise RunError(f"{run.dir.path}: the training split has no code maps to fit a prior on")
-    h, w = codes.shape[1:]
-    if h != w:
-        raise RunError(f"{run.dir.path}: code maps are {h}x{w}; the priors need square maps")
-    t = prior_train_config(pcfg)
-    L.seed_everything(t.seed, verbose=False)
-    torch.set_float32_matmul_precision("high")
-    p = pcfg.prior
-    codebook = run.vqvae.quantizer.embedding.detach().float().cpu()
-    ckpt = resume_path(run.dir, stage, fresh)
-    if ckpt is not None and status == "trained":
-        status = "resumed"
-    what = f"the code maps of {len(codes)} training slices"
-    if kind == "dcgan":
-        module = DCGANModule(pcfg, codebook, h, decoder=run.vqvae.decoder)
-        loader = _dcgan_loader(codes, p.batch_size, p.dcgan.steps_per_epoch, t.seed)
-        prepared = time.monotonic() - started, what
-        choice = begin_stage(
-            stage, t, module, loader, "prior", prepared, DCGAN_UPDATES_PER_STEP, progress
-        )
-        trainer = make_trainer(
-            run.dir, stage, t, progress, unused_parameters=True,
-            updates_per_step=DCGAN_UPDATES_PER_STEP, precision=choice, section="prior",
-            prepared_seconds=prepared[0],
-        )  # fmt: skip
-        finished = fit_stage(trainer, module, loader, None, ckpt, run.dir, stage)
-        prior = copy.deepcopy(module.sampler()).float().cpu()
-        prior.recalibrate_bn(seed=t.seed)
-        sample = prior.sample(min(256, 4 * len(codes)), seed=t.seed)
-        extra = {"sample_codes_used": int(torch.unique(sample).numel())}
-    else:
-        cond = level_conditions(run, pcfg, kind, run.data_root(data))
+
+class PriorStage(Stage):
+    """The prior stage for run_stage: the run's code maps, the kind's module (DCGANModule or
+    CodePredictionModule), RUN/prior-<kind>.safetensors."""
+
+    section = "prior"
+
+    def __init__(
+        self, run: Run, cfg: Config, kind: str, data: str | None, fresh: bool, progress: bool
+    ) -> None:
+        self.prior_run, self.cfg, self.kind, self.data = run, cfg, kind, data
+        self.run, self.fresh, self.progress = run.dir, fresh, progress
+        self.name, self.weights = f"prior-{kind}", prior_path(run.dir, kind)
+        if kind == "dcgan":
+            self.updates_per_step, self.unused_parameters = DCGAN_UPDATES_PER_STEP, True
+
+    def budget(self) -> Budget:
+        return _budget(self.cfg, self.kind)
+
+    def decide(self) -> StageResult | None:
+        if not self.fresh and _stale(self.prior_run, self.kind):
+            self.fresh, self.status = True, "retrained"  # trained on codes of an earlier VQ-VAE
+        if not self.fresh and self.weights.exists():
+            check_same_covariates(self.weights, self.cfg.prior.conditions)
+        return super().decide()
+
+    def reused(self, **extras) -> StageResult:
+        return super().reused(kind=self.kind, **extras)
+
+    def prepare(self, ckpt: Path | None) -> Prepared:
+        run, kind = self.prior_run, self.kind
+        self.pcfg = pcfg = stage_settings(run, self.cfg, kind)
+        maps = code_maps(run, run.data_root(self.data), progress=self.progress)
+        self.codes = codes = torch.from_numpy(maps["train"]).long()
+        if codes.numel() == 0:
+            raise RunError(f"{run.dir.path}: the training split has no code maps to fit a prior on")
+        h, w = codes.shape[1:]
+        if h != w:
+            raise RunError(f"{run.dir.path}: code maps are {h}x{w}; the priors need square maps")
+        t = prior_train_config(pcfg)
+        L.seed_everything(t.seed, verbose=False)
+        torch.set_float32_matmul_precision("high")
+        p = pcfg.prior
+        codebook = run.vqvae.quantizer.embedding.detach().float().cpu()
+        what = f"the code maps of {len(codes)} training slices"
+        if kind == "dcgan":
+            module = DCGANModule(pcfg, codebook, h, decoder=run.vqvae.decoder)
+            loader = _dcgan_loader(codes, p.batch_size, p.dcgan.steps_per_epoch, t.seed)
+            return Prepared(module, loader, None, t, what, ckpt)
+        module, loader, val = self._code_prediction(maps, codebook, ckpt)
+        return Prepared(module, loader, val, t, what, ckpt)
+
+    def _code_prediction(self, maps: dict, codebook: torch.Tensor, ckpt: Path | None):
+        """The CodePredictionModule of the kind and its training and validation loaders."""
+        run, kind, pcfg, codes = self.prior_run, self.kind, self.pcfg, self.codes
+        p = pcfg.prior
+        self.cond = cond = level_conditions(run, pcfg, kind, run.data_root(self.data))
         pcfg.prior.levels = "on" if cond["conditions"] else "off"  # as trained, for the record
-        covs = covariate_conditions(run, pcfg, kind, run.data_root(data))
+        self.covs = covs = covariate_conditions(run, pcfg, kind, run.data_root(self.data))
         k = codebook.shape[0]
         module = CodePredictionModule(
-            pcfg, codebook, h, cond["conditions"], cond.get("info"), covs["specs"]
+            pcfg, codebook, codes.shape[1], cond["conditions"], cond.get("info"), covs["specs"]
         )
         if ckpt:
             _check_resumable(ckpt, module)
@@ -265,62 +275,45 @@ def train_prior(
         loader = DataLoader(_code_data(codes, "train", cond, covs, k), p.batch_size, shuffle=True)
         val_data = _code_data(val_codes, "validate", cond, covs, k)
         val = DataLoader(val_data, p.batch_size) if len(val_codes) else None
-        prepared = time.monotonic() - started, what
-        choice = begin_stage(stage, t, module, loader, "prior", prepared, progress=progress)
-        trainer = make_trainer(
-            run.dir, stage, t, progress, precision=choice, section="prior",
-            prepared_seconds=prepared[0],
-        )  # fmt: skip
-        finished = fit_stage(trainer, module, loader, val, ckpt, run.dir, stage)
-        prior = module.best_prior().float()
-        extra = {"best_val_bpc": module.best_val, "conditions": list(cond["conditions"])}
-        extra["levels"] = cond["why"]
-        extra["covariates"] = [c["name"] for c in covs["specs"]]
-    if trainer.is_global_zero:
-        prior.save(weights, pcfg)
-    metrics = trainer.callback_metrics
-    losses = ("g_loss", "d_loss") if kind == "dcgan" else ("bpc", "val_bpc")
-    for name in losses:
-        value = metrics.get(f"{name}_epoch", metrics.get(name))
-        extra[name] = float(value) if value is not None else float("nan")
-    return {
-        "status": status,
-        "kind": kind,
-        "epochs": trainer.current_epoch,
-        "steps": finished["steps"],
-        "seconds": round(time.monotonic() - started, 1),
-        "finished": finished,
-        **extra,
-        "weights": str(weights),
-        "is_global_zero": trainer.is_global_zero,
-    }
+        return module, loader, val
 
+    def finish(self, module, trainer: L.Trainer | None, zero: bool) -> dict:
+        kind, seed = self.kind, self.pcfg.prior.seed
+        if kind == "dcgan":
+            prior = copy.deepcopy(module.sampler()).float().cpu()
+            prior.recalibrate_bn(seed=seed)
+            sample = prior.sample(min(256, 4 * len(self.codes)), seed=seed)
+            extra = {"sample_codes_used": int(torch.unique(sample).numel())}
+        else:
+            prior = module.best_prior().float()
+            extra = {"best_val_bpc": module.best_val, "conditions": list(self.cond["conditions"])}
+            extra["levels"] = self.cond["why"]
+            extra["covariates"] = [c["name"] for c in self.covs["specs"]]
+        if zero:
+            prior.save(self.weights, self.pcfg)
+        metrics = trainer.callback_metrics
+        losses = ("g_loss", "d_loss") if kind == "dcgan" else ("bpc", "val_bpc")
+        for name in losses:
+            value = metrics.get(f"{name}_epoch", metrics.get(name))
+            extra[name] = float(value) if value is not None else float("nan")
+        return {"kind": kind, "epochs": trainer.current_epoch, **extra}
 
-def describe(result: dict, kind: str) -> str:
-    """One line on what train_prior did, and which limit of its budget ended it."""
-    finished = result.get("finished")
-    if result["status"] == "reused":
-        done = ""
-        if finished:
-            done = f" ({finished['steps']} steps; {stop_text(finished, 'prior')} ended it)"
-        return (
-            f"{kind} prior already trained{done}: {result['weights']}; a larger budget continues "
-            "it, --fresh retrains"
-        )
-    if "best_val_bpc" in result:
-        unit = "bits/hidden code" if kind == "maskgit" else "bits/code"
-        loss = f"validation {result['best_val_bpc']:.3f} {unit} (best)"
-        if not math.isfinite(result["best_val_bpc"]):
-            loss = "not validated yet (it ended before an epoch's end)"
-    else:
-        loss = f"G loss {result['g_loss']:.3f}, D loss {result['d_loss']:.3f}"
-    conditioned = {("level",): ", by level", ("level", "below"): ", by level and slice below"}
-    ended = f", ended by {stop_text(finished, 'prior')}" if finished else ""
-    on = conditioned.get(tuple(result.get("conditions", ())), "")
-    if result.get("covariates"):
-        on += f", on {', '.join(result['covariates'])}"
-    return (
-        f"{kind} prior {result['status']}{on}"
-        f": {result['steps']} steps in {result['seconds']:.0f}s{ended}; {loss} -> "
-        f"{result['weights']}"
-    )
+    def text(self, result: StageResult) -> StageText:
+        kind = self.kind
+        text = StageText(f"{kind} prior", self.section)
+        if result.status == "reused":
+            return text
+        if "best_val_bpc" in result:
+            unit = "bits/hidden code" if kind == "maskgit" else "bits/code"
+            loss = f"validation {result['best_val_bpc']:.3f} {unit} (best)"
+            if not math.isfinite(result["best_val_bpc"]):
+                loss = "not validated yet (it ended before an epoch's end)"
+        else:
+            loss = f"G loss {result['g_loss']:.3f}, D loss {result['d_loss']:.3f}"
+        conditioned = {("level",): ", by level", ("level", "below"): ", by level and slice below"}
+        on = conditioned.get(tuple(result.get("conditions", ())), "")
+        if result.get("covariates"):
+            on += f", on {', '.join(result['covariates'])}"
+        text.line = f"{kind} prior {result.status}{on}: {{work}}{{ended}}; {loss} -> "
+        text.line += result.weights
+        return text

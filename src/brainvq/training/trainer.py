@@ -177,20 +177,8 @@ def make_trainer(
         precision = PrecisionChoice(resolve_precision(t.precision, accelerator), "not measured")
     clock = StageBudget(Budget.of(t), time.monotonic(), updates_per_step, section)
     clock.record = {"prepare_seconds": round(prepared_seconds, 1), **precision.record()}
-    callbacks = [
-        RollingCheckpoint(run.stage_state(stage)),
-        clock,
-        *(extra_callbacks or []),
-    ]
-    if t.loss_threshold > 0:
-        callbacks.append(LossThresholdStop(t.loss_threshold))
-    if t.save_rank_states:
-        callbacks.append(RankStateDump(run.stage_state(stage)))
     bars = progress and stderr_is_terminal()  # redirected: lines, not a bar's carriage returns
-    if bars:
-        callbacks.append(TQDMProgressBar(refresh_rate=5))
-    elif progress:
-        callbacks.append(LineProgress(stage, budget_text(t)))
+    callbacks = _callbacks(run, stage, t, clock, extra_callbacks or [], progress, bars)
     return L.Trainer(
         accelerator=accelerator,
         devices=t.devices,
@@ -212,6 +200,23 @@ def make_trainer(
         default_root_dir=str(run.path),
         enable_checkpointing=False,
     )
+
+
+def _callbacks(
+    run: RunDir, stage: str, t: TrainConfig, clock: StageBudget, extra: list, progress, bars
+) -> list:
+    """make_trainer's callbacks: checkpoints, the budget's clock, ``extra``, the loss threshold,
+    rank states, and a progress bar (``bars``) or progress lines."""
+    callbacks = [RollingCheckpoint(run.stage_state(stage)), clock, *extra]
+    if t.loss_threshold > 0:
+        callbacks.append(LossThresholdStop(t.loss_threshold))
+    if t.save_rank_states:
+        callbacks.append(RankStateDump(run.stage_state(stage)))
+    if bars:
+        callbacks.append(TQDMProgressBar(refresh_rate=5))
+    elif progress:
+        callbacks.append(LineProgress(stage, budget_text(t)))
+    return callbacks
 
 
 def fit_stage(

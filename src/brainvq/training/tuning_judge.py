@@ -15,15 +15,20 @@ on the other two alone, and the result says why.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
 
+from brainvq.config import TuneConfig
 from brainvq.errors import DataError
 from brainvq.evaluation.c2st import MIN_PER_SIDE, c2st
+from brainvq.io import atomic_write_text
 from brainvq.metrics import ssim_reference
 from brainvq.nn.vqvae import VQVAE
+from brainvq.priors.tuned_decoder import decoder_path, refusal_path
+from brainvq.runs import RunDir, atomic_save_safetensors
 
 MAX_SSIM_DROP = 0.005  # validation reconstruction SSIM the tuned decoder may lose
 JUDGE_POOL = 2  # the C2ST compares 2x2-averaged images (see brainvq.evaluation.c2st)
@@ -120,3 +125,51 @@ def verdict(judged: dict, alike: tuple[float, float], max_rise: float) -> tuple[
             f"{alike[0]:.3f}, tune.max_diversity_rise = {max_rise:g})"
         )
     return not faults, "; ".join(faults)
+
+
+def validation_split(arrays: dict, maps: dict, splits) -> dict:
+    """judge_decoders' ``split`` from the run's validation slices and code maps: the brain of
+    each slice where every one is known (the C2ST folds by brain), else None."""
+    subjects = splits.subjects.get("validate", [])
+    known = len(subjects) > 0 and all(subjects)
+    return {
+        "images": np.asarray(arrays["validate"], dtype=np.float32) / 255.0,
+        "maps": torch.from_numpy(np.asarray(maps["validate"])).long(),
+        "groups": [str(g) for g in splits.subjects["validate"]] if known else None,
+    }
+
+
+def keep_or_refuse(
+    run: RunDir, kind: str, tuned: VQVAE, sha: str, tune: TuneConfig, judged: dict, alike
+) -> dict:
+    """Write the tuned decoder if it passes ``verdict`` (its samples harder to tell from the real
+    validation slices, its reconstructions as good, its samples as varied: ``alike``, their mean
+    pairwise SSIM through the VQ-VAE's decoder and the tuned one), else drop it and record that
+    tuning to this prior (``sha``: its file's digest) was refused."""
+    alike_vqvae, alike_tuned = alike
+    kept, why = verdict(judged, (alike_vqvae, alike_tuned), tune.max_diversity_rise)
+    if kept:
+        meta = {"kind": f"decoder-{kind}", "prior_sha256": sha, "max_share": tune.max_share}
+        atomic_save_safetensors(tuned.decoder.state_dict(), decoder_path(run, kind), meta)
+        refusal_path(run, kind).unlink(missing_ok=True)
+    else:
+        record = {"prior_sha256": sha, "samples_alike_vqvae": alike_vqvae}
+        record.update(samples_alike_tuned=alike_tuned, why=why, **judged)
+        atomic_write_text(refusal_path(run, kind), json.dumps(record))
+        decoder_path(run, kind).unlink(missing_ok=True)  # an earlier tuning to it goes too
+    out = {"kept": kept, "samples_alike_vqvae": alike_vqvae, "samples_alike_tuned": alike_tuned}
+    return out | {"why_not_kept": why}
+
+
+def judged_text(result: Mapping) -> str:
+    """What a decoder tuning was judged by on the validation split, in words."""
+    ssim = (
+        f"validation reconstruction SSIM {result['val_ssim_tuned']:.4f} (VQ-VAE decoder "
+        f"{result['val_ssim_vqvae']:.4f})"
+    )
+    if "c2st_tuned" not in result:
+        return f"{ssim}; not judged by a two-sample test ({result.get('c2st_skipped', '')})"
+    return (
+        f"{ssim}; C2ST of its samples vs real validation slices {result['c2st_tuned']:.3f} "
+        f"(VQ-VAE decoder {result['c2st_vqvae']:.3f})"
+    )

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 
 import lightning as L
@@ -41,9 +40,10 @@ from brainvq.metrics import ssim
 from brainvq.nn.patchgan import PatchDiscriminator, adversarial_losses, log_adversarial
 from brainvq.nn.vqvae import VQVAE, image_loss, recon_loss
 from brainvq.runs import RunDir, check_compatible, save_vqvae
-from brainvq.training.budget import Budget, can_continue, read_finished, stop_text
+from brainvq.training.budget import Budget
 from brainvq.training.loaders import slice_loader
-from brainvq.training.trainer import begin_stage, fit_stage, make_trainer, resume_path
+from brainvq.training.stage import Prepared, Stage, StageResult, StageText, run_stage
+from brainvq.training.stage import describe as describe  # the stage's lines (a re-export)
 
 
 class VQVAEModule(L.LightningModule):
@@ -129,86 +129,89 @@ def train_vqvae(
     cfg: Config,
     fresh: bool = False,
     progress: bool = True,
-) -> dict:
-    """Train (or resume, or reuse) the VQ-VAE of a run; returns a summary dict.
+) -> StageResult:
+    """Train (or resume, or reuse) the VQ-VAE of a run; returns its StageResult (extras: epochs,
+    val_ssim, data: the subjects of the splits).
 
     A finished VQ-VAE is reused, unless ``fresh`` or the budget in ``cfg.train`` is larger than
     the one it finished under: then training goes on from its last checkpoint ("continued")."""
     run = RunDir(run_path)
     created = not run.path.exists()
     try:
-        return _train_vqvae(data, run, cfg, fresh, progress)
+        run.ensure_writable()
+        return run_stage(VQVAEStage(data, run, cfg, fresh, progress))
     except Exception:
         if created and run.path.is_dir() and not any(run.path.iterdir()):
             run.path.rmdir()  # nothing half-written: a run folder we made and left empty goes
         raise
 
 
-def _train_vqvae(data: str, run: RunDir, cfg: Config, fresh: bool, progress: bool) -> dict:
-    started = time.monotonic()
-    run.ensure_writable()
-    if fresh:
-        run.vqvae.unlink(missing_ok=True)
-    else:
-        check_compatible(run, cfg)
-    continued = False
-    if run.vqvae.exists() and not fresh:
-        if not can_continue(run, "vqvae", Budget.of(cfg.train)):
-            finished = read_finished(run, "vqvae")
-            subjects = _recorded_subjects(run)
-            return {
-                "status": "reused",
-                "weights": str(run.vqvae),
-                "finished": finished,
-                "data": subjects,
-            }
-        continued = True
+class VQVAEStage(Stage):
+    """The VQ-VAE stage for run_stage: the run's slices, VQVAEModule, RUN/vqvae.safetensors."""
 
-    splits, arrays = load_data(data, cfg.data, progress=progress)
-    subjects = splits.subject_summary()
-    warn_leaks(subjects)
-    cfg.save(run.config)
-    # an absolute path, so commands run from another folder find the run's data
-    source = str(Path(data).resolve()) if data != "default" and Path(data).exists() else str(data)
-    record = {"data": source, "sizes": {k: len(v) for k, v in arrays.items()}, **subjects}
-    record |= covariate_record(splits, cfg.data.subjects_table, data, cfg.data.subject_pattern)
-    atomic_write_text(run.data_source, json.dumps(record, indent=2) + "\n")
-    L.seed_everything(cfg.train.seed, verbose=False)
-    torch.set_float32_matmul_precision("high")
-    t = cfg.train
-    pin = torch.cuda.is_available()
-    train_dl = slice_loader(arrays["train"], t.batch_size, True, t.num_workers, True, t.seed, pin)
-    val_dl = slice_loader(arrays["validate"], max(t.batch_size, 64), False, 0, pin_memory=pin)
+    name, section, barrier = "vqvae", "train", "vqvae-saved"
 
-    module = VQVAEModule(cfg)
-    prepared = time.monotonic() - started, f"{len(arrays['train'])} training slices"
-    choice = begin_stage("vqvae", t, module, train_dl, "train", prepared, progress=progress)
-    if t.compile:
-        module.model = torch.compile(module.model)
-    ckpt = resume_path(run, "vqvae", fresh)
-    # the discriminator has no gradient before vqvae.adversarial_start
-    trainer = make_trainer(
-        run, "vqvae", t, progress, unused_parameters=cfg.vqvae.adversarial(), precision=choice,
-        prepared_seconds=prepared[0],
-    )  # fmt: skip
-    finished = fit_stage(trainer, module, train_dl, val_dl, ckpt, run, "vqvae")
-    model = getattr(module.model, "_orig_mod", module.model).float().cpu()
-    if trainer.is_global_zero:
-        save_vqvae(model.to(memory_format=torch.contiguous_format), run.vqvae, cfg)
-    # Under DDP the other ranks go on to the prior stage, which reads these weights: they wait
-    # here until rank 0 has written them.
-    trainer.strategy.barrier("vqvae-saved")
-    return {
-        "status": "continued" if continued else "resumed" if ckpt else "trained",
-        "epochs": trainer.current_epoch,
-        "steps": trainer.global_step,
-        "seconds": round(time.monotonic() - started, 1),
-        "finished": finished,
-        "val_ssim": float(trainer.callback_metrics.get("val_ssim", float("nan"))),
-        "weights": str(run.vqvae),
-        "is_global_zero": trainer.is_global_zero,
-        "data": subjects,
-    }
+    def __init__(self, data: str, run: RunDir, cfg: Config, fresh: bool, progress: bool) -> None:
+        self.data, self.run, self.cfg, self.fresh, self.progress = data, run, cfg, fresh, progress
+        self.weights = run.vqvae
+        # the discriminator has no gradient before vqvae.adversarial_start
+        self.unused_parameters = cfg.vqvae.adversarial()
+        self.subjects: dict | None = None
+
+    def budget(self) -> Budget:
+        return Budget.of(self.cfg.train)
+
+    def decide(self) -> StageResult | None:
+        if not self.fresh:
+            check_compatible(self.run, self.cfg)
+        return super().decide()
+
+    def reused(self, **extras) -> StageResult:
+        return super().reused(data=_recorded_subjects(self.run), **extras)
+
+    def prepare(self, ckpt: Path | None) -> Prepared:
+        data, run, cfg = self.data, self.run, self.cfg
+        splits, arrays = load_data(data, cfg.data, progress=self.progress)
+        self.subjects = subjects = splits.subject_summary()
+        warn_leaks(subjects)
+        cfg.save(run.config)
+        # an absolute path, so commands run from another folder find the run's data
+        source = str(Path(data).resolve()) if data != "default" and Path(data).exists() else data
+        record = {"data": source, "sizes": {k: len(v) for k, v in arrays.items()}, **subjects}
+        record |= covariate_record(splits, cfg.data.subjects_table, data, cfg.data.subject_pattern)
+        atomic_write_text(run.data_source, json.dumps(record, indent=2) + "\n")
+        L.seed_everything(cfg.train.seed, verbose=False)
+        torch.set_float32_matmul_precision("high")
+        t = cfg.train
+        pin = torch.cuda.is_available()
+        train = slice_loader(arrays["train"], t.batch_size, True, t.num_workers, True, t.seed, pin)
+        val = slice_loader(arrays["validate"], max(t.batch_size, 64), False, 0, pin_memory=pin)
+        module = VQVAEModule(cfg)
+        return Prepared(module, train, val, t, f"{len(arrays['train'])} training slices", ckpt)
+
+    def ready(self, module: VQVAEModule) -> None:
+        if self.cfg.train.compile:
+            module.model = torch.compile(module.model)
+
+    def finish(self, module: VQVAEModule, trainer: L.Trainer | None, zero: bool) -> dict:
+        model = getattr(module.model, "_orig_mod", module.model).float().cpu()
+        if zero:
+            save_vqvae(model.to(memory_format=torch.contiguous_format), self.weights, self.cfg)
+        val_ssim = float(trainer.callback_metrics.get("val_ssim", float("nan")))
+        return {"epochs": trainer.current_epoch, "val_ssim": val_ssim, "data": self.subjects}
+
+    def text(self, result: StageResult) -> StageText:
+        data = result.extras.get("data")
+        notes = (describe_subjects(data),) if data else ()
+        text = StageText("VQ-VAE", self.section, notes=notes)
+        if result.status != "reused":
+            val = f"validation SSIM {result['val_ssim']:.4f}"
+            if math.isnan(result["val_ssim"]):
+                val = "not validated yet (it ended before an epoch's end)"
+            epochs = result["epochs"]
+            text.line = f"VQ-VAE {result.status}: {epochs} epochs, {{work}}{{ended}}; {val} -> "
+            text.line += result.weights
+        return text
 
 
 def _recorded_subjects(run: RunDir) -> dict | None:
@@ -218,26 +221,3 @@ def _recorded_subjects(run: RunDir) -> dict | None:
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) and "subjects" in record else None
-
-
-def describe(result: dict) -> str:
-    """What train_vqvae did: the subjects of the splits, then one line on the VQ-VAE and which
-    limit of its budget ended it."""
-    subjects = f"{describe_subjects(result['data'])}\n" if result.get("data") else ""
-    finished = result.get("finished")
-    if result["status"] == "reused":
-        done = ""
-        if finished:
-            done = f" ({finished['steps']} steps; {stop_text(finished, 'train')} ended it)"
-        return (
-            f"{subjects}VQ-VAE already trained{done}: {result['weights']}; a larger budget "
-            "continues it, --fresh retrains"
-        )
-    ended = f", ended by {stop_text(finished, 'train')}" if finished else ""
-    val = f"validation SSIM {result['val_ssim']:.4f}"
-    if math.isnan(result["val_ssim"]):
-        val = "not validated yet (it ended before an epoch's end)"
-    return subjects + (
-        f"VQ-VAE {result['status']}: {result['epochs']} epochs, {result['steps']} steps in "
-        f"{result['seconds']:.0f}s{ended}; {val} -> {result['weights']}"
-    )
