@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
 
 from brainvq.evaluation.prior_test import PRIOR_POOLS, prior_two_sample  # noqa: E402
-from brainvq.evaluation.verdict import close_limit, prior_test_close  # noqa: E402
 from brainvq.io import atomic_write_text  # noqa: E402
 from brainvq.priors import load_prior, pick_kind  # noqa: E402
+from brainvq.reporting.verdict import close_limit, prior_test_close  # noqa: E402
 from brainvq.runs import load_run  # noqa: E402
 from brainvq.sampling import sample_images  # noqa: E402
 

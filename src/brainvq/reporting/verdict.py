@@ -25,16 +25,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from brainvq.evaluation.measure import measure_warnings
+from brainvq.evaluation.prior_close import (
+    CLOSE_MARGIN,
+    CLOSE_POOLS,
+    close_limit,
+    prior_test_close,
+)
+
 WEAK_REALISM = 0.7  # realism ratio under this: a weak prior
 ALIKE_GAP = 0.1  # samples' mean pairwise SSIM above real slices' by more: too alike
 COPY_SHARE = 0.05  # share of samples that are copies above this: memorising
 WEAK_SSIM = 0.8  # VQ-VAE test reconstruction SSIM under this: a weak VQ-VAE
 DEAD_CODEBOOK = 0.1  # share of the codes the test split could show that are used, under this
-# the prior's two-sample test (brainvq.evaluation.prior_test) is close to its reference at a pool
-# when its accuracy is at most the reference's + CLOSE_MARGIN + the reference's spread over folds,
-# at each of CLOSE_POOLS the image size allows
-CLOSE_MARGIN = 0.1
-CLOSE_POOLS = (2, 4)
 
 THRESHOLDS_HELP = (
     f"It warns, one line each with the setting that would help, when a prior's realism ratio is "
@@ -49,23 +52,6 @@ THRESHOLDS_HELP = (
 
 PRIOR_NAMES = {"dcgan": "DCGAN", "pixelcnn": "PixelCNN", "transformer": "transformer"}
 PRIOR_NAMES["maskgit"] = "MaskGIT"
-
-
-def prior_test_close(test: dict | None, ref: dict | None) -> bool | None:
-    """True when the prior's two-sample test is close to its reference at every pool of
-    CLOSE_POOLS that both hold (accuracy <= reference + CLOSE_MARGIN + reference's std), False
-    when it is not at one of them, None when there is nothing to compare (skipped or absent)."""
-    if not test or not ref:
-        return None
-    pools = [p for p in CLOSE_POOLS if f"pool{p}" in test and f"pool{p}" in ref]
-    if not pools:
-        return None
-    return all(test[f"pool{p}"] <= close_limit(ref, p) for p in pools)
-
-
-def close_limit(ref: dict, pool: int) -> float:
-    """The highest accuracy at ``pool`` that reads as close to the reference ``ref``."""
-    return ref[f"pool{pool}"] + CLOSE_MARGIN + ref.get(f"pool{pool}_std", 0.0)
 
 
 @dataclass
@@ -113,7 +99,7 @@ def vqvae_findings(m: dict, finished: dict | None = None) -> list[Finding]:
                     "smaller --vqvae.codebook_size (all with --fresh)",
                 )
             )
-    return out
+    return out + _measured("vqvae", "vqvae", m)
 
 
 def sample_findings(kind: str, s: dict, finished: dict | None = None) -> list[Finding]:
@@ -173,7 +159,12 @@ def sample_findings(kind: str, s: dict, finished: dict | None = None) -> list[Fi
                 "sample at a higher --temperature",
             )
         )
-    return out
+    return out + _measured(section, "samples", s)
+
+
+def _measured(section: str, measures: str, values: dict) -> list[Finding]:
+    """The registered measures' own warnings on a section (brainvq.evaluation.measure)."""
+    return [Finding(section, text, text) for text in measure_warnings(measures, values)]
 
 
 def findings(metrics: dict, finished: dict | None = None) -> list[Finding]:
