@@ -20,6 +20,7 @@ from brainvq.config import Config, check_scope
 from brainvq.data import load_data
 from brainvq.data.subjects import describe as describe_subjects
 from brainvq.data.subjects import warn_leaks, warn_once
+from brainvq.evaluation.keys import COPY_THRESHOLD
 from brainvq.evaluation.manifest import reference_cache, write_manifest
 from brainvq.evaluation.measure import Context
 from brainvq.evaluation.measures import run_measures, table_rows
@@ -182,7 +183,7 @@ def _manifest(ctx: Context, scores: dict) -> Path:
     """manifest.csv beside the drawn samples: each one's NN-SSIM, whether it is a copy and its
     nearest training slice's level."""
     per, levels = ctx.per_item, ctx.splits.slice_levels("train")
-    copy = per["nn_ssim"] > scores["copy_threshold"]
+    copy = per["nn_ssim"] > scores[COPY_THRESHOLD]
     near = {"nn_ssim": per["nn_ssim"], "copy": copy}
     near["level"] = [levels[i] for i in per["nearest"]]
     return write_manifest(ctx.drawn["out"], ctx.drawn, near)

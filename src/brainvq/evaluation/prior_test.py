@@ -35,6 +35,7 @@ import torch
 from brainvq.codes import code_maps
 from brainvq.data import atomic_save_npy, discover
 from brainvq.errors import DataError
+from brainvq.evaluation.keys import PRIOR_C2ST, PRIOR_C2ST_REFERENCE
 from brainvq.evaluation.two_sample import c2st_folds, pooled_c2st
 from brainvq.io import atomic_write_text, file_digest
 from brainvq.nn.vqvae import VQVAE
@@ -163,4 +164,4 @@ def prior_two_sample(
     test.update(reading=PRIOR_C2ST_MEANS, reference=reference, decoder=decoder, folds_by=note)
     n = test.get("n_per_side")
     ref = reference_c2st(run, kind, n, pools, folds, seed, data, progress) if n else None
-    return {"prior_c2st": test, "prior_c2st_reference": ref or {"skipped": "no prior test"}}
+    return {PRIOR_C2ST: test, PRIOR_C2ST_REFERENCE: ref or {"skipped": "no prior test"}}

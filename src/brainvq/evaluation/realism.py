@@ -25,6 +25,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from brainvq.evaluation.keys import (
+    COPIES,
+    COPY_THRESHOLD,
+    DIVERSITY_GAP,
+    DIVERSITY_REAL,
+    DIVERSITY_SAMPLES,
+    N_SAMPLES,
+    REALISM_RATIO,
+)
 from brainvq.io import atomic_write_bytes
 from brainvq.metrics import (
     as_images,
@@ -34,15 +43,6 @@ from brainvq.metrics import (
     top_ssim_against,
 )
 from brainvq.progress import Progress
-
-# metrics.json keys of the sample measures that other modules read (the verdict, the report)
-REALISM_RATIO = "realism_ratio"
-DIVERSITY_SAMPLES, DIVERSITY_REAL, DIVERSITY_GAP = (
-    "diversity_samples",
-    "diversity_real_test",
-    "diversity_gap",
-)
-COPIES = "copies"
 
 
 def _search(queries, what: str) -> Progress:
@@ -177,7 +177,7 @@ def real_reference(
         "real_test_nn_ssim_mean": float(t_nn.mean()),
         "real_test_nn_ssim_min": float(t_nn.min()),
         DIVERSITY_REAL: mean_pairwise_ssim(test),
-        "copy_threshold": float(t_nn.max()),
+        COPY_THRESHOLD: float(t_nn.max()),
     }
     per = {"nn_ssim": t_nn.numpy(), "nearest": t_idx.numpy(), "neighbours": top.numpy()}
     twins = near_twins(top)
@@ -224,7 +224,7 @@ def score_samples(
     top, where = neighbours(samples, train, candidates, "the samples" if progress else "")
     s_nn, s_idx = top[:, 0], where[:, 0]
     out = {
-        "n_samples": int(s_nn.numel()),
+        N_SAMPLES: int(s_nn.numel()),
         "nn_ssim_mean": float(s_nn.mean()),
         "nn_ssim_max": float(s_nn.max()),
         "nn_ssim_min": float(s_nn.min()),
@@ -232,7 +232,7 @@ def score_samples(
         **ref,
         REALISM_RATIO: float(s_nn.mean()) / ref["real_test_nn_ssim_mean"],
         DIVERSITY_SAMPLES: mean_pairwise_ssim(samples),
-        COPIES: int((s_nn > ref["copy_threshold"]).sum()),
+        COPIES: int((s_nn > ref[COPY_THRESHOLD]).sum()),
     }
     out[DIVERSITY_GAP] = out[DIVERSITY_SAMPLES] - out[DIVERSITY_REAL]
     if "real_test_nn_ssim_min" in ref:  # (absent from references cached by older versions)

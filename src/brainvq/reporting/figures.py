@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from brainvq.evaluation.keys import COPY_THRESHOLD, REALISM_RATIO
 from brainvq.evaluation.measure import Context
 from brainvq.evaluation.prior_test import reconstructions
 from brainvq.io import atomic_write_bytes
@@ -341,9 +342,9 @@ def _pair_figures(ctx: Context, scores: dict) -> None:
     nn_ssim_histogram_figure(
         per["nn_ssim"],
         per["real_nn_ssim"],
-        scores["copy_threshold"],
+        scores[COPY_THRESHOLD],
         figs / f"{kind}_nn_ssim.png",
-        f"{kind}: realism ratio {scores['realism_ratio']:.3f}",
+        f"{kind}: realism ratio {scores[REALISM_RATIO]:.3f}",
     )
     real_nn = per["real_nn_ssim"]
     real_pick = np.linspace(0, len(real_nn) - 1, min(8, len(real_nn))).round().astype(int)

@@ -24,6 +24,7 @@ from brainvq.applications.anomaly import anomaly_html
 from brainvq.data.subjects import describe as describe_subjects
 from brainvq.data.subjects import leak_warning
 from brainvq.errors import RunError
+from brainvq.evaluation.keys import N_SAMPLES, PRIOR_C2ST, PRIOR_C2ST_REFERENCE
 from brainvq.evaluation.measure import ReportRow
 from brainvq.evaluation.measures import report_rows
 from brainvq.evaluation.realism import NEAR_TWIN_MEANS, near_twin_warning
@@ -171,7 +172,7 @@ def _top(run: RunDir, metrics: dict) -> list[str]:
         grid = run.figures / f"{kind}_sample_grid.png"
         if not grid.exists():
             continue
-        n = metrics.get(f"samples-{kind}", {}).get("n_samples")
+        n = metrics.get(f"samples-{kind}", {}).get(N_SAMPLES)
         pics = [_img(grid, f"New slices from the {name} prior (16 of {n})", f"samples-{kind}")]
         real = run.figures / "real_test_slices.png"
         if real.exists():
@@ -195,7 +196,7 @@ def _beside_caption(name: str, s: dict) -> str:
         f"{name} samples (top) above the decoder's reconstructions of real brains at the same "
         "axial levels (bottom): the same decoder, so only the code maps differ"
     )
-    if prior_test_close(s.get("prior_c2st"), s.get("prior_c2st_reference")) is False:
+    if prior_test_close(s.get(PRIOR_C2ST), s.get(PRIOR_C2ST_REFERENCE)) is False:
         return f"Why a classifier tells them apart: {shown}"
     return shown
 
@@ -214,7 +215,7 @@ def _table(title: str, columns: tuple[str, str], rows: list[str]) -> str:
 
 
 def _samples_table(kind: str, s: dict) -> str:
-    how = f"{s.get('n_samples')} samples, seed {s.get('seed')}"
+    how = f"{s.get(N_SAMPLES)} samples, seed {s.get('seed')}"
     if "temperature" in s:
         how += f", temperature {s['temperature']:g}"
     if s.get("decoder") == "tuned":

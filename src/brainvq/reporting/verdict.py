@@ -25,6 +25,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from brainvq.evaluation.keys import (
+    CODEBOOK_SIZE,
+    CODES_USED,
+    COPIES,
+    DIVERSITY_GAP,
+    DIVERSITY_REAL,
+    DIVERSITY_SAMPLES,
+    N_SAMPLES,
+    PRIOR_C2ST,
+    PRIOR_C2ST_REFERENCE,
+    REALISM_RATIO,
+    SSIM,
+    TEST_POSITIONS,
+)
 from brainvq.evaluation.measure import measure_warnings
 from brainvq.evaluation.prior_close import (
     CLOSE_MARGIN,
@@ -73,7 +87,7 @@ def _longer(section: str, finished: dict | None) -> str:
 def vqvae_findings(m: dict, finished: dict | None = None) -> list[Finding]:
     """Warnings on the VQ-VAE's section of metrics.json."""
     out = []
-    s = m.get("ssim", {}).get("mean")
+    s = m.get(SSIM, {}).get("mean")
     if s is not None and s < WEAK_SSIM:
         out.append(
             Finding(
@@ -84,8 +98,8 @@ def vqvae_findings(m: dict, finished: dict | None = None) -> list[Finding]:
                 f"({_longer('train', finished)})",
             )
         )
-    used, size = m.get("codes_used"), m.get("codebook_size")
-    positions = m.get("test_positions", size)
+    used, size = m.get(CODES_USED), m.get(CODEBOOK_SIZE)
+    positions = m.get(TEST_POSITIONS, size)
     if used is not None and size:
         possible = max(1, min(size, positions or size))
         if used / possible < DEAD_CODEBOOK:
@@ -106,7 +120,7 @@ def sample_findings(kind: str, s: dict, finished: dict | None = None) -> list[Fi
     """Warnings on the samples-KIND section of metrics.json."""
     name, out = PRIOR_NAMES.get(kind, kind), []
     section = f"samples-{kind}"
-    ratio = s.get("realism_ratio")
+    ratio = s.get(REALISM_RATIO)
     if ratio is not None and ratio < WEAK_REALISM:
         out.append(
             Finding(
@@ -117,20 +131,20 @@ def sample_findings(kind: str, s: dict, finished: dict | None = None) -> list[Fi
                 f"brains: train it longer ({_longer('prior', finished)})",
             )
         )
-    gap = s.get("diversity_gap")
+    gap = s.get(DIVERSITY_GAP)
     if gap is not None and gap > ALIKE_GAP:
         out.append(
             Finding(
                 section,
                 short=f"the {name} prior's samples are too alike",
                 text=f"the {name} prior's samples are too alike: mean pairwise SSIM "
-                f"{s['diversity_samples']:.2f} against real slices' {s['diversity_real_test']:.2f} "
+                f"{s[DIVERSITY_SAMPLES]:.2f} against real slices' {s[DIVERSITY_REAL]:.2f} "
                 f"(warns {ALIKE_GAP} above): sample at a higher --temperature (now "
                 f"{s.get('temperature', 'the default')}) or train it longer "
                 f"({_longer('prior', finished)})",
             )
         )
-    test, ref = s.get("prior_c2st"), s.get("prior_c2st_reference")
+    test, ref = s.get(PRIOR_C2ST), s.get(PRIOR_C2ST_REFERENCE)
     if prior_test_close(test, ref) is False:
         pool = max(p for p in CLOSE_POOLS if f"pool{p}" in test and f"pool{p}" in ref)
         out.append(
@@ -147,7 +161,7 @@ def sample_findings(kind: str, s: dict, finished: dict | None = None) -> list[Fi
                 "brains (bench/choose_sampling.py)",
             )
         )
-    copies, n = s.get("copies", 0), s.get("n_samples", 0)
+    copies, n = s.get(COPIES, 0), s.get(N_SAMPLES, 0)
     if n and copies / n > COPY_SHARE:
         out.append(
             Finding(
@@ -191,7 +205,7 @@ def verdict(metrics: dict, finished: dict | None = None) -> tuple[bool, str]:
     parts = []
     for kind in kinds:
         s = metrics[f"samples-{kind}"]
-        gap = s["diversity_samples"] - s["diversity_real_test"]
+        gap = s[DIVERSITY_SAMPLES] - s[DIVERSITY_REAL]
         varied = (
             "vary as much as real slices do"
             if abs(gap) <= 0.05
@@ -201,11 +215,11 @@ def verdict(metrics: dict, finished: dict | None = None) -> tuple[bool, str]:
                 else "vary more than real slices"
             )
         )
-        copies = "none copies" if not s.get("copies") else f"{s['copies']} copy"
-        name = f"the {PRIOR_NAMES.get(kind, kind)} prior's {s.get('n_samples')} samples"
+        copies = "none copies" if not s.get(COPIES) else f"{s[COPIES]} copy"
+        name = f"the {PRIOR_NAMES.get(kind, kind)} prior's {s.get(N_SAMPLES)} samples"
         parts.append(
-            f"{name} {_looks(s)}, {varied} (mean pairwise SSIM {s['diversity_samples']:.2f} vs "
-            f"{s['diversity_real_test']:.2f}), and {copies} a training slice"
+            f"{name} {_looks(s)}, {varied} (mean pairwise SSIM {s[DIVERSITY_SAMPLES]:.2f} vs "
+            f"{s[DIVERSITY_REAL]:.2f}), and {copies} a training slice"
         )
     text = "; ".join(parts)
     return True, f"Looks good: {text}."
@@ -214,8 +228,8 @@ def verdict(metrics: dict, finished: dict | None = None) -> tuple[bool, str]:
 def _looks(s: dict) -> str:
     """How the samples look, by the prior's two-sample test where it ran (it is close: the
     verdict has no finding on it), else by the realism ratio alone, saying so."""
-    test, ref = s.get("prior_c2st"), s.get("prior_c2st_reference")
-    realism = f"realism {s['realism_ratio']:.2f}"
+    test, ref = s.get(PRIOR_C2ST), s.get(PRIOR_C2ST_REFERENCE)
+    realism = f"realism {s[REALISM_RATIO]:.2f}"
     if prior_test_close(test, ref):
         pool = max(p for p in CLOSE_POOLS if f"pool{p}" in test and f"pool{p}" in ref)
         return (

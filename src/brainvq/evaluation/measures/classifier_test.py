@@ -4,10 +4,9 @@ brains) in the `vqvae` section, and of each prior's samples; the `c2st` entry, o
 
 from __future__ import annotations
 
+from brainvq.evaluation.keys import C2ST
 from brainvq.evaluation.measure import Context, Measure, ReportRow, Result, Row, register
 from brainvq.evaluation.two_sample import C2ST_MEANS, C2ST_POOLS, c2st_scores
-
-C2ST = "c2st"
 
 
 def c2st_rows(result: dict | None) -> list[tuple[str, str]]:

@@ -3,10 +3,9 @@ the code distribution, the codebook's size and the code positions the split has.
 
 from __future__ import annotations
 
+from brainvq.evaluation.keys import CODEBOOK_SIZE, CODES_USED, TEST_POSITIONS
 from brainvq.evaluation.measure import Context, Measure, ReportRow, Result, Row, register
 from brainvq.metrics import codebook_stats
-
-CODES_USED = "codes_used"
 
 
 class Codebook(Measure):
@@ -17,8 +16,8 @@ class Codebook(Measure):
     def compute(self, ctx: Context) -> Result:
         """codebook_stats of the test code maps."""
         size = ctx.run.config.vqvae.codebook_size
-        values = {**codebook_stats(ctx.codes, size), "codebook_size": size}
-        values["test_positions"] = int(ctx.codes.numel())  # codes the test split could use at most
+        values = {**codebook_stats(ctx.codes, size), CODEBOOK_SIZE: size}
+        values[TEST_POSITIONS] = int(ctx.codes.numel())  # codes the test split could use at most
         return Result(values)
 
     def table_rows(self, v: dict) -> list[Row]:
@@ -34,7 +33,7 @@ class Codebook(Measure):
         """Codes used of the codebook's size."""
         if CODES_USED not in v:
             return []
-        size = v.get("codebook_size", round(v[CODES_USED] / max(v["codebook_usage"], 1e-9)))
+        size = v.get(CODEBOOK_SIZE, round(v[CODES_USED] / max(v["codebook_usage"], 1e-9)))
         what = "Codes the test slices use: few means a mostly dead codebook"
         return [ReportRow(20, "Codebook in use", f"{v[CODES_USED]} of {size}", "", what)]
 

@@ -7,6 +7,14 @@ manifest."""
 
 from __future__ import annotations
 
+from brainvq.evaluation.keys import (
+    COPIES,
+    COPY_THRESHOLD,
+    DIVERSITY_REAL,
+    DIVERSITY_SAMPLES,
+    N_SAMPLES,
+    REALISM_RATIO,
+)
 from brainvq.evaluation.manifest import reference_cache
 from brainvq.evaluation.measure import (
     Context,
@@ -17,13 +25,7 @@ from brainvq.evaluation.measure import (
     keyed_rows,
     register,
 )
-from brainvq.evaluation.realism import (
-    COPIES,
-    DIVERSITY_REAL,
-    DIVERSITY_SAMPLES,
-    REALISM_RATIO,
-    score_samples,
-)
+from brainvq.evaluation.realism import score_samples
 
 REPORT_ROWS = [
     (
@@ -43,7 +45,7 @@ REPORT_ROWS = [
         "is right",
     ),
     (
-        40, "Copies of training slices", COPIES, lambda v, s: f"{v} of {s.get('n_samples')}", "0",
+        40, "Copies of training slices", COPIES, lambda v, s: f"{v} of {s.get(N_SAMPLES)}", "0",
         "Samples closer to a training slice than any real test slice comes",
     ),
     (
@@ -95,7 +97,7 @@ class Nearest(Measure):
         return rows + [
             Row(14, "realism ratio", f"{s[REALISM_RATIO]:.3f}"),
             Row(15, f"diversity samples/{real}", diversity),
-            Row(16, "copies", f"{s[COPIES]} (threshold {s['copy_threshold']:.4f})"),
+            Row(16, "copies", f"{s[COPIES]} (threshold {s[COPY_THRESHOLD]:.4f})"),
             Row(17, "code-histogram distance", f"{s.get('code_hist_distance', float('nan')):.4f}"),
             Row(18, "distinct codes in samples", f"{s.get('sample_codes_used', 0)}"),
         ]

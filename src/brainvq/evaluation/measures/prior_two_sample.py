@@ -4,6 +4,7 @@ reconstructions of real brains, beside its reference (two sets of real brains); 
 
 from __future__ import annotations
 
+from brainvq.evaluation.keys import PRIOR_C2ST, PRIOR_C2ST_REFERENCE
 from brainvq.evaluation.measure import Context, Measure, ReportRow, Result, Row, register
 from brainvq.evaluation.prior_close import (
     CLOSE_MARGIN,
@@ -12,8 +13,6 @@ from brainvq.evaluation.prior_close import (
     prior_test_close,
 )
 from brainvq.evaluation.prior_test import PRIOR_POOLS, prior_two_sample
-
-PRIOR_C2ST, PRIOR_C2ST_REFERENCE = "prior_c2st", "prior_c2st_reference"
 
 
 def prior_test_rows(s: dict) -> list[tuple[str, str]]:

@@ -7,11 +7,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from brainvq.evaluation.keys import PSNR, SSIM
 from brainvq.evaluation.measure import Context, Measure, ReportRow, Result, Row, register
 from brainvq.metrics import psnr, ssim_reference, summarize
 from brainvq.progress import Progress
-
-SSIM, PSNR = "ssim", "psnr"
 
 
 class Reconstruction(Measure):
