@@ -77,7 +77,16 @@ def score_drawn(
 ) -> dict:
     """The prior test of drawn samples beside its reference: a JSON-ready dict."""
     t0 = time.perf_counter()
-    out = prior_two_sample(run, drawn["images"], kind, reference, pools, folds, drawn["seed"], data)
+    out = prior_two_sample(
+        run,
+        drawn["images"],
+        kind,
+        reference,
+        pools=pools,
+        folds=folds,
+        seed=drawn["seed"],
+        data=data,
+    )
     test, ref = out["prior_c2st"], out["prior_c2st_reference"]
     return {
         "run": str(run.dir.path),

@@ -10,6 +10,7 @@ slices (brainvq.evaluation.c2st, full resolution and 2x2-averaged); metrics.json
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -43,10 +44,7 @@ def reconstruct_all(run: Run, images: np.ndarray, batch_size: int = 64):
 
 
 def evaluate_data(
-    run_path: str,
-    data: str | None = None,
-    overrides: list[str] | None = None,
-    progress: bool = False,
+    run_path: str, data: str | None = None, overrides: Sequence[str] = (), progress: bool = False
 ) -> dict:
     """What the run's splits hold: subjects per split, subjects in more than one split (warned),
     and the share of real test slices with near-twins in training (warned when high); the
@@ -78,7 +76,7 @@ def format_data(result: dict) -> str:
     return "\n".join(lines)
 
 
-def load_for_evaluation(run_path: str | Path, overrides: list[str] | None = None) -> Run:
+def load_for_evaluation(run_path: str | Path, overrides: Sequence[str] | None = None) -> Run:
     """The run, with ``overrides`` (``eval.KEY=VALUE`` strings, the only section evaluate uses
     from the command line) applied to its config for this evaluation; config.toml is unchanged."""
     overrides = list(overrides or [])

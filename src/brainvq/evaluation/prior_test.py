@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,15 @@ REFERENCE_MEANS = (
     "that draws real code maps scores"
 )
 REFERENCE_SPLITS = ("validate", "test")
+
+
+@dataclass(frozen=True)
+class PriorTestSetup:
+    """How the prior test and its reference run: pools, folds and the classifier's seed."""
+
+    pools: tuple[int, ...] = PRIOR_POOLS
+    folds: int = 5
+    seed: int = 0
 
 
 def cache_dir(run: Run) -> Path:
@@ -102,9 +112,7 @@ def reference_c2st(
     run: Run,
     kind: str | None = None,
     n: int | None = None,
-    pools: Sequence[int] = PRIOR_POOLS,
-    folds: int = 5,
-    seed: int = 0,
+    setup: PriorTestSetup = PriorTestSetup(),
     data: str | None = None,
     progress: bool = False,
 ) -> dict:
@@ -112,6 +120,7 @@ def reference_c2st(
     test brains (same decoder as ``kind``'s samples), folds by brain on both sides, at most ``n``
     a side; cached in RUN/state/evaluate/prior_c2st_reference.json per decoder and setting."""
     _, decoder, stamp = decoder_for(run, kind)
+    pools, folds, seed = setup.pools, setup.folds, setup.seed
     key = f"{stamp}|{data_tag(run, data)}|n={n}|folds={folds}|seed={seed}|pools="
     key += ",".join(map(str, pools))
     path = cache_dir(run) / "prior_c2st_reference.json"
@@ -138,6 +147,7 @@ def prior_two_sample(
     samples_images: np.ndarray,
     kind: str | None = None,
     reference: str = "validate",
+    *,
     pools: Sequence[int] = PRIOR_POOLS,
     folds: int = 5,
     seed: int = 0,
@@ -163,5 +173,6 @@ def prior_two_sample(
     )
     test.update(reading=PRIOR_C2ST_MEANS, reference=reference, decoder=decoder, folds_by=note)
     n = test.get("n_per_side")
-    ref = reference_c2st(run, kind, n, pools, folds, seed, data, progress) if n else None
+    setup = PriorTestSetup(tuple(pools), folds, seed)
+    ref = reference_c2st(run, kind, n, setup, data, progress) if n else None
     return {PRIOR_C2ST: test, PRIOR_C2ST_REFERENCE: ref or {"skipped": "no prior test"}}

@@ -82,10 +82,11 @@ class PriorTwoSample(Measure):
     def compute(self, ctx: Context) -> Result:
         """The test at PRIOR_POOLS and its reference."""
         ev = ctx.ev
-        return Result(prior_two_sample(
-            ctx.run, ctx.images, ctx.kind, ctx.reference, PRIOR_POOLS, ev.c2st_folds, ev.seed,
-            ctx.root, ctx.progress,
-        ))  # fmt: skip
+        out = prior_two_sample(
+            ctx.run, ctx.images, ctx.kind, ctx.reference, pools=PRIOR_POOLS, folds=ev.c2st_folds,
+            seed=ev.seed, data=ctx.root, progress=ctx.progress,
+        )  # fmt: skip
+        return Result(out)
 
     def table_rows(self, v: dict) -> list[Row]:
         """Accuracy beside the reference at each pool, and the folds (before the raw C2ST's)."""
