@@ -1,8 +1,8 @@
 """Evaluate a run: what its splits hold (subjects per split, subjects in more than one split, real
-test slices with near-twins in training), the VQ-VAE on the test split (reconstruction SSIM by
-skimage's definition, PSNR, codebook use) and each prior's samples against the real slices
-(brainvq.evaluation.realism); for both, the classifier two-sample test against the real test
-slices (brainvq.evaluation.c2st, full resolution and 2x2-averaged); metrics.json and figures.
+test slices with near-twins in training), then every registered measure
+(brainvq.evaluation.measures, one file each) of the VQ-VAE on the test split and of each prior's
+samples against the real slices; metrics.json, the figures (brainvq.reporting.figures), the
+printed tables (the measures' rows) and the verdict's warnings (brainvq.reporting.verdict).
 
     from brainvq.evaluation.evaluate import evaluate_run
     result = evaluate_run("runs/demo", say=print)     # or `brainvq evaluate --run runs/demo`
