@@ -6,10 +6,10 @@ Usage: python bench/anomaly.py [--run runs/anomaly] [--data ../shared/data/brain
 
 The lesion set (fixed before any measurement): every real slice of the validation and test
 brains, untouched, and once with one lesion of each radius in RADII and each contrast in
-CONTRASTS (brainvq.evaluation.lesions.insert_lesion: a Gaussian-edged ellipse inside the brain
+CONTRASTS (brainvq.applications.lesions.insert_lesion: a Gaussian-edged ellipse inside the brain
 mask, in tissue, +-c of the slice's brain intensity range), each drawn from its own seed.
 
-Measured, inside each slice's brain mask (brainvq.evaluation.lesions.brain_mask of the clean
+Measured, inside each slice's brain mask (brainvq.applications.lesions.brain_mask of the clean
 slice), for each way of making maps and for the baseline every paper compares with, the
 reconstruction residual |x - VQVAE(x)| (smoothed like the maps):
 - slice level: AUROC of the slice scores, lesioned against clean, per radius and contrast;
@@ -18,7 +18,7 @@ reconstruction residual |x - VQVAE(x)| (smoothed like the maps):
 
 ``--phase select`` measures the VARIANTS on the validation brains only (which way of making maps
 and which slice score to default to); ``--phase test`` measures the library's default settings for
-the run (brainvq.evaluation.anomaly.settings_for: transformer detection and healing, or MaskGIT's
+the run (brainvq.applications.anomaly.settings_for: transformer detection and healing, or MaskGIT's
 where the run has no transformer) or the variant ``--use`` names, and the baseline, on the test
 brains, with the Dice threshold and slice score chosen on the validation brains. ``--val-every N``
 and ``--test-every N`` keep every Nth slice of a split (a CPU budget: healing with MaskGIT at
@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from common import add_run_args, append_result, load_run_splits, result_block
 
-from brainvq.evaluation.anomaly import (
+from brainvq.applications.anomaly import (
     AnomalySettings,
     anomaly_map,
     gaussian_blur,
@@ -49,7 +49,7 @@ from brainvq.evaluation.anomaly import (
     settings_for,
     slice_scores,
 )
-from brainvq.evaluation.lesions import (
+from brainvq.applications.lesions import (
     auroc,
     average_precision,
     best_dice,

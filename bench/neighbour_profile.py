@@ -32,10 +32,10 @@ from common import (
 )
 
 from brainvq.config import KIND_TEMPERATURE
-from brainvq.evaluation.figures import neighbour_profile_figure
 from brainvq.evaluation.realism import NEIGHBOUR_DEPTH, as_images, near_twins
 from brainvq.metrics import top_ssim_against
 from brainvq.priors import load_prior
+from brainvq.reporting.figures import neighbour_profile_figure
 from brainvq.sampling import sample_images
 
 RESULTS = Path(__file__).parent / "results" / "neighbour_profile.md"

@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
 
 from brainvq.evaluation.prior_test import PRIOR_POOLS, prior_two_sample  # noqa: E402
-from brainvq.evaluation.verdict import close_limit, prior_test_close  # noqa: E402
 from brainvq.io import atomic_write_text  # noqa: E402
 from brainvq.priors import load_prior, pick_kind  # noqa: E402
+from brainvq.reporting.verdict import close_limit, prior_test_close  # noqa: E402
 from brainvq.runs import load_run  # noqa: E402
 from brainvq.sampling import sample_images  # noqa: E402
 
@@ -77,7 +77,16 @@ def score_drawn(
 ) -> dict:
     """The prior test of drawn samples beside its reference: a JSON-ready dict."""
     t0 = time.perf_counter()
-    out = prior_two_sample(run, drawn["images"], kind, reference, pools, folds, drawn["seed"], data)
+    out = prior_two_sample(
+        run,
+        drawn["images"],
+        kind,
+        reference,
+        pools=pools,
+        folds=folds,
+        seed=drawn["seed"],
+        data=data,
+    )
     test, ref = out["prior_c2st"], out["prior_c2st_reference"]
     return {
         "run": str(run.dir.path),

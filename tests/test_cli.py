@@ -261,18 +261,18 @@ def test_config_values_a_command_does_not_read_are_refused(args, needle, tmp_pat
 
 
 def test_evaluate_applies_eval_overrides_to_this_evaluation(run_copy, monkeypatch):
-    from brainvq.evaluation import evaluate
+    from brainvq.evaluation.measures import recon_realism
 
     run, _ = run_copy
     before = (run / "config.toml").read_text()
     seen = []
-    real = evaluate.realism_ratio
+    real = recon_realism.realism_ratio
 
     def spy(images, test, train, candidates, *rest):
         seen.append(candidates)
         return real(images, test, train, candidates, *rest)
 
-    monkeypatch.setattr(evaluate, "realism_ratio", spy)
+    monkeypatch.setattr(recon_realism, "realism_ratio", spy)
     brainvq("evaluate", "--run", str(run), "--quiet", "--eval.nn_candidates", "0")
     brainvq("evaluate", "--run", str(run), "--quiet")
     assert seen == [0, 128]  # the override, then the run's own value again

@@ -13,8 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "brainvq"
 
-# data -> nn -> priors -> training -> sampling -> evaluation -> pipeline -> cli; a module may import
-# its own layer or lower ones
+# data -> nn -> priors -> training -> sampling -> evaluation (measures) -> applications -> reporting ->
+# evaluation.evaluate -> pipeline -> cli; a module may import its own layer or lower ones
 LAYERS = [
     (
         "brainvq",
@@ -34,7 +34,10 @@ LAYERS = [
     ("brainvq.priors",),
     ("brainvq.training",),
     ("brainvq.sampling",),
-    ("brainvq.evaluation",),
+    ("brainvq.evaluation",),  # the measures (brainvq.evaluation.measures) and what they build on
+    ("brainvq.applications",),  # anomaly maps and lesions: use priors and measures
+    ("brainvq.reporting",),  # figures, verdict and report: read the measures rows
+    ("brainvq.evaluation.evaluate",),  # the evaluate loop: measures, figures, the verdict
     ("brainvq.pipeline",),
     ("brainvq.cli",),
 ]

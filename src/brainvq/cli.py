@@ -19,7 +19,7 @@ from pathlib import Path
 from brainvq import __version__, config
 from brainvq.config import number_arg
 from brainvq.errors import BrainVQError, Interrupted
-from brainvq.evaluation.verdict import THRESHOLDS_HELP
+from brainvq.reporting.verdict import THRESHOLDS_HELP
 from brainvq.runlock import run_lock
 
 KIND_HELP = "which prior (default: the run's prior.kind, else the one the run holds)"
@@ -320,7 +320,7 @@ def cmd_score(args, overrides) -> int:
 
 
 def cmd_anomaly(args, overrides) -> int:
-    from brainvq.evaluation.anomaly import anomaly_files, describe
+    from brainvq.applications.anomaly import anomaly_files, describe
 
     res = anomaly_files(args.run, args.images, args.out, args.kind, args.data, not args.quiet)
     print(describe(res))
@@ -340,7 +340,7 @@ def cmd_prepare_oasis1(args, overrides) -> int:
 
 
 def cmd_report(args, overrides) -> int:
-    from brainvq.evaluation.report import write_report
+    from brainvq.reporting.report import write_report
 
     print(f"report -> {write_report(args.run)}")
     return 0

@@ -20,7 +20,6 @@ from brainvq.config import Config
 from brainvq.data.summary import describe_data
 from brainvq.errors import BudgetTooSmall
 from brainvq.evaluation.evaluate import evaluate_run
-from brainvq.evaluation.report import write_report
 from brainvq.priors.tuned_decoder import (
     TUNABLE_KINDS,
     decoder_path,
@@ -28,6 +27,7 @@ from brainvq.priors.tuned_decoder import (
     tuned_decoder_is_current,
     tuning_refused,
 )
+from brainvq.reporting.report import write_report
 from brainvq.runs import RunDir
 from brainvq.sampling import describe_samples, sample_run
 from brainvq.training import decoder, prior, vqvae
@@ -98,7 +98,7 @@ def run(
 
     Returns a dict with each stage's summary: "data" (one line on the splits found), "vqvae",
     "prior", "tune" (None if skipped), "samples" (without the arrays), "evaluation" (its
-    "warnings" too: one line per weak result, brainvq.evaluation.verdict) and "report" (its
+    "warnings" too: one line per weak result, brainvq.reporting.verdict) and "report" (its
     path); on a DDP rank other than 0 only the two training stages. The samples written to
     RUN/samples are the ones evaluated (with their manifest.csv).
     """

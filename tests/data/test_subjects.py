@@ -216,7 +216,7 @@ def test_a_keras_layout_whose_test_subjects_are_in_train_is_reported_as_leaking(
 
 def test_train_vqvae_and_evaluate_state_subjects_and_warn_of_a_leak(tmp_path, monkeypatch):
     from brainvq.evaluation.evaluate import evaluate_data, format_data
-    from brainvq.evaluation.report import render
+    from brainvq.reporting.report import render
     from brainvq.runs import RunDir
     from brainvq.training.vqvae import describe, train_vqvae
 
@@ -243,7 +243,7 @@ def test_train_vqvae_and_evaluate_state_subjects_and_warn_of_a_leak(tmp_path, mo
 
 
 def test_report_data_section_says_one_brain_for_the_default_data():
-    from brainvq.evaluation.report import data_html
+    from brainvq.reporting.report import data_html
 
     one = {**S.summarize({"train": np.array(["a"], object)}, "t", one_brain=True)}
     page = data_html({**one, "real_test_near_twin_share": 0.9})

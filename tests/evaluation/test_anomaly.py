@@ -14,8 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from brainvq.errors import DataError, RunError
-from brainvq.evaluation.anomaly import (
+from brainvq.applications.anomaly import (
     MASKGIT_ONLY,
     AnomalySettings,
     anomaly_maps,
@@ -23,7 +22,7 @@ from brainvq.evaluation.anomaly import (
     place_picker,
     settings_for,
 )
-from brainvq.evaluation.lesions import (
+from brainvq.applications.lesions import (
     auroc,
     average_precision,
     best_dice,
@@ -31,9 +30,10 @@ from brainvq.evaluation.lesions import (
     dice,
     insert_lesion,
 )
-from brainvq.evaluation.report import render
+from brainvq.errors import DataError, RunError
 from brainvq.nn.maskgit import MaskedCodeTransformer
 from brainvq.nn.transformer import CodeTransformer
+from brainvq.reporting.report import render
 from brainvq.runs import RunDir, load_run
 
 from ..conftest import brainvq, fake_slice, tiny_config, write_slices

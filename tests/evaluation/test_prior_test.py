@@ -84,7 +84,7 @@ def test_real_code_maps_read_near_the_reference_and_shuffled_ones_near_one(brain
     """A "prior" that draws the test brains' own code maps scores against the validation brains'
     reconstructions about what the reference does; the same maps with the codes of each 2x2
     square permuted are told apart almost always."""
-    from brainvq.evaluation.verdict import findings, prior_test_close, verdict
+    from brainvq.reporting.verdict import findings, prior_test_close, verdict
 
     run_path, root = brain_run
     monkeypatch.setenv("BRAINVQ_CACHE", str(run_path.parent / "cache"))
@@ -146,7 +146,7 @@ def test_evaluate_reports_the_prior_test_ms_ssim_and_the_figure(brain_run, tmp_p
     import shutil
 
     from brainvq.evaluation.evaluate import evaluate_samples, format_sample_table
-    from brainvq.evaluation.report import write_report
+    from brainvq.reporting.report import write_report
     from brainvq.training.prior import train_prior
 
     from ..priors.test_priors import ar_prior

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from brainvq.config import Config
-from brainvq.evaluation.figures import code_map_figure, codebook_figure, recon_figure
-from brainvq.evaluation.report import FIGURES, write_report
 from brainvq.io import atomic_write_text
+from brainvq.reporting.figures import code_map_figure, codebook_figure, recon_figure
+from brainvq.reporting.report import FIGURES, write_report
 from brainvq.runs import RunDir
 from brainvq.sampling import image_grid
 

@@ -5,10 +5,10 @@ help, printed by `run` and `evaluate` and shown at the top of the report; the th
 import pytest
 
 from brainvq.config import Config
-from brainvq.evaluation import verdict as v
 from brainvq.evaluation.evaluate import evaluate_run
-from brainvq.evaluation.report import write_report
 from brainvq.pipeline import run as run_pipeline
+from brainvq.reporting import verdict as v
+from brainvq.reporting.report import write_report
 from brainvq.training.prior import train_prior
 
 from ..conftest import brainvq, tiny_config

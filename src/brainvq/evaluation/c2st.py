@@ -218,58 +218,11 @@ def c2st(
     """
     if pool < 1 or folds < 2 or epochs < 1:
         raise DataError(f"c2st: pool={pool}, folds={folds}, epochs={epochs}; need >=1, >=2, >=1")
-    a, b = as_images(real, "real images"), as_images(other, "other images")
-    if a.shape[2:] != b.shape[2:]:
-        raise DataError(
-            f"c2st: real images are {tuple(a.shape[2:])} but other images {tuple(b.shape[2:])}; "
-            "resize one side to the other's size"
-        )
-    if min(a.shape[2:]) < 16 * pool:
-        raise DataError(f"c2st: {tuple(a.shape[2:])} images are too small for pool={pool}")
-    labels_a = _labels(real_groups, len(a), "real")
-    labels_b = _labels(other_groups, len(b), "other")
-    n = min(len(a), len(b))
-    if n < MIN_PER_SIDE:
-        raise DataError(
-            f"c2st: {len(a)} real and {len(b)} other images; give at least {MIN_PER_SIDE} a side"
-        )
-    rng = np.random.default_rng(seed)
-    keep_a = np.sort(rng.choice(len(a), n, replace=False))
-    keep_b = np.sort(rng.choice(len(b), n, replace=False))
-    labels_a, labels_b = [labels_a[i] for i in keep_a], [labels_b[i] for i in keep_b]
-    k = min(folds, len(set(labels_a)), len(set(labels_b)))
-    if k < 2:
-        raise DataError(
-            "c2st: all images of one side share one group label; give at least two groups "
-            "(brains) a side, or no groups"
-        )
-    fold_a, fold_b = assign_folds([labels_a, labels_b], k, rng)
-    x = torch.cat([a[keep_a], b[keep_b]])
-    if pool > 1:
-        x = F.avg_pool2d(x, pool)
-    x = with_laplacian(x)
-    y = torch.cat([torch.zeros(n), torch.ones(n)])
-    fold_of = np.concatenate([fold_a, fold_b])
-    if any(f not in fold_a or f not in fold_b for f in range(k)):
-        raise DataError(
-            f"c2st: the groups do not spread over {k} folds on both sides; give more groups "
-            "(brains) or fewer folds"
-        )
-    accs, fits, retries = [], [], 0
-    for f in range(k):
-        train, held = np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)
-        for attempt in range(RETRIES + 1):
-            model, mean, std = _train_fold(x, y, train, epochs, seed * 1000 + 100 * attempt + f)
-            fit = _balanced_accuracy(_predict(model, x[train], mean, std), y[train])
-            if fit >= FIT_FLOOR:
-                break
-            retries += 1
-        accs.append(_balanced_accuracy(_predict(model, x[held], mean, std), y[held]))
-        fits.append(fit)
-        if progress:
-            print(
-                f"c2st fold {f + 1}/{k}: held-out {accs[-1]:.3f}, train {fit:.3f}", file=sys.stderr
-            )
+    a, b = _sides(real, other, pool)
+    labels = (_labels(real_groups, len(a), "real"), _labels(other_groups, len(b), "other"))
+    x, y, fold_of, k = _folded(a, b, labels, pool, folds, np.random.default_rng(seed))
+    accs, fits, retries = _fit_folds(x, y, fold_of, k, epochs, seed, progress)
+    n = len(y) // 2
     if min(fits) < FIT_FLOOR:
         warnings.warn(
             f"c2st: the classifier did not fit its own training images in every fold (training "
@@ -287,6 +240,72 @@ def c2st(
         "pool": pool,
         "grouped": real_groups is not None or other_groups is not None,
     }
+
+
+def _sides(real, other, pool: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both sides as (N, 1, H, W) float images of one size, large enough for ``pool``."""
+    a, b = as_images(real, "real images"), as_images(other, "other images")
+    if a.shape[2:] != b.shape[2:]:
+        raise DataError(
+            f"c2st: real images are {tuple(a.shape[2:])} but other images {tuple(b.shape[2:])}; "
+            "resize one side to the other's size"
+        )
+    if min(a.shape[2:]) < 16 * pool:
+        raise DataError(f"c2st: {tuple(a.shape[2:])} images are too small for pool={pool}")
+    return a, b
+
+
+def _folded(a, b, labels, pool: int, folds: int, rng) -> tuple:
+    """(inputs x, labels y: 0 real 1 other, fold of each, folds k): as many images a side
+    (seeded), pooled, with their Laplacian; each group kept whole in one fold."""
+    labels_a, labels_b = labels
+    n = min(len(a), len(b))
+    if n < MIN_PER_SIDE:
+        raise DataError(
+            f"c2st: {len(a)} real and {len(b)} other images; give at least {MIN_PER_SIDE} a side"
+        )
+    keep_a = np.sort(rng.choice(len(a), n, replace=False))
+    keep_b = np.sort(rng.choice(len(b), n, replace=False))
+    labels_a, labels_b = [labels_a[i] for i in keep_a], [labels_b[i] for i in keep_b]
+    k = min(folds, len(set(labels_a)), len(set(labels_b)))
+    if k < 2:
+        raise DataError(
+            "c2st: all images of one side share one group label; give at least two groups "
+            "(brains) a side, or no groups"
+        )
+    fold_a, fold_b = assign_folds([labels_a, labels_b], k, rng)
+    x = torch.cat([a[keep_a], b[keep_b]])
+    if pool > 1:
+        x = F.avg_pool2d(x, pool)
+    x = with_laplacian(x)
+    y = torch.cat([torch.zeros(n), torch.ones(n)])
+    if any(f not in fold_a or f not in fold_b for f in range(k)):
+        raise DataError(
+            f"c2st: the groups do not spread over {k} folds on both sides; give more groups "
+            "(brains) or fewer folds"
+        )
+    return x, y, np.concatenate([fold_a, fold_b]), k
+
+
+def _fit_folds(x, y, fold_of, k: int, epochs: int, seed: int, progress: bool) -> tuple:
+    """(held-out accuracy per fold, training accuracy per fold, retries): a fresh classifier
+    per fold, retried with another seed where it does not fit its own training images."""
+    accs, fits, retries = [], [], 0
+    for f in range(k):
+        train, held = np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)
+        for attempt in range(RETRIES + 1):
+            model, mean, std = _train_fold(x, y, train, epochs, seed * 1000 + 100 * attempt + f)
+            fit = _balanced_accuracy(_predict(model, x[train], mean, std), y[train])
+            if fit >= FIT_FLOOR:
+                break
+            retries += 1
+        accs.append(_balanced_accuracy(_predict(model, x[held], mean, std), y[held]))
+        fits.append(fit)
+        if progress:
+            print(
+                f"c2st fold {f + 1}/{k}: held-out {accs[-1]:.3f}, train {fit:.3f}", file=sys.stderr
+            )
+    return accs, fits, retries
 
 
 def describe(result: dict, what: str = "samples") -> str:

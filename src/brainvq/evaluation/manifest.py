@@ -21,6 +21,7 @@ import numpy as np
 
 from brainvq.data import discover, split_arrays
 from brainvq.errors import BrainVQError
+from brainvq.evaluation.keys import COPY_THRESHOLD
 from brainvq.evaluation.realism import nn_ssim, real_reference
 from brainvq.io import atomic_write_text
 from brainvq.runs import Run, load_run
@@ -54,7 +55,7 @@ def nearest_scores(run: Run, images: np.ndarray, data: str | None = None) -> dic
     return {
         "nn_ssim": nn.numpy(),
         "level": [levels[i] for i in where.numpy()],
-        "copy": (nn > ref["copy_threshold"]).numpy(),
+        "copy": (nn > ref[COPY_THRESHOLD]).numpy(),
     }
 
 

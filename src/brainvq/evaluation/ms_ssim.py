@@ -106,14 +106,3 @@ def scales_note(size: int) -> str:
     k = scales_for(size)
     sides = ", ".join(str(size // 2**s) for s in range(k))
     return f"{k} scales ({sides} px), Wang et al. 2003 weights renormalised"
-
-
-def ms_ssim_diversity(samples, real, max_pairs: int = 2000, seed: int = 0) -> dict:
-    """The metrics.json entries: mean pairwise MS-SSIM among ``samples`` and among ``real``
-    slices (the reference split's), and the scales used."""
-    size = min(as_images(real[:1]).shape[-2:])
-    return {
-        "ms_ssim_diversity_samples": mean_pairwise_ms_ssim(samples, max_pairs, seed),
-        "ms_ssim_diversity_real_test": mean_pairwise_ms_ssim(real, max_pairs, seed),
-        "ms_ssim_scales": scales_note(size),
-    }

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +36,8 @@ import torch
 from brainvq.codes import code_maps
 from brainvq.data import atomic_save_npy, discover
 from brainvq.errors import DataError
-from brainvq.evaluation.figures import rows_figure
+from brainvq.evaluation.keys import PRIOR_C2ST, PRIOR_C2ST_REFERENCE
 from brainvq.evaluation.two_sample import c2st_folds, pooled_c2st
-from brainvq.evaluation.verdict import close_limit, prior_test_close
 from brainvq.io import atomic_write_text, file_digest
 from brainvq.nn.vqvae import VQVAE
 from brainvq.priors.tuned_decoder import decoder_path, tuned_vqvae
@@ -54,6 +54,15 @@ REFERENCE_MEANS = (
     "that draws real code maps scores"
 )
 REFERENCE_SPLITS = ("validate", "test")
+
+
+@dataclass(frozen=True)
+class PriorTestSetup:
+    """How the prior test and its reference run: pools, folds and the classifier's seed."""
+
+    pools: tuple[int, ...] = PRIOR_POOLS
+    folds: int = 5
+    seed: int = 0
 
 
 def cache_dir(run: Run) -> Path:
@@ -103,9 +112,7 @@ def reference_c2st(
     run: Run,
     kind: str | None = None,
     n: int | None = None,
-    pools: Sequence[int] = PRIOR_POOLS,
-    folds: int = 5,
-    seed: int = 0,
+    setup: PriorTestSetup = PriorTestSetup(),
     data: str | None = None,
     progress: bool = False,
 ) -> dict:
@@ -113,6 +120,7 @@ def reference_c2st(
     test brains (same decoder as ``kind``'s samples), folds by brain on both sides, at most ``n``
     a side; cached in RUN/state/evaluate/prior_c2st_reference.json per decoder and setting."""
     _, decoder, stamp = decoder_for(run, kind)
+    pools, folds, seed = setup.pools, setup.folds, setup.seed
     key = f"{stamp}|{data_tag(run, data)}|n={n}|folds={folds}|seed={seed}|pools="
     key += ",".join(map(str, pools))
     path = cache_dir(run) / "prior_c2st_reference.json"
@@ -139,6 +147,7 @@ def prior_two_sample(
     samples_images: np.ndarray,
     kind: str | None = None,
     reference: str = "validate",
+    *,
     pools: Sequence[int] = PRIOR_POOLS,
     folds: int = 5,
     seed: int = 0,
@@ -164,101 +173,6 @@ def prior_two_sample(
     )
     test.update(reading=PRIOR_C2ST_MEANS, reference=reference, decoder=decoder, folds_by=note)
     n = test.get("n_per_side")
-    ref = reference_c2st(run, kind, n, pools, folds, seed, data, progress) if n else None
-    return {"prior_c2st": test, "prior_c2st_reference": ref or {"skipped": "no prior test"}}
-
-
-def pair_by_level(
-    sample_levels: np.ndarray, recon_levels: np.ndarray, n: int = 8
-) -> tuple[np.ndarray, np.ndarray]:
-    """(sample indices, reconstruction indices) of up to n pairs at the same axial level: samples
-    spread evenly over their levels (relative, 0 lowest to 1 highest; NaN unknown, placed
-    after), each beside the reconstruction nearest its level (without levels on a side, spread
-    over that side in order)."""
-    s_lv = np.asarray(sample_levels, dtype=float)
-    r_lv = np.asarray(recon_levels, dtype=float)
-    k = min(n, len(s_lv), len(r_lv))
-    if k == 0:
-        return np.zeros(0, int), np.zeros(0, int)
-    order = np.argsort(np.where(np.isnan(s_lv), np.inf, s_lv), kind="stable")
-    pick = order[np.linspace(0, len(order) - 1, k).round().astype(int)]
-    known = ~np.isnan(r_lv)
-    spread = np.linspace(0, len(r_lv) - 1, k).round().astype(int)
-    if not known.any():
-        return pick, spread
-    recon_order = np.flatnonzero(known)
-    near = []
-    for j, i in enumerate(pick):
-        if np.isnan(s_lv[i]):
-            near.append(spread[j])
-        else:
-            near.append(recon_order[np.argmin(np.abs(r_lv[recon_order] - s_lv[i]))])
-    return pick, np.array(near, dtype=int)
-
-
-def beside_recons_figure(
-    run: Run,
-    kind: str,
-    drawn: dict,
-    nearest_train: np.ndarray,
-    splits,
-    reference: str,
-    path: Path,
-    data: str | None = None,
-) -> Path:
-    """The figure that says why a classifier tells samples apart: 8 samples (top) above the
-    reconstructions of real ``reference`` slices at the same axial levels (same decoder). A
-    sample's level is the one it was drawn at (a level-conditioned prior), else its nearest
-    training slice's (``nearest_train``: that slice's index per sample)."""
-    images = drawn["images"]
-    rel = splits.relative_levels()
-    lv = np.asarray(drawn.get("levels", np.full(len(images), np.nan)), dtype=float)
-    train_lv = np.asarray(rel.get("train", np.full(0, np.nan)), dtype=float)
-    if len(train_lv):
-        lv = np.where(np.isnan(lv), train_lv[np.asarray(nearest_train)], lv)
-    recons = reconstructions(run, reference, kind, data)
-    ref_lv = rel.get(reference, np.full(len(recons), np.nan))
-    si, ri = pair_by_level(lv, ref_lv)
-    notes = ["level ?" if np.isnan(lv[i]) else f"level {lv[i]:.2f}" for i in si]
-    return rows_figure(
-        [("samples", images[si]), (f"reconstructed\nreal {reference}", recons[ri])],
-        path,
-        f"{kind} samples above reconstructions of real {reference} slices at the same levels "
-        "(same decoder: only the code maps differ)",
-        notes,
-    )
-
-
-def prior_test_rows(s: dict) -> list[tuple[str, str]]:
-    """Table rows of a samples section's prior test: accuracy +- spread beside its reference at
-    each pool, or why it was skipped ([] where it did not run)."""
-    test, ref = s.get("prior_c2st"), s.get("prior_c2st_reference") or {}
-    if not test:
-        return []
-    if "skipped" in test:
-        return [("prior test", f"skipped ({test['skipped']})")]
-    rows = []
-    for pool in test["pools"]:
-        mine = f"{test[f'pool{pool}']:.2f} +- {test[f'pool{pool}_std']:.2f}"
-        if f"pool{pool}" in ref:
-            mine += f" (reference {ref[f'pool{pool}']:.2f} +- {ref[f'pool{pool}_std']:.2f})"
-        rows.append((f"prior test pool {pool}", mine))
-    folds = len(test[f"pool{test['pools'][0]}_folds"])
-    rows.append(("prior test folds", f"{folds}, {test['n_per_side']} a side, {test['folds_by']}"))
-    return rows
-
-
-def prior_test_words(s: dict) -> str:
-    """The plain-words line on the prior test ('' where it did not run)."""
-    test, ref = s.get("prior_c2st"), s.get("prior_c2st_reference")
-    close = prior_test_close(test, ref)
-    if close is None:
-        return ""
-    pool = max(p for p in test["pools"] if f"pool{p}" in ref)
-    said = "close to it" if close else f"not close (close: at most {close_limit(ref, pool):.2f})"
-    return (
-        f"\nPrior test: a small CNN tells these samples from the decoder's reconstructions of "
-        f"real {test['reference']} slices {test[f'pool{pool}']:.0%} of the time at pool {pool}, "
-        f"two sets of real brains {ref[f'pool{pool}']:.0%}: {said}. The C2ST against raw real "
-        "slices is bounded by the decoder's texture"
-    )
+    setup = PriorTestSetup(tuple(pools), folds, seed)
+    ref = reference_c2st(run, kind, n, setup, data, progress) if n else None
+    return {PRIOR_C2ST: test, PRIOR_C2ST_REFERENCE: ref or {"skipped": "no prior test"}}

@@ -25,6 +25,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from brainvq.evaluation.keys import (
+    COPIES,
+    COPY_THRESHOLD,
+    DIVERSITY_GAP,
+    DIVERSITY_REAL,
+    DIVERSITY_SAMPLES,
+    N_SAMPLES,
+    REALISM_RATIO,
+)
 from brainvq.io import atomic_write_bytes
 from brainvq.metrics import (
     as_images,
@@ -167,8 +176,8 @@ def real_reference(
     stats = {
         "real_test_nn_ssim_mean": float(t_nn.mean()),
         "real_test_nn_ssim_min": float(t_nn.min()),
-        "diversity_real_test": mean_pairwise_ssim(test),
-        "copy_threshold": float(t_nn.max()),
+        DIVERSITY_REAL: mean_pairwise_ssim(test),
+        COPY_THRESHOLD: float(t_nn.max()),
     }
     per = {"nn_ssim": t_nn.numpy(), "nearest": t_idx.numpy(), "neighbours": top.numpy()}
     twins = near_twins(top)
@@ -215,17 +224,17 @@ def score_samples(
     top, where = neighbours(samples, train, candidates, "the samples" if progress else "")
     s_nn, s_idx = top[:, 0], where[:, 0]
     out = {
-        "n_samples": int(s_nn.numel()),
+        N_SAMPLES: int(s_nn.numel()),
         "nn_ssim_mean": float(s_nn.mean()),
         "nn_ssim_max": float(s_nn.max()),
         "nn_ssim_min": float(s_nn.min()),
         "share_over_0.6": float((s_nn > 0.6).float().mean()),
         **ref,
-        "realism_ratio": float(s_nn.mean()) / ref["real_test_nn_ssim_mean"],
-        "diversity_samples": mean_pairwise_ssim(samples),
-        "copies": int((s_nn > ref["copy_threshold"]).sum()),
+        REALISM_RATIO: float(s_nn.mean()) / ref["real_test_nn_ssim_mean"],
+        DIVERSITY_SAMPLES: mean_pairwise_ssim(samples),
+        COPIES: int((s_nn > ref[COPY_THRESHOLD]).sum()),
     }
-    out["diversity_gap"] = out["diversity_samples"] - out["diversity_real_test"]
+    out[DIVERSITY_GAP] = out[DIVERSITY_SAMPLES] - out[DIVERSITY_REAL]
     if "real_test_nn_ssim_min" in ref:  # (absent from references cached by older versions)
         out["share_in_real_range"] = float((s_nn >= ref["real_test_nn_ssim_min"]).float().mean())
     if sample_codes is not None and real_codes is not None and codebook_size:
@@ -234,3 +243,22 @@ def score_samples(
     per_sample = {"nn_ssim": s_nn.numpy(), "nearest": s_idx.numpy(), "neighbours": top.numpy()}
     per_sample.update({f"real_{k}": v for k, v in real_per.items()})
     return out, per_sample
+
+
+NEAR_TWIN_WARNING = 0.5  # warn when more real test slices than this have near-twins in training
+NEAR_TWIN_MEANS = (
+    "a near-twin is a training slice far closer to a test slice than the rest, as a "
+    "neighbouring slice of the same brain is"
+)
+
+
+def near_twin_warning(data: dict) -> str | None:
+    """The warning a high share of real test slices with near-twins deserves, or None."""
+    share = data.get("real_test_near_twin_share")
+    if share is None or share <= NEAR_TWIN_WARNING or data.get("one_brain"):
+        return None
+    return (
+        f"{share:.0%} of the real test slices have a near-twin in the training split "
+        f"({NEAR_TWIN_MEANS}): the splits likely share brains and held-out scores read too high; "
+        "keep each subject in one split (data.subject_pattern names the subjects)"
+    )

@@ -106,32 +106,3 @@ def _subsample(images: np.ndarray, groups: list | None, n: int, seed: int):
         return images, groups
     keep = np.sort(np.random.default_rng(seed).choice(len(images), n, replace=False))
     return images[keep], None if groups is None else [groups[i] for i in keep]
-
-
-def c2st_rows(result: dict | None) -> list[tuple[str, str]]:
-    """Table rows of a `c2st` entry: accuracy +- spread at each pool, or why it was skipped."""
-    if not result:
-        return []
-    if "skipped" in result:
-        return [("C2ST", f"skipped ({result['skipped']})")]
-    rows = []
-    for pool in C2ST_POOLS:
-        if f"pool{pool}" in result:
-            where = "full resolution" if pool == 1 else f"{pool}x{pool} averaged"
-            acc = f"{result[f'pool{pool}']:.2f} +- {result[f'pool{pool}_std']:.2f}"
-            rows.append((f"C2ST {where}", acc))
-    folds = len(result.get("pool1_folds", result.get("pool2_folds", [])))
-    rows.append(("C2ST folds", f"{folds}, {result['n_per_side']} a side, {result['folds_by']}"))
-    return rows
-
-
-def c2st_words(result: dict | None, what: str) -> str:
-    """The plain-words line under a table with C2ST rows ('' without them)."""
-    if not result or "skipped" in result:
-        return ""
-    pool = 2 if "pool2" in result else 1
-    where = "2x2-averaged" if pool == 2 else "full-resolution"
-    return (
-        f"\nC2ST: a small CNN trained to tell these {what} from real test slices is right "
-        f"{result[f'pool{pool}']:.0%} of the time on {where} images ({C2ST_MEANS})"
-    )

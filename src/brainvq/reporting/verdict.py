@@ -25,16 +25,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from brainvq.evaluation.keys import (
+    CODEBOOK_SIZE,
+    CODES_USED,
+    COPIES,
+    DIVERSITY_GAP,
+    DIVERSITY_REAL,
+    DIVERSITY_SAMPLES,
+    N_SAMPLES,
+    PRIOR_C2ST,
+    PRIOR_C2ST_REFERENCE,
+    REALISM_RATIO,
+    SSIM,
+    TEST_POSITIONS,
+)
+from brainvq.evaluation.measure import measure_warnings
+from brainvq.evaluation.prior_close import (
+    CLOSE_MARGIN,
+    CLOSE_POOLS,
+    close_limit,
+    prior_test_close,
+)
+
 WEAK_REALISM = 0.7  # realism ratio under this: a weak prior
 ALIKE_GAP = 0.1  # samples' mean pairwise SSIM above real slices' by more: too alike
 COPY_SHARE = 0.05  # share of samples that are copies above this: memorising
 WEAK_SSIM = 0.8  # VQ-VAE test reconstruction SSIM under this: a weak VQ-VAE
 DEAD_CODEBOOK = 0.1  # share of the codes the test split could show that are used, under this
-# the prior's two-sample test (brainvq.evaluation.prior_test) is close to its reference at a pool
-# when its accuracy is at most the reference's + CLOSE_MARGIN + the reference's spread over folds,
-# at each of CLOSE_POOLS the image size allows
-CLOSE_MARGIN = 0.1
-CLOSE_POOLS = (2, 4)
 
 THRESHOLDS_HELP = (
     f"It warns, one line each with the setting that would help, when a prior's realism ratio is "
@@ -49,23 +66,6 @@ THRESHOLDS_HELP = (
 
 PRIOR_NAMES = {"dcgan": "DCGAN", "pixelcnn": "PixelCNN", "transformer": "transformer"}
 PRIOR_NAMES["maskgit"] = "MaskGIT"
-
-
-def prior_test_close(test: dict | None, ref: dict | None) -> bool | None:
-    """True when the prior's two-sample test is close to its reference at every pool of
-    CLOSE_POOLS that both hold (accuracy <= reference + CLOSE_MARGIN + reference's std), False
-    when it is not at one of them, None when there is nothing to compare (skipped or absent)."""
-    if not test or not ref:
-        return None
-    pools = [p for p in CLOSE_POOLS if f"pool{p}" in test and f"pool{p}" in ref]
-    if not pools:
-        return None
-    return all(test[f"pool{p}"] <= close_limit(ref, p) for p in pools)
-
-
-def close_limit(ref: dict, pool: int) -> float:
-    """The highest accuracy at ``pool`` that reads as close to the reference ``ref``."""
-    return ref[f"pool{pool}"] + CLOSE_MARGIN + ref.get(f"pool{pool}_std", 0.0)
 
 
 @dataclass
@@ -87,7 +87,7 @@ def _longer(section: str, finished: dict | None) -> str:
 def vqvae_findings(m: dict, finished: dict | None = None) -> list[Finding]:
     """Warnings on the VQ-VAE's section of metrics.json."""
     out = []
-    s = m.get("ssim", {}).get("mean")
+    s = m.get(SSIM, {}).get("mean")
     if s is not None and s < WEAK_SSIM:
         out.append(
             Finding(
@@ -98,8 +98,8 @@ def vqvae_findings(m: dict, finished: dict | None = None) -> list[Finding]:
                 f"({_longer('train', finished)})",
             )
         )
-    used, size = m.get("codes_used"), m.get("codebook_size")
-    positions = m.get("test_positions", size)
+    used, size = m.get(CODES_USED), m.get(CODEBOOK_SIZE)
+    positions = m.get(TEST_POSITIONS, size)
     if used is not None and size:
         possible = max(1, min(size, positions or size))
         if used / possible < DEAD_CODEBOOK:
@@ -113,14 +113,14 @@ def vqvae_findings(m: dict, finished: dict | None = None) -> list[Finding]:
                     "smaller --vqvae.codebook_size (all with --fresh)",
                 )
             )
-    return out
+    return out + _measured("vqvae", "vqvae", m)
 
 
 def sample_findings(kind: str, s: dict, finished: dict | None = None) -> list[Finding]:
     """Warnings on the samples-KIND section of metrics.json."""
     name, out = PRIOR_NAMES.get(kind, kind), []
     section = f"samples-{kind}"
-    ratio = s.get("realism_ratio")
+    ratio = s.get(REALISM_RATIO)
     if ratio is not None and ratio < WEAK_REALISM:
         out.append(
             Finding(
@@ -131,20 +131,20 @@ def sample_findings(kind: str, s: dict, finished: dict | None = None) -> list[Fi
                 f"brains: train it longer ({_longer('prior', finished)})",
             )
         )
-    gap = s.get("diversity_gap")
+    gap = s.get(DIVERSITY_GAP)
     if gap is not None and gap > ALIKE_GAP:
         out.append(
             Finding(
                 section,
                 short=f"the {name} prior's samples are too alike",
                 text=f"the {name} prior's samples are too alike: mean pairwise SSIM "
-                f"{s['diversity_samples']:.2f} against real slices' {s['diversity_real_test']:.2f} "
+                f"{s[DIVERSITY_SAMPLES]:.2f} against real slices' {s[DIVERSITY_REAL]:.2f} "
                 f"(warns {ALIKE_GAP} above): sample at a higher --temperature (now "
                 f"{s.get('temperature', 'the default')}) or train it longer "
                 f"({_longer('prior', finished)})",
             )
         )
-    test, ref = s.get("prior_c2st"), s.get("prior_c2st_reference")
+    test, ref = s.get(PRIOR_C2ST), s.get(PRIOR_C2ST_REFERENCE)
     if prior_test_close(test, ref) is False:
         pool = max(p for p in CLOSE_POOLS if f"pool{p}" in test and f"pool{p}" in ref)
         out.append(
@@ -161,7 +161,7 @@ def sample_findings(kind: str, s: dict, finished: dict | None = None) -> list[Fi
                 "brains (bench/choose_sampling.py)",
             )
         )
-    copies, n = s.get("copies", 0), s.get("n_samples", 0)
+    copies, n = s.get(COPIES, 0), s.get(N_SAMPLES, 0)
     if n and copies / n > COPY_SHARE:
         out.append(
             Finding(
@@ -173,7 +173,12 @@ def sample_findings(kind: str, s: dict, finished: dict | None = None) -> list[Fi
                 "sample at a higher --temperature",
             )
         )
-    return out
+    return out + _measured(section, "samples", s)
+
+
+def _measured(section: str, measures: str, values: dict) -> list[Finding]:
+    """The registered measures' own warnings on a section (brainvq.evaluation.measure)."""
+    return [Finding(section, text, text) for text in measure_warnings(measures, values)]
 
 
 def findings(metrics: dict, finished: dict | None = None) -> list[Finding]:
@@ -200,7 +205,7 @@ def verdict(metrics: dict, finished: dict | None = None) -> tuple[bool, str]:
     parts = []
     for kind in kinds:
         s = metrics[f"samples-{kind}"]
-        gap = s["diversity_samples"] - s["diversity_real_test"]
+        gap = s[DIVERSITY_SAMPLES] - s[DIVERSITY_REAL]
         varied = (
             "vary as much as real slices do"
             if abs(gap) <= 0.05
@@ -210,11 +215,11 @@ def verdict(metrics: dict, finished: dict | None = None) -> tuple[bool, str]:
                 else "vary more than real slices"
             )
         )
-        copies = "none copies" if not s.get("copies") else f"{s['copies']} copy"
-        name = f"the {PRIOR_NAMES.get(kind, kind)} prior's {s.get('n_samples')} samples"
+        copies = "none copies" if not s.get(COPIES) else f"{s[COPIES]} copy"
+        name = f"the {PRIOR_NAMES.get(kind, kind)} prior's {s.get(N_SAMPLES)} samples"
         parts.append(
-            f"{name} {_looks(s)}, {varied} (mean pairwise SSIM {s['diversity_samples']:.2f} vs "
-            f"{s['diversity_real_test']:.2f}), and {copies} a training slice"
+            f"{name} {_looks(s)}, {varied} (mean pairwise SSIM {s[DIVERSITY_SAMPLES]:.2f} vs "
+            f"{s[DIVERSITY_REAL]:.2f}), and {copies} a training slice"
         )
     text = "; ".join(parts)
     return True, f"Looks good: {text}."
@@ -223,8 +228,8 @@ def verdict(metrics: dict, finished: dict | None = None) -> tuple[bool, str]:
 def _looks(s: dict) -> str:
     """How the samples look, by the prior's two-sample test where it ran (it is close: the
     verdict has no finding on it), else by the realism ratio alone, saying so."""
-    test, ref = s.get("prior_c2st"), s.get("prior_c2st_reference")
-    realism = f"realism {s['realism_ratio']:.2f}"
+    test, ref = s.get(PRIOR_C2ST), s.get(PRIOR_C2ST_REFERENCE)
+    realism = f"realism {s[REALISM_RATIO]:.2f}"
     if prior_test_close(test, ref):
         pool = max(p for p in CLOSE_POOLS if f"pool{p}" in test and f"pool{p}" in ref)
         return (

@@ -10,7 +10,15 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from brainvq.evaluation.keys import COPY_THRESHOLD, REALISM_RATIO
+from brainvq.evaluation.measure import Context
+from brainvq.evaluation.prior_test import reconstructions
 from brainvq.io import atomic_write_bytes
+from brainvq.metrics import code_histogram
+from brainvq.runs import Run
+from brainvq.sampling import image_grid
+
+GRID = 16  # slices in each of the report's side-by-side grids (samples, real test slices)
 
 
 def _subplots(*grid: int, figsize: tuple[float, float], **kw):
@@ -208,3 +216,145 @@ def code_map_figure(codes: np.ndarray, image: np.ndarray, path: Path, codebook_s
         ax.axis("off")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def pair_by_level(
+    sample_levels: np.ndarray, recon_levels: np.ndarray, n: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """(sample indices, reconstruction indices) of up to n pairs at the same axial level: samples
+    spread evenly over their levels (relative, 0 lowest to 1 highest; NaN unknown, placed
+    after), each beside the reconstruction nearest its level (without levels on a side, spread
+    over that side in order)."""
+    s_lv = np.asarray(sample_levels, dtype=float)
+    r_lv = np.asarray(recon_levels, dtype=float)
+    k = min(n, len(s_lv), len(r_lv))
+    if k == 0:
+        return np.zeros(0, int), np.zeros(0, int)
+    order = np.argsort(np.where(np.isnan(s_lv), np.inf, s_lv), kind="stable")
+    pick = order[np.linspace(0, len(order) - 1, k).round().astype(int)]
+    known = ~np.isnan(r_lv)
+    spread = np.linspace(0, len(r_lv) - 1, k).round().astype(int)
+    if not known.any():
+        return pick, spread
+    recon_order = np.flatnonzero(known)
+    near = []
+    for j, i in enumerate(pick):
+        if np.isnan(s_lv[i]):
+            near.append(spread[j])
+        else:
+            near.append(recon_order[np.argmin(np.abs(r_lv[recon_order] - s_lv[i]))])
+    return pick, np.array(near, dtype=int)
+
+
+def beside_recons_figure(
+    run: Run,
+    kind: str,
+    drawn: dict,
+    nearest_train: np.ndarray,
+    splits,
+    reference: str,
+    path: Path,
+    data: str | None = None,
+) -> Path:
+    """The figure that says why a classifier tells samples apart: 8 samples (top) above the
+    reconstructions of real ``reference`` slices at the same axial levels (same decoder). A
+    sample's level is the one it was drawn at (a level-conditioned prior), else its nearest
+    training slice's (``nearest_train``: that slice's index per sample)."""
+    images = drawn["images"]
+    rel = splits.relative_levels()
+    lv = np.asarray(drawn.get("levels", np.full(len(images), np.nan)), dtype=float)
+    train_lv = np.asarray(rel.get("train", np.full(0, np.nan)), dtype=float)
+    if len(train_lv):
+        lv = np.where(np.isnan(lv), train_lv[np.asarray(nearest_train)], lv)
+    recons = reconstructions(run, reference, kind, data)
+    ref_lv = rel.get(reference, np.full(len(recons), np.nan))
+    si, ri = pair_by_level(lv, ref_lv)
+    notes = ["level ?" if np.isnan(lv[i]) else f"level {lv[i]:.2f}" for i in si]
+    return rows_figure(
+        [("samples", images[si]), (f"reconstructed\nreal {reference}", recons[ri])],
+        path,
+        f"{kind} samples above reconstructions of real {reference} slices at the same levels "
+        "(same decoder: only the code maps differ)",
+        notes,
+    )
+
+
+def real_grid(test: np.ndarray, levels: list, path: Path, n: int = GRID) -> Path:
+    """Up to n real test slices, (N, S, S) in [0, 1], evenly spread in axial level where the
+    levels are known, tiled like the samples' grid (4 columns)."""
+    order = np.argsort([-1 if lv is None else lv for lv in levels], kind="stable")
+    pick = order[np.linspace(0, len(order) - 1, min(n, len(order))).round().astype(int)]
+    return image_grid(test[pick], path, ncol=4)
+
+
+def vqvae_figures(run: Run, x: np.ndarray, recons: np.ndarray, scores, codes, splits) -> None:
+    """The VQ-VAE's figures: reconstructions (``x`` the test slices in [0, 1], ``scores`` their
+    SSIMs), real test slices, training curves and codebook use of the test ``codes``."""
+    figs = run.dir.figures
+    recon_figure(x, recons, scores, figs / "reconstructions.png")
+    real_grid(x, splits.slice_levels("test"), figs / "real_test_slices.png")
+    log = read_csv_log(run.dir.logs / "vqvae" / "metrics.csv")
+    if log:
+        curves_figure(log, figs / "vqvae_curves.png", "VQ-VAE training")
+    counts = code_histogram(codes, run.config.vqvae.codebook_size).numpy()
+    codebook_figure(counts, figs / "codebook_usage.png", "Codebook usage on the test split")
+
+
+def sample_figures(ctx: Context, scores: dict) -> None:
+    """A prior's figures from its measures (ctx.per_item of the nearest-neighbour measure): the
+    best sample beside its nearest training slice, samples beside reconstructions, grids, the
+    closest pairs, the NN-SSIM histogram, real slices' pairs, a code map and training curves."""
+    run, kind, images, per = ctx.run, ctx.kind, ctx.images, ctx.per_item
+    figs, train, ref = run.dir.figures, ctx.train, ctx.reference
+    best = int(np.argmax(per["nn_ssim"]))
+    nearest_pair_figure(
+        images[best],
+        train[per["nearest"][best]] / 255.0,
+        float(per["nn_ssim"][best]),
+        figs / f"{kind}_best_vs_nearest.png",
+        f"the best of {len(images)} {kind} samples",
+    )
+    beside = figs / f"{kind}_beside_recons.png"
+    beside_recons_figure(run, kind, ctx.drawn, per["nearest"], ctx.splits, ref, beside, ctx.root)
+    image_grid(images[:64], figs / f"{kind}_samples.png")
+    image_grid(images[:GRID], figs / f"{kind}_sample_grid.png", ncol=4)
+    _pair_figures(ctx, scores)
+    code_map_figure(
+        ctx.codes[best].numpy(), images[best], figs / f"{kind}_code_map.png",
+        run.config.vqvae.codebook_size,
+    )  # fmt: skip
+    log = read_csv_log(run.dir.logs / f"prior-{kind}" / "metrics.csv")
+    if log:
+        curves_figure(log, figs / f"prior_{kind}_curves.png", f"{kind} prior training")
+
+
+def _pair_figures(ctx: Context, scores: dict) -> None:
+    """The samples closest to a training slice above it, the NN-SSIM histogram, and real slices
+    above their nearest training slices (what a realism ratio of 1 asks)."""
+    kind, per, figs, train = ctx.kind, ctx.per_item, ctx.run.dir.figures, ctx.train
+    top = np.argsort(per["nn_ssim"])[::-1][:8]  # the 8 samples closest to a training slice
+    rows_figure(
+        [("samples", ctx.images[top]), ("nearest\ntraining", train[per["nearest"][top]] / 255)],
+        figs / f"{kind}_nearest_pairs.png",
+        f"The {len(top)} {kind} samples closest to a training slice, above that slice",
+        [f"SSIM {v:.2f}" for v in per["nn_ssim"][top]],
+    )
+    nn_ssim_histogram_figure(
+        per["nn_ssim"],
+        per["real_nn_ssim"],
+        scores[COPY_THRESHOLD],
+        figs / f"{kind}_nn_ssim.png",
+        f"{kind}: realism ratio {scores[REALISM_RATIO]:.3f}",
+    )
+    real_nn = per["real_nn_ssim"]
+    real_pick = np.linspace(0, len(real_nn) - 1, min(8, len(real_nn))).round().astype(int)
+    ref = ctx.reference
+    rows_figure(
+        [
+            (f"real {ref}", ctx.real[real_pick] / 255.0),
+            ("nearest\ntraining", train[per["real_nearest"][real_pick]] / 255.0),
+        ],
+        figs / "real_nearest_pairs.png",
+        f"Real {ref} slices above their nearest training slices: what a realism ratio of 1 asks",
+        [f"SSIM {v:.2f}" for v in real_nn[real_pick]],
+    )

@@ -4,7 +4,7 @@ A lesion is a blob with a Gaussian edge, bright (+contrast) or dark (-contrast),
 slice inside its brain mask; ``contrast`` is a share of the slice's brain intensity range (its 1st
 to 99th percentile inside the mask). Everything is seeded: the same slice, radius, contrast and
 ``numpy.random.Generator`` state give the same lesion. bench/anomaly.py measures
-brainvq.evaluation.anomaly with these.
+brainvq.applications.anomaly with these.
 
     brain = brain_mask(image)                     # (S, S) bool
     lesioned, truth = insert_lesion(image, radius=8, contrast=-0.3, rng=np.random.default_rng(0))

@@ -1,6 +1,6 @@
 """One self-contained report.html per run, written for a person.
 
-It opens on a verdict (brainvq.evaluation.verdict: "looks good", or the warnings, each naming the
+It opens on a verdict (brainvq.reporting.verdict: "looks good", or the warnings, each naming the
 setting that would help) and the pictures: a grid of samples beside a grid of real test slices,
 the best sample beside its nearest training slice. Then the numbers, each with a plain label, a
 line on what it means and the real test slices' value beside it; then curves, reconstructions and
@@ -20,21 +20,23 @@ import datetime
 import html
 from pathlib import Path
 
+from brainvq.applications.anomaly import anomaly_html
 from brainvq.data.subjects import describe as describe_subjects
 from brainvq.data.subjects import leak_warning
 from brainvq.errors import RunError
-from brainvq.evaluation.anomaly import anomaly_html
-from brainvq.evaluation.evaluate import NEAR_TWIN_MEANS, near_twin_warning, stages_finished
-from brainvq.evaluation.verdict import (
-    CLOSE_MARGIN,
-    CLOSE_POOLS,
+from brainvq.evaluation.keys import N_SAMPLES, PRIOR_C2ST, PRIOR_C2ST_REFERENCE
+from brainvq.evaluation.measure import ReportRow
+from brainvq.evaluation.measures import report_rows
+from brainvq.evaluation.realism import NEAR_TWIN_MEANS, near_twin_warning
+from brainvq.io import atomic_write_text
+from brainvq.reporting.verdict import (
     PRIOR_NAMES,
     findings,
     prior_test_close,
     verdict,
 )
-from brainvq.io import atomic_write_text
 from brainvq.runs import RunDir
+from brainvq.training.budget import read_finished
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;
@@ -132,6 +134,12 @@ SECTIONS = [
 ]
 
 
+def stages_finished(run: RunDir) -> dict:
+    """{stage: how it ended} of the run's finished training stages (RUN/state/*/finished.json)."""
+    stages = [p.parent.name for p in sorted(run.state.glob("*/finished.json"))]
+    return {stage: read_finished(run, stage) for stage in stages}
+
+
 def _img(path: Path, caption: str, id: str = "") -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     cap = html.escape(caption)
@@ -164,7 +172,7 @@ def _top(run: RunDir, metrics: dict) -> list[str]:
         grid = run.figures / f"{kind}_sample_grid.png"
         if not grid.exists():
             continue
-        n = metrics.get(f"samples-{kind}", {}).get("n_samples")
+        n = metrics.get(f"samples-{kind}", {}).get(N_SAMPLES)
         pics = [_img(grid, f"New slices from the {name} prior (16 of {n})", f"samples-{kind}")]
         real = run.figures / "real_test_slices.png"
         if real.exists():
@@ -188,70 +196,17 @@ def _beside_caption(name: str, s: dict) -> str:
         f"{name} samples (top) above the decoder's reconstructions of real brains at the same "
         "axial levels (bottom): the same decoder, so only the code maps differ"
     )
-    if prior_test_close(s.get("prior_c2st"), s.get("prior_c2st_reference")) is False:
+    if prior_test_close(s.get(PRIOR_C2ST), s.get(PRIOR_C2ST_REFERENCE)) is False:
         return f"Why a classifier tells them apart: {shown}"
     return shown
 
 
-def _prior_rows(s: dict) -> list[str]:
-    """Rows of the prior's two-sample test beside its reference, MS-SSIM diversity, and the
-    C2ST against raw real slices (bounded by the decoder's texture)."""
-    rows = []
-    test, ref = s.get("prior_c2st") or {}, s.get("prior_c2st_reference") or {}
-    for pool in sorted(test.get("pools", []), reverse=True):
-        if f"pool{pool}" not in ref:
-            continue
-        v = f"{test[f'pool{pool}']:.2f} &plusmn; {test[f'pool{pool}_std']:.2f}"
-        r = f"{ref[f'pool{pool}']:.2f} &plusmn; {ref[f'pool{pool}_std']:.2f}"
-        where = "full resolution" if pool == 1 else f"{pool}x{pool} averaged"
-        rows.append(
-            _row(
-                f"Told from real brains ({where})", v, r,
-                "How often a small CNN tells samples from the decoder's reconstructions of real "
-                "brains (0.5 = chance, 1 = always); beside it, two sets of real brains' "
-                f"reconstructions. Close (at pools {' and '.join(map(str, CLOSE_POOLS))}): at "
-                f"most the reference + {CLOSE_MARGIN:g} + its spread",
-            )
-        )  # fmt: skip
-    if "ms_ssim_diversity_samples" in s:
-        rows.append(
-            _row(
-                "Variety (mean pairwise MS-SSIM)", f"{s['ms_ssim_diversity_samples']:.2f}",
-                f"{s['ms_ssim_diversity_real_test']:.2f}",
-                f"As mean pairwise SSIM, at several scales ({s.get('ms_ssim_scales', '')}): "
-                "coarse anatomy weighs as much as texture",
-            )
-        )  # fmt: skip
-    c2st = s.get("c2st") or {}
-    if "pool2" in c2st:
-        rows.append(
-            _row(
-                "Told from raw real slices (2x2 averaged)",
-                f"{c2st['pool2']:.2f} &plusmn; {c2st['pool2_std']:.2f}", "",
-                "The same classifier against the real slices themselves: bounded by the "
-                "decoder's texture (reconstructions of real slices score about as high)",
-            )
-        )  # fmt: skip
-    return rows
-
-
-def _row(label: str, value: str, real: str, what: str) -> str:
-    cells = [html.escape(label), value, real, html.escape(what)]
+def _row(row: ReportRow) -> str:
+    cells = [html.escape(row.label), row.value, row.real, html.escape(row.what)]
     return (
         f"<tr><th>{cells[0]}</th><td class='num'>{cells[1]}</td><td class='num'>{cells[2]}</td>"
         f"<td class='what'>{cells[3]}</td></tr>"
     )
-
-
-def _rows(values: dict, spec: list[tuple]) -> list[str]:
-    """A row per (label, key, format, reference, meaning) whose key the section holds; format
-    takes the value (and the section), reference is text or a key of the section."""
-    out = []
-    for label, key, fmt, real, what in spec:
-        if key in values:
-            ref = f"{values[real]:.2f}" if real in values else real
-            out.append(_row(label, fmt(values[key], values), ref, what))
-    return out
 
 
 def _table(title: str, columns: tuple[str, str], rows: list[str]) -> str:
@@ -259,73 +214,22 @@ def _table(title: str, columns: tuple[str, str], rows: list[str]) -> str:
     return f"<h3>{html.escape(title)}</h3><table>{head}</tr>{''.join(rows)}</table>"
 
 
-SAMPLE_ROWS = [
-    (
-        "Look like brains (realism ratio)", "realism_ratio", lambda v, s: f"{v:.2f}", "1.00",
-        "How close samples come to the training brains, over how close new real slices come: "
-        "1 = as close as real brains; well under 1 = implausible; well over = copying",
-    ),
-    (
-        "Likeness to the nearest training slice (NN-SSIM)", "nn_ssim_mean",
-        lambda v, s: f"{v:.2f}", "real_test_nn_ssim_mean",
-        "SSIM with the most similar training slice, averaged (1 = identical)",
-    ),
-    (
-        "Variety (mean pairwise SSIM)", "diversity_samples", lambda v, s: f"{v:.2f}",
-        "diversity_real_test",
-        "How alike the slices are to one another: lower is more varied; near the real value "
-        "is right",
-    ),
-    (
-        "Copies of training slices", "copies", lambda v, s: f"{v} of {s.get('n_samples')}", "0",
-        "Samples closer to a training slice than any real test slice comes",
-    ),
-    (
-        "Within the real range", "share_in_real_range", lambda v, s: f"{v:.0%}", "100%",
-        "Samples at least as close to a training slice as the least close real slice",
-    ),
-    (
-        "Code use unlike real maps", "code_hist_distance", lambda v, s: f"{v:.2f}", "0",
-        "How differently samples use the codebook from real slices' code maps (0 = the same "
-        "frequencies, 1 = no code in common)",
-    ),
-]  # fmt: skip
-
-VQVAE_ROWS = [
-    (
-        "Reconstruction quality (test SSIM)", "ssim", lambda v, s: f"{v['mean']:.3f}", "1.000",
-        "How closely the VQ-VAE redraws unseen slices from their codes (1 = identical); samples "
-        "cannot look better than this",
-    ),
-    ("Reconstruction PSNR", "psnr", lambda v, s: f"{v['mean']:.1f} dB", "", "Higher is closer"),
-    (
-        "Codebook in use", "codes_used",
-        lambda v, s: f"{v} of {s.get('codebook_size', round(v / max(s['codebook_usage'], 1e-9)))}",
-        "", "Codes the test slices use: few means a mostly dead codebook",
-    ),
-    (
-        "Realism of reconstructions", "recon_realism_ratio", lambda v, s: f"{v:.2f}", "1.00",
-        "The realism ratio of test reconstructions: what samples as good as real code maps "
-        "would score through this decoder",
-    ),
-]  # fmt: skip
-
-
 def _samples_table(kind: str, s: dict) -> str:
-    how = f"{s.get('n_samples')} samples, seed {s.get('seed')}"
+    how = f"{s.get(N_SAMPLES)} samples, seed {s.get('seed')}"
     if "temperature" in s:
         how += f", temperature {s['temperature']:g}"
     if s.get("decoder") == "tuned":
         how += ", tuned decoder"
     title = f"{PRIOR_NAMES.get(kind, kind)} prior: its samples ({how})"
-    rows = _rows(s, SAMPLE_ROWS) + _prior_rows(s)
+    rows = [_row(r) for r in report_rows("samples", s)]
     return _table(title, ("samples", "real test slices"), rows)
 
 
 def _vqvae_table(v: dict) -> str:
     size = v.get("image_size", "?")
     title = f"VQ-VAE ({v.get('n_test', '?')} test slices at {size}x{size})"
-    return _table(title, ("this run", "reference"), _rows(v, VQVAE_ROWS))
+    rows = [_row(r) for r in report_rows("vqvae", v)]
+    return _table(title, ("this run", "reference"), rows)
 
 
 def _raw_tables(metrics: dict) -> str:

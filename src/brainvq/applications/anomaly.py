@@ -24,7 +24,7 @@ Draws are seeded per code position (one uniform number per position, the same fo
 so a slice heals the same way alone or in a folder, and under the same seed, every time.
 
     from brainvq.runs import load_run
-    from brainvq.evaluation.anomaly import anomaly_maps
+    from brainvq.applications.anomaly import anomaly_maps
     scores, maps, healed = anomaly_maps(load_run("runs/oasis"), images)   # images (B, 1, S, S)
 """
 

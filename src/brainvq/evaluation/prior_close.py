@@ -1,0 +1,28 @@
+"""When the prior's two-sample test (brainvq.evaluation.prior_test) reads as close to its
+reference: the verdict, the report and the measure's own table words use it. Standard library
+only: `brainvq --help` states these thresholds (brainvq.reporting.verdict.THRESHOLDS_HELP)."""
+
+from __future__ import annotations
+
+# the prior's two-sample test (brainvq.evaluation.prior_test) is close to its reference at a pool
+# when its accuracy is at most the reference's + CLOSE_MARGIN + the reference's spread over folds,
+# at each of CLOSE_POOLS the image size allows
+CLOSE_MARGIN = 0.1
+CLOSE_POOLS = (2, 4)
+
+
+def prior_test_close(test: dict | None, ref: dict | None) -> bool | None:
+    """True when the prior's two-sample test is close to its reference at every pool of
+    CLOSE_POOLS that both hold (accuracy <= reference + CLOSE_MARGIN + reference's std), False
+    when it is not at one of them, None when there is nothing to compare (skipped or absent)."""
+    if not test or not ref:
+        return None
+    pools = [p for p in CLOSE_POOLS if f"pool{p}" in test and f"pool{p}" in ref]
+    if not pools:
+        return None
+    return all(test[f"pool{p}"] <= close_limit(ref, p) for p in pools)
+
+
+def close_limit(ref: dict, pool: int) -> float:
+    """The highest accuracy at ``pool`` that reads as close to the reference ``ref``."""
+    return ref[f"pool{pool}"] + CLOSE_MARGIN + ref.get(f"pool{pool}_std", 0.0)
