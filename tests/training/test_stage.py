@@ -21,7 +21,7 @@ from brainvq.training.budget import Budget, read_finished
 from brainvq.training.stage import Prepared, Stage, StageResult, StageText, describe, run_stage
 from brainvq.training.trainer import stage_config
 
-from .conftest import TEST_PRECISION
+from ..conftest import TEST_PRECISION
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
