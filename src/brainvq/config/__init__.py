@@ -27,7 +27,7 @@ import tomli_w
 from brainvq.errors import ConfigError
 from brainvq.io import atomic_write_text
 
-PRESETS = Path(__file__).parent / "configs"  # named configs: `--config quick`
+PRESETS = Path(__file__).parent.parent / "configs"  # named configs: `--config quick`
 PRIOR_KINDS = ("dcgan", "pixelcnn", "transformer", "maskgit")
 # each kind's sampling temperature when prior.temperature is 0 (bench/results/priors.md,
 # bench/results/prior_dcgan.md: the temperature at which samples came closest to the training
