@@ -205,8 +205,8 @@ class AnomalyConfig:
     """How `brainvq anomaly` makes anomaly maps (brainvq.evaluation.anomaly); the defaults are
     those bench/anomaly.py chose on the validation brains of the development data."""
 
-    # which prior flags unlikely codes: transformer | maskgit; "" = --kind, else the transformer
-    # where the run has one, else maskgit
+    # which prior flags unlikely codes: transformer | maskgit; "" = the transformer where the run
+    # has one, else maskgit (`brainvq anomaly --kind` sets it too, and wins)
     detect: str = ""
     heal: str = ""  # which prior redraws them: transformer | maskgit; "" = the detecting one
     threshold: float = 0.0  # codes less likely than this are redrawn; 0 = ANOMALY_THRESHOLD's

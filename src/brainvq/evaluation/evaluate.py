@@ -254,7 +254,7 @@ def evaluate_samples(
     scores["reference"] = ref  # the real_test_* values are of this split's slices
     scores["seed"] = seed
     scores["decoder"] = drawn["decoder"]
-    if kind != "dcgan" or prior.design == "gumbel":
+    if prior.uses_temperature:
         scores["temperature"], scores["top_k"] = drawn["temperature"], drawn["top_k"]
     if prior.has_likelihood:  # autoregressive: how well it predicts unseen real code maps
         bits = prior.bits_per_code(torch.from_numpy(real_codes)).numpy()

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from brainvq.config import KindColumn
+
 WEAK_REALISM = 0.7  # realism ratio under this: a weak prior
 ALIKE_GAP = 0.1  # samples' mean pairwise SSIM above real slices' by more: too alike
 COPY_SHARE = 0.05  # share of samples that are copies above this: memorising
@@ -47,8 +49,7 @@ THRESHOLDS_HELP = (
     f"the reference's spread); only then does it say the samples look like real brains."
 )
 
-PRIOR_NAMES = {"dcgan": "DCGAN", "pixelcnn": "PixelCNN", "transformer": "transformer"}
-PRIOR_NAMES["maskgit"] = "MaskGIT"
+PRIOR_NAMES = KindColumn("title")  # {kind: its title}, every registered kind (brainvq.config.kinds)
 
 
 def prior_test_close(test: dict | None, ref: dict | None) -> bool | None:

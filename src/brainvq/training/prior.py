@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from brainvq.codes import code_maps
-from brainvq.config import PRIOR_KINDS, Config, TrainConfig
+from brainvq.config import PRIOR_KINDS, Config, TrainConfig, kind_spec
 from brainvq.data import load_data
 from brainvq.data.levels import check_level_order, levels_per_subject, slice_below
 from brainvq.data.subjects import warn_once
@@ -37,10 +37,6 @@ def prior_train_config(cfg: Config) -> TrainConfig:
     """The TrainConfig of the prior stage: prior's batch, budget and seed (see stage_config)."""
     p = cfg.prior
     return stage_config(cfg.train, p.batch_size, p.max_epochs, p.max_steps, p.max_minutes, p.seed)
-
-
-# a DCGAN step is one discriminator and one generator update: two optimizer steps for Lightning
-DCGAN_UPDATES_PER_STEP = 2
 
 
 def _budget(cfg: Config, kind: str) -> Budget:
@@ -232,16 +228,17 @@ def train_prior(
     if ckpt is not None and status == "trained":
         status = "resumed"
     what = f"the code maps of {len(codes)} training slices"
-    if kind == "dcgan":
+    spec = kind_spec(kind)  # which training path, its losses (brainvq.config.kinds)
+    if spec.training == "gan":
         module = DCGANModule(pcfg, codebook, h, decoder=run.vqvae.decoder)
-        loader = _dcgan_loader(codes, p.batch_size, p.dcgan.steps_per_epoch, t.seed)
+        loader = _dcgan_loader(codes, p.batch_size, p.settings().steps_per_epoch, t.seed)
         prepared = time.monotonic() - started, what
         choice = begin_stage(
-            stage, t, module, loader, "prior", prepared, DCGAN_UPDATES_PER_STEP, progress
+            stage, t, module, loader, "prior", prepared, spec.updates_per_step, progress
         )
         trainer = make_trainer(
             run.dir, stage, t, progress, unused_parameters=True,
-            updates_per_step=DCGAN_UPDATES_PER_STEP, precision=choice, section="prior",
+            updates_per_step=spec.updates_per_step, precision=choice, section="prior",
             prepared_seconds=prepared[0],
         )  # fmt: skip
         finished = fit_stage(trainer, module, loader, None, ckpt, run.dir, stage)
@@ -279,8 +276,7 @@ def train_prior(
     if trainer.is_global_zero:
         prior.save(weights, pcfg)
     metrics = trainer.callback_metrics
-    losses = ("g_loss", "d_loss") if kind == "dcgan" else ("bpc", "val_bpc")
-    for name in losses:
+    for name in spec.losses:
         value = metrics.get(f"{name}_epoch", metrics.get(name))
         extra[name] = float(value) if value is not None else float("nan")
     return {
@@ -308,8 +304,7 @@ def describe(result: dict, kind: str) -> str:
             "it, --fresh retrains"
         )
     if "best_val_bpc" in result:
-        unit = "bits/hidden code" if kind == "maskgit" else "bits/code"
-        loss = f"validation {result['best_val_bpc']:.3f} {unit} (best)"
+        loss = f"validation {result['best_val_bpc']:.3f} {kind_spec(kind).loss_unit} (best)"
         if not math.isfinite(result["best_val_bpc"]):
             loss = "not validated yet (it ended before an epoch's end)"
     else:
