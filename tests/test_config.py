@@ -159,3 +159,25 @@ def test_default_budgets_are_in_steps_with_minutes_only_as_a_cap():
     assert cfg.prior.step_budget() == 7  # prior.max_steps wins over the kind's own
     cfg.prior.kind, cfg.prior.max_steps = "pixelcnn", 0
     assert cfg.prior.step_budget() == 0  # not measured yet: its epochs and minutes end it
+
+
+def test_the_anomaly_section_is_set_from_toml_and_checked(tmp_path):
+    path = tmp_path / "a.toml"
+    path.write_text('[anomaly]\ndetect = "maskgit"\nthreshold = 0.005\nsigma = 2.0\n')
+    a = Config.load(path).anomaly
+    assert (a.detect, a.heal, a.threshold, a.sigma, a.maskgit_steps) == (
+        "maskgit",
+        "",
+        0.005,
+        2.0,
+        4,
+    )
+    assert Config().override(["anomaly.top_share=0.05"]).anomaly.top_share == 0.05
+    for bad, needle in [
+        ("anomaly.detect=pixelcnn", "anomaly.detect"),
+        ("anomaly.threshold=1.5", "anomaly.threshold"),
+        ("anomaly.top_share=0", "anomaly.top_share"),
+        ("anomaly.maskgit_steps=0", "anomaly.maskgit_steps"),
+    ]:
+        with pytest.raises(ConfigError, match=needle):
+            Config().override([bad])
