@@ -44,18 +44,17 @@ from brainvq.config.kinds import (
 )
 from brainvq.config.legacy import LEGACY_KEYS
 from brainvq.config.prior import PriorConfig
-from brainvq.config.schema import PRESETS, Config
-from brainvq.config.sections import (
-    ANOMALY_PRIORS,
-    ANOMALY_THRESHOLD,
-    REFERENCE_SPLITS,
+from brainvq.config.schema import (  # Config and its sections
+    PRESETS,
     AnomalyConfig,
+    Config,
     DataConfig,
     EvalConfig,
     TrainConfig,
     TuneConfig,
     VQVAEConfig,
 )
+from brainvq.config.sections import ANOMALY_PRIORS, ANOMALY_THRESHOLD, REFERENCE_SPLITS
 from brainvq.errors import ConfigError
 
 __all__ = [

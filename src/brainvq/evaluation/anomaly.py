@@ -60,20 +60,23 @@ FLAG_PERCENTILE = 99.0  # a slice scoring above this percentile of the real test
 KINDS = ANOMALY_PRIORS
 
 
+_DEFAULT = AnomalyConfig()  # the [anomaly] section's defaults
+
+
 @dataclass(frozen=True)
 class AnomalySettings:
-    """How anomaly maps are made; the defaults are those bench/anomaly.py chose on the
-    validation brains of the development data."""
+    """How anomaly maps are made (the [anomaly] section, brainvq.config.AnomalyConfig, with the
+    detecting and healing priors and the threshold decided); the defaults: the transformer's."""
 
-    detect: str = "transformer"  # which prior flags unlikely codes: transformer | maskgit
-    heal: str = "transformer"  # which prior redraws them: transformer | maskgit
-    threshold: float = 0.01  # codes less likely than this are redrawn
-    temperature: float = 1.0  # of the redraws; 0 = the likeliest code
-    maskgit_steps: int = 4  # parallel steps of a maskgit fill
-    maskgit_block: int = 1  # side of the squares maskgit hides to score codes
-    sigma: float = 1.0  # px: Gaussian smoothing of |slice - healed|
-    top_share: float = 0.01  # the score: mean of the map's highest pixels, this share of them
-    seed: int = 0
+    detect: str = "transformer"
+    heal: str = "transformer"
+    threshold: float = ANOMALY_THRESHOLD["transformer"]
+    temperature: float = _DEFAULT.temperature
+    maskgit_steps: int = _DEFAULT.maskgit_steps
+    maskgit_block: int = _DEFAULT.maskgit_block
+    sigma: float = _DEFAULT.sigma
+    top_share: float = _DEFAULT.top_share
+    seed: int = _DEFAULT.seed
 
     def priors(self) -> set[str]:
         """The prior kinds these settings use."""

@@ -74,18 +74,11 @@ class DCGANConfig:
 
 
 SPEC = KindSpec(
-    name="dcgan",
-    title="DCGAN",
-    settings=DCGANConfig,
-    prior="brainvq.priors.dcgan:DCGANPrior",
+    name="dcgan", title="DCGAN", settings=DCGANConfig, prior="brainvq.priors.dcgan:DCGANPrior",
     # temperatures: bench/results/priors.md, bench/results/prior_dcgan.md (the temperature at
     # which samples came closest to the training slices with diversity still within 0.05 of
     # real slices')
-    temperature=0.8,
-    batch_size=32,
-    training="gan",
+    temperature=0.8, batch_size=32, training="gan",
     # a DCGAN step is one discriminator and one generator update: two optimizer steps
-    updates_per_step=2,
-    losses=("g_loss", "d_loss"),
-    curves="generator and discriminator losses",
-)
+    updates_per_step=2, losses=("g_loss", "d_loss"), curves="generator and discriminator losses",
+)  # fmt: skip

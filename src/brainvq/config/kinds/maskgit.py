@@ -28,14 +28,8 @@ class MaskGITConfig(TransformerSizes):
 
 
 SPEC = KindSpec(
-    name="maskgit",
-    title="MaskGIT",
-    settings=MaskGITConfig,
-    prior="brainvq.priors.maskgit:MaskGITPrior",
-    temperature=0.6,
-    batch_size=16,
-    loss_unit="bits/hidden code",
-    curves="training and validation bits per hidden code",
-    conditions=True,
-    variations=True,
-)
+    name="maskgit", title="MaskGIT", settings=MaskGITConfig,
+    prior="brainvq.priors.maskgit:MaskGITPrior", temperature=0.6, batch_size=16,
+    loss_unit="bits/hidden code", curves="training and validation bits per hidden code",
+    conditions=True, variations=True,
+)  # fmt: skip

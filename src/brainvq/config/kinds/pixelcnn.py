@@ -30,11 +30,6 @@ class PixelCNNConfig(CodePredictionConfig):
 
 
 SPEC = KindSpec(
-    name="pixelcnn",
-    title="PixelCNN",
-    settings=PixelCNNConfig,
-    prior="brainvq.priors.pixelcnn:PixelCNNPrior",
-    temperature=1.0,
-    batch_size=16,
-    likelihood=True,
-)
+    name="pixelcnn", title="PixelCNN", settings=PixelCNNConfig,
+    prior="brainvq.priors.pixelcnn:PixelCNNPrior", temperature=1.0, batch_size=16, likelihood=True,
+)  # fmt: skip

@@ -23,12 +23,7 @@ class TransformerConfig(TransformerSizes):
 
 
 SPEC = KindSpec(
-    name="transformer",
-    title="transformer",
-    settings=TransformerConfig,
-    prior="brainvq.priors.transformer:TransformerPrior",
-    temperature=0.6,
-    batch_size=16,
-    likelihood=True,
-    conditions=True,
-)
+    name="transformer", title="transformer", settings=TransformerConfig,
+    prior="brainvq.priors.transformer:TransformerPrior", temperature=0.6, batch_size=16,
+    likelihood=True, conditions=True,
+)  # fmt: skip
