@@ -1,3 +1,5 @@
+import tomllib
+
 import pytest
 
 from brainvq.config import Config
@@ -96,7 +98,8 @@ def test_configs_written_before_the_per_kind_sections_still_load(tmp_path):
     # written back, it uses the new sections and reads back the same
     back = tmp_path / "new.toml"
     Config.load(path).save(back)
-    assert "[prior.maskgit]" in back.read_text() and "maskgit_steps" not in back.read_text()
+    written = tomllib.loads(back.read_text())["prior"]
+    assert "maskgit" in written and "maskgit_steps" not in written
     assert Config.load(back) == Config.load(path)
 
 
@@ -156,3 +159,25 @@ def test_default_budgets_are_in_steps_with_minutes_only_as_a_cap():
     assert cfg.prior.step_budget() == 7  # prior.max_steps wins over the kind's own
     cfg.prior.kind, cfg.prior.max_steps = "pixelcnn", 0
     assert cfg.prior.step_budget() == 0  # not measured yet: its epochs and minutes end it
+
+
+def test_the_anomaly_section_is_set_from_toml_and_checked(tmp_path):
+    path = tmp_path / "a.toml"
+    path.write_text('[anomaly]\ndetect = "maskgit"\nthreshold = 0.005\nsigma = 2.0\n')
+    a = Config.load(path).anomaly
+    assert (a.detect, a.heal, a.threshold, a.sigma, a.maskgit_steps) == (
+        "maskgit",
+        "",
+        0.005,
+        2.0,
+        4,
+    )
+    assert Config().override(["anomaly.top_share=0.05"]).anomaly.top_share == 0.05
+    for bad, needle in [
+        ("anomaly.detect=pixelcnn", "anomaly.detect"),
+        ("anomaly.threshold=1.5", "anomaly.threshold"),
+        ("anomaly.top_share=0", "anomaly.top_share"),
+        ("anomaly.maskgit_steps=0", "anomaly.maskgit_steps"),
+    ]:
+        with pytest.raises(ConfigError, match=needle):
+            Config().override([bad])

@@ -17,7 +17,7 @@ from collections.abc import MutableMapping
 from pathlib import Path
 
 from brainvq import __version__, config
-from brainvq.config import number_arg
+from brainvq.config import PRIOR_KINDS, kinds_with, number_arg
 from brainvq.errors import BrainVQError, Interrupted
 from brainvq.reporting.verdict import THRESHOLDS_HELP
 from brainvq.runlock import run_lock
@@ -27,7 +27,7 @@ TEMPERATURE_HELP = "> 0; <1 sharper, >1 more varied (default prior.temperature, 
 OVERRIDE_HELP = (
     "Any config value can be set as --SECTION.KEY VALUE (e.g. --vqvae.codebook_size 256 "
     "--prior.maskgit.steps 8) or --set SECTION.KEY=VALUE; sections: data, vqvae, train, prior "
-    "(prior.dcgan, prior.pixelcnn, prior.transformer, prior.maskgit), tune, eval. "
+    f"({', '.join(f'prior.{k}' for k in PRIOR_KINDS)}), tune, eval, anomaly. "
     "`brainvq config` prints every key with its default."
 )
 # the commands that write into their --run folder: one at a time per folder (brainvq.runlock)
@@ -37,6 +37,7 @@ WRITERS += ("sample",)  # unless --out is outside the run
 # records the run's config; other commands: none); any other --SECTION.KEY is refused, not dropped
 SCOPES = {"train-vqvae": None, "run": None, "config": None, "tune-decoder": ("tune",)}
 SCOPES |= {"evaluate": ("eval",), "train-prior": ("prior", *config.STAGE_TRAIN_KEYS)}
+SCOPES["anomaly"] = ("anomaly",)
 
 
 def _quiet_libraries() -> None:
@@ -135,7 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
         "redrawn by the prior into the real slices; kept unless samples come out less varied.",
     )
     common(p, "run folder with a trained maskgit prior", run_data)
-    p.add_argument("--kind", choices=("maskgit",), default="maskgit", help="which prior (maskgit)")
+    tunable = kinds_with(variations=True)
+    p.add_argument(
+        "--kind", choices=tunable, default=tunable[0], help=f"which prior ({tunable[0]})"
+    )
     p.add_argument(
         "--max-share", type=number_arg(0, 1), help="tune.max_share: largest share redrawn"
     )
@@ -208,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--run", required=True, help="run folder with a trained autoregressive prior")
     p.add_argument("images", nargs="+", help="PNG/JPEG slices or folders of them")
-    p.add_argument("--kind", choices=("pixelcnn", "transformer"), help=KIND_HELP)
+    p.add_argument("--kind", choices=kinds_with(likelihood=True), help=KIND_HELP)
     p.add_argument("--data", help="data folder for the test-split reference (default: the run's)")
 
     p = command("anomaly", "anomaly maps: where slices depart from the run's healthy brains",
@@ -216,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
         "slices above the 99th percentile of the run's real test slices.")  # fmt: skip
     common(p, "run folder with a transformer (or maskgit) prior", "data for the test reference")
     p.add_argument("images", nargs="+", help="PNG/JPEG slices or folders of them")
-    p.add_argument("--kind", choices=("transformer", "maskgit"), help="default: transformer if any")
+    p.add_argument("--kind", choices=config.ANOMALY_PRIORS, help="default: transformer if any")
     p.add_argument("--out", help="for NAME_anomaly.png, NAME_map.npy, scores.csv (RUN/anomaly)")
 
     p = command(
@@ -322,7 +326,10 @@ def cmd_score(args, overrides) -> int:
 def cmd_anomaly(args, overrides) -> int:
     from brainvq.applications.anomaly import anomaly_files, describe
 
-    res = anomaly_files(args.run, args.images, args.out, args.kind, args.data, not args.quiet)
+    section = load_config(args, overrides).anomaly
+    res = anomaly_files(
+        args.run, args.images, args.out, args.kind, args.data, not args.quiet, section
+    )
     print(describe(res))
     return 0
 

@@ -30,6 +30,7 @@ from brainvq.applications.lesions import (
     dice,
     insert_lesion,
 )
+from brainvq.config import AnomalyConfig
 from brainvq.errors import DataError, RunError
 from brainvq.nn.maskgit import MaskedCodeTransformer
 from brainvq.nn.transformer import CodeTransformer
@@ -218,6 +219,25 @@ def test_cli_anomaly_refuses_bad_inputs_in_one_line(healthy_run, tmp_path):
         "--kind transformer"
         in brainvq("anomaly", "--run", str(bare), str(good), check=False).stderr
     )
+
+
+def test_settings_come_from_the_anomaly_section(tmp_path):
+    """[anomaly] values reach the settings; 0 and "" keep the defaults of each detector."""
+    run = tmp_path / "run"
+    run.mkdir()
+    for kind in ("transformer", "maskgit"):
+        (run / f"prior-{kind}.safetensors").touch()
+    assert settings_for(None, RunDir(run), AnomalyConfig()) == AnomalySettings()
+    assert settings_for("maskgit", RunDir(run), AnomalyConfig()) == MASKGIT_ONLY
+    section = AnomalyConfig(detect="maskgit", heal="", threshold=0.005, sigma=2.0, seed=3)
+    s = settings_for(None, RunDir(run), section)
+    assert (s.detect, s.heal, s.threshold, s.sigma, s.seed) == ("maskgit", "maskgit", 0.005, 2.0, 3)
+    s = settings_for("transformer", RunDir(run), AnomalyConfig(heal="maskgit"))
+    assert (s.detect, s.heal, s.threshold) == ("transformer", "maskgit", 0.01)
+    r = brainvq("anomaly", "--run", str(run), str(run), "--anomaly.threshold", "2", check=False)
+    assert r.returncode == 2 and "anomaly.threshold" in r.stderr, r.stderr
+    r = brainvq("anomaly", "--run", str(run), str(run), "--eval.seed", "2", check=False)
+    assert r.returncode == 2 and "anomaly does not use it" in r.stderr, r.stderr
 
 
 def test_settings_are_checked_and_follow_the_priors_a_run_holds(healthy_run, tmp_path):

@@ -8,8 +8,8 @@ region of redrawn codes, is the anomaly map: high where the slice holds somethin
 saw in healthy brains. Each slice also gets one anomaly score, set beside the scores of the run's
 own real test slices: above their 99th percentile is flagged.
 
-Detection and healing (``AnomalySettings``; the defaults are measured in
-bench/results/anomaly.md):
+Detection and healing (``AnomalySettings``, made from the config's ``[anomaly]`` section,
+brainvq.config.AnomalyConfig; the defaults are measured in bench/results/anomaly.md):
 
 - ``detect="transformer"`` (default): the raster-order transformer reads the codes in order; a code
   less likely than ``threshold`` given the codes before it, as healed so far, is redrawn there
@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from matplotlib import colormaps
 from PIL import Image
 
+from brainvq.config import ANOMALY_PRIORS, ANOMALY_THRESHOLD, AnomalyConfig
 from brainvq.data import decode_slice, load_splits, named_slice_files, to_square
 from brainvq.errors import DataError, RunError
 from brainvq.io import atomic_write_bytes, atomic_write_text, file_digest
@@ -56,23 +57,26 @@ from brainvq.progress import Progress
 from brainvq.runs import Run, RunDir, load_run
 
 FLAG_PERCENTILE = 99.0  # a slice scoring above this percentile of the real test slices is flagged
-KINDS = ("transformer", "maskgit")
+KINDS = ANOMALY_PRIORS
+
+
+_DEFAULT = AnomalyConfig()  # the [anomaly] section's defaults
 
 
 @dataclass(frozen=True)
 class AnomalySettings:
-    """How anomaly maps are made; the defaults are those bench/anomaly.py chose on the
-    validation brains of the development data."""
+    """How anomaly maps are made (the [anomaly] section, brainvq.config.AnomalyConfig, with the
+    detecting and healing priors and the threshold decided); the defaults: the transformer's."""
 
-    detect: str = "transformer"  # which prior flags unlikely codes: transformer | maskgit
-    heal: str = "transformer"  # which prior redraws them: transformer | maskgit
-    threshold: float = 0.01  # codes less likely than this are redrawn
-    temperature: float = 1.0  # of the redraws; 0 = the likeliest code
-    maskgit_steps: int = 4  # parallel steps of a maskgit fill
-    maskgit_block: int = 1  # side of the squares maskgit hides to score codes
-    sigma: float = 1.0  # px: Gaussian smoothing of |slice - healed|
-    top_share: float = 0.01  # the score: mean of the map's highest pixels, this share of them
-    seed: int = 0
+    detect: str = "transformer"
+    heal: str = "transformer"
+    threshold: float = ANOMALY_THRESHOLD["transformer"]
+    temperature: float = _DEFAULT.temperature
+    maskgit_steps: int = _DEFAULT.maskgit_steps
+    maskgit_block: int = _DEFAULT.maskgit_block
+    sigma: float = _DEFAULT.sigma
+    top_share: float = _DEFAULT.top_share
+    seed: int = _DEFAULT.seed
 
     def priors(self) -> set[str]:
         """The prior kinds these settings use."""
@@ -92,15 +96,23 @@ class AnomalySettings:
         return self
 
 
-def settings_for(kind: str | None, run_dir: RunDir) -> AnomalySettings:
-    """The settings for ``kind`` ("transformer", "maskgit" or None = the best the run holds):
-    a RunError naming the command that trains what is missing."""
+def settings_for(
+    kind: str | None, run_dir: RunDir, section: AnomalyConfig | None = None
+) -> AnomalySettings:
+    """The settings for ``kind`` ("transformer", "maskgit" or None = anomaly.detect, else the best
+    the run holds) from the config's [anomaly] ``section`` (default: the defaults): a RunError
+    naming the command that trains what is missing."""
     have = trained_kinds(run_dir)
+    s = section or AnomalyConfig()
+    kind = kind or s.detect or None
     if kind is None:
         kind = "transformer" if "transformer" in have or "maskgit" not in have else "maskgit"
     if kind not in KINDS:
         raise RunError(f"--kind {kind}: anomaly maps need a transformer or maskgit prior")
-    settings = AnomalySettings() if kind == "transformer" else MASKGIT_ONLY
+    values = {f.name: getattr(s, f.name) for f in dataclasses.fields(AnomalySettings)}
+    values |= {"detect": kind, "heal": s.heal or kind}
+    values["threshold"] = s.threshold or ANOMALY_THRESHOLD[kind]
+    settings = AnomalySettings(**values)
     missing = sorted(settings.priors() - set(have))
     if missing:
         raise RunError(
@@ -110,9 +122,8 @@ def settings_for(kind: str | None, run_dir: RunDir) -> AnomalySettings:
     return settings
 
 
-# MaskGIT's pseudo-likelihoods have a heavier tail: p < 0.01 flagged a third of the codes of healthy
-# validation slices on the development run, p < 0.001 one in twenty (bench/results/anomaly.md)
-MASKGIT_ONLY = AnomalySettings(detect="maskgit", heal="maskgit", threshold=0.001)
+# MaskGIT's pseudo-likelihoods have a heavier tail (brainvq.config.ANOMALY_THRESHOLD)
+MASKGIT_ONLY = AnomalySettings("maskgit", "maskgit", ANOMALY_THRESHOLD["maskgit"])
 
 
 def place_picker(seed: int, temperature: float, length: int):
@@ -338,6 +349,7 @@ def anomaly_files(
     kind: str | None = None,
     data: str | None = None,
     progress: bool = False,
+    anomaly: AnomalyConfig | None = None,
 ) -> dict:
     """What `brainvq anomaly` does: anomaly scores and maps of slice files (or folders of them).
 
@@ -347,9 +359,10 @@ def anomaly_files(
     RUN/anomaly/summary.json records the call for the report. ``kind``: "transformer" (default
     where the run has one) or "maskgit". The reference is the run's real test slices (``data``:
     its data folder, default the one it was trained on): above their 99th percentile is flagged.
+    ``anomaly``: the [anomaly] settings (default: the run's config's).
     """
     run = load_run(run_path)
-    settings = settings_for(kind, run.dir).check()
+    settings = settings_for(kind, run.dir, anomaly or run.config.anomaly).check()
     files = named_slice_files(paths)
     size = run.config.data.image_size
     originals = [decode_slice(f)[0] for f in files]

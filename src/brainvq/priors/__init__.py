@@ -25,6 +25,7 @@ from brainvq.priors.registry import (
     load_prior,
     load_prior_file,
     pick_kind,
+    prior_class,
     prior_path,
     trained_kinds,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "load_prior",
     "load_prior_file",
     "pick_kind",
+    "prior_class",
     "prior_path",
     "shape_logits",
     "trained_kinds",

@@ -96,6 +96,7 @@ class Prior(nn.Module):
     has_likelihood = False  # True where log_likelihood is exact (the autoregressive priors)
     can_vary = False  # True where vary() can redraw part of a given map (maskgit)
     can_condition = False  # True where a level and the slice below can condition it
+    # (each kind's spec, brainvq.config.kinds, says the same: tests/priors/test_prior_contract.py)
     # default (temperature, top_k) of brainvq.sampling: set from the config a prior was saved with
     sampling: tuple[float, int] = (1.0, 0)
 
@@ -133,6 +134,11 @@ class Prior(nn.Module):
     def codebook_size(self) -> int:
         """K."""
         return self.codebook.shape[0]
+
+    @property
+    def uses_temperature(self) -> bool:
+        """True where sampling draws codes from logits, so temperature and top-k matter."""
+        return True
 
     @property
     def level_conditioned(self) -> bool:

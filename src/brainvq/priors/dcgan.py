@@ -36,6 +36,11 @@ class DCGANPrior(Prior):
         self.tanh_output = self.design != "gumbel" and cfg.tanh_output
         self.register_buffer("scale", self.codebook.abs().amax(dim=0).clamp_min(1e-6))
 
+    @property
+    def uses_temperature(self) -> bool:
+        """Only the "gumbel" design draws codes at a temperature (evaluate records it then)."""
+        return self.design == "gumbel"
+
     def _raw(self, noise: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
         raw = self.generator(noise, channels_last).float()
         if self.tanh_output:

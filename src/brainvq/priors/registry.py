@@ -1,33 +1,63 @@
 """Which prior classes exist, how to build one, and where a run keeps and loads them
 (RUN/prior-<kind>.safetensors: weights, the codebook it was trained on, the config TOML in the
-file's metadata; loading runs no code)."""
+file's metadata; loading runs no code).
+
+The kinds are those of brainvq.config.kinds (the one registry); each kind's ``KindSpec`` names
+its prior class as "module:Class", imported here when first asked for."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import tomllib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from brainvq.config import PRIOR_KINDS, Config, PriorConfig
+from brainvq.config import KINDS, PRIOR_KINDS, Config, PriorConfig, kinds_with
 from brainvq.errors import RunError
 from brainvq.priors.base import Prior
-from brainvq.priors.dcgan import DCGANPrior
-from brainvq.priors.maskgit import MaskGITPrior
-from brainvq.priors.pixelcnn import PixelCNNPrior
-from brainvq.priors.transformer import TransformerPrior
 from brainvq.runs import Run, RunDir
 
-PRIOR_CLASSES: dict[str, type[Prior]] = {
-    "dcgan": DCGANPrior,
-    "pixelcnn": PixelCNNPrior,
-    "transformer": TransformerPrior,
-    "maskgit": MaskGITPrior,
-}
-assert set(PRIOR_CLASSES) == set(PRIOR_KINDS)
+
+def prior_class(kind: str) -> type[Prior]:
+    """The prior class of a registered kind (its spec's "module:Class")."""
+    if kind not in KINDS:
+        raise RunError(f"prior kind {kind!r}: use one of {', '.join(PRIOR_KINDS)}")
+    module, name = KINDS[kind].prior.split(":")
+    cls = getattr(importlib.import_module(module), name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Prior) and cls.kind == kind):
+        raise RunError(f"prior kind {kind}: {KINDS[kind].prior} is no Prior with kind = {kind!r}")
+    return cls
+
+
+class PriorClasses(Mapping):
+    """{kind: prior class} of every registered kind (read when used)."""
+
+    def __getitem__(self, kind: str) -> type[Prior]:
+        if kind not in KINDS:
+            raise KeyError(kind)
+        return prior_class(kind)
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in KINDS
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(KINDS)
+
+    def __len__(self) -> int:
+        return len(KINDS)
+
+
+PRIOR_CLASSES = PriorClasses()
+
+
+def conditioning_kinds() -> str:
+    """'maskgit or transformer': the kinds that take conditions, for messages."""
+    return " or ".join(sorted(kinds_with(conditions=True), reverse=True))
 
 
 def build_prior(
@@ -36,13 +66,13 @@ def build_prior(
     """A fresh prior of kind pcfg.kind (built from prior.<kind>) over the given codebook (K, D)
     and code-map side; ``conditions``: of brainvq.priors.base.CONDITIONS, ``covariates``: specs
     (brainvq.priors.covariates) (maskgit, transformer)."""
-    cls = PRIOR_CLASSES[pcfg.kind]
+    cls = prior_class(pcfg.kind)
     if not conditions and not covariates:
         return cls(pcfg.settings(), codebook, code_size)
     if not cls.can_condition:
         what = ", ".join([*conditions, *(c["name"] for c in covariates)])
         raise RunError(
-            f"a {pcfg.kind} prior cannot be conditioned on {what}; use a maskgit or transformer "
+            f"a {pcfg.kind} prior cannot be conditioned on {what}; use a {conditioning_kinds()} "
             "prior, or prior.levels off and prior.conditions []"
         )
     return cls(pcfg.settings(), codebook, code_size, conditions, covariates)
@@ -93,8 +123,7 @@ def load_prior_file(path: str | Path) -> Prior:
 
 def load_prior(run: Run, kind: str = "dcgan") -> Prior:
     """The trained prior of a run (RUN/prior-<kind>.safetensors), checked against its codebook."""
-    if kind not in PRIOR_CLASSES:
-        raise RunError(f"prior kind {kind!r}: use one of {', '.join(PRIOR_CLASSES)}")
+    prior_class(kind)  # a registered kind, or RunError
     prior = load_prior_file(prior_path(run.dir, kind))
     if prior.kind != kind:
         raise RunError(f"{prior_path(run.dir, kind)}: holds a {prior.kind} prior, not {kind}")
@@ -114,12 +143,13 @@ def trained_kinds(run: RunDir) -> list[str]:
 
 def pick_kind(run: Run, kind: str | None = None, likelihood: bool = False) -> str:
     """``kind`` if given, else the run's configured prior if trained, else a trained one (with
-    ``likelihood``: an autoregressive one, the transformer first); RunError if there is none."""
+    ``likelihood``: one with an exact likelihood, the last registered first: the transformer
+    before the pixelcnn); RunError if there is none."""
     if kind:
         return kind
     have = trained_kinds(run.dir)
     if likelihood:
-        have = [k for k in ("transformer", "pixelcnn") if k in have]
+        have = [k for k in reversed(kinds_with(likelihood=True)) if k in have]
     if not have:
         what, how = ("autoregressive ", " --kind transformer") if likelihood else ("", "")
         raise RunError(

@@ -17,13 +17,15 @@ from pathlib import Path
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from brainvq.config import kinds_with
 from brainvq.errors import RunError
 from brainvq.io import file_digest
 from brainvq.nn.vqvae import VQVAE
 from brainvq.priors.registry import prior_path
 from brainvq.runs import Run, RunDir
 
-TUNABLE_KINDS = ("maskgit",)  # priors that can redraw codes given the rest of the map
+# priors that can redraw codes given the rest of the map (their spec's variations)
+TUNABLE_KINDS = kinds_with(variations=True)
 
 
 def decoder_path(run: RunDir, kind: str) -> Path:

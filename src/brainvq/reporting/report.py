@@ -21,6 +21,7 @@ import html
 from pathlib import Path
 
 from brainvq.applications.anomaly import anomaly_html
+from brainvq.config import KindColumn
 from brainvq.data.subjects import describe as describe_subjects
 from brainvq.data.subjects import leak_warning
 from brainvq.errors import RunError
@@ -66,12 +67,7 @@ if(r.height>0&&r.bottom<=window.innerHeight)seen.push(el[j].id);}
 document.body.setAttribute('data-first-screen',seen.join(' '));});
 """
 
-PRIOR_CURVES = {
-    "dcgan": "generator and discriminator losses",
-    "pixelcnn": "training and validation bits per code",
-    "transformer": "training and validation bits per code",
-    "maskgit": "training and validation bits per hidden code",
-}
+PRIOR_CURVES = KindColumn("curves")  # {kind: what its training-curve figure shows}
 
 
 def _figures() -> list[tuple[str, str, str]]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from brainvq.config import KindColumn
 from brainvq.evaluation.keys import (
     CODEBOOK_SIZE,
     CODES_USED,
@@ -64,8 +65,7 @@ THRESHOLDS_HELP = (
     f"the reference's spread); only then does it say the samples look like real brains."
 )
 
-PRIOR_NAMES = {"dcgan": "DCGAN", "pixelcnn": "PixelCNN", "transformer": "transformer"}
-PRIOR_NAMES["maskgit"] = "MaskGIT"
+PRIOR_NAMES = KindColumn("title")  # {kind: its title}, every registered kind (brainvq.config.kinds)
 
 
 @dataclass

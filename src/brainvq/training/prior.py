@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from brainvq.codes import code_maps
-from brainvq.config import PRIOR_KINDS, Config, TrainConfig
+from brainvq.config import PRIOR_KINDS, Config, TrainConfig, kind_spec
 from brainvq.data import load_data
 from brainvq.data.levels import check_level_order, levels_per_subject, slice_below
 from brainvq.data.subjects import warn_once
@@ -33,10 +33,6 @@ def prior_train_config(cfg: Config) -> TrainConfig:
     """The TrainConfig of the prior stage: prior's batch, budget and seed (see stage_config)."""
     p = cfg.prior
     return stage_config(cfg.train, p.batch_size, p.max_epochs, p.max_steps, p.max_minutes, p.seed)
-
-
-# a DCGAN step is one discriminator and one generator update: two optimizer steps for Lightning
-DCGAN_UPDATES_PER_STEP = 2
 
 
 def _budget(cfg: Config, kind: str) -> Budget:
@@ -217,8 +213,9 @@ class PriorStage(Stage):
         self.prior_run, self.cfg, self.kind, self.data = run, cfg, kind, data
         self.run, self.fresh, self.progress = run.dir, fresh, progress
         self.name, self.weights = f"prior-{kind}", prior_path(run.dir, kind)
-        if kind == "dcgan":
-            self.updates_per_step, self.unused_parameters = DCGAN_UPDATES_PER_STEP, True
+        self.spec = spec = kind_spec(kind)  # which training path, its losses (brainvq.config.kinds)
+        if spec.training == "gan":
+            self.updates_per_step, self.unused_parameters = spec.updates_per_step, True
 
     def budget(self) -> Budget:
         return _budget(self.cfg, self.kind)
@@ -249,9 +246,9 @@ class PriorStage(Stage):
         p = pcfg.prior
         codebook = run.vqvae.quantizer.embedding.detach().float().cpu()
         what = f"the code maps of {len(codes)} training slices"
-        if kind == "dcgan":
+        if self.spec.training == "gan":
             module = DCGANModule(pcfg, codebook, h, decoder=run.vqvae.decoder)
-            loader = _dcgan_loader(codes, p.batch_size, p.dcgan.steps_per_epoch, t.seed)
+            loader = _dcgan_loader(codes, p.batch_size, p.settings().steps_per_epoch, t.seed)
             return Prepared(module, loader, None, t, what, ckpt)
         module, loader, val = self._code_prediction(maps, codebook, ckpt)
         return Prepared(module, loader, val, t, what, ckpt)
@@ -279,7 +276,7 @@ class PriorStage(Stage):
 
     def finish(self, module, trainer: L.Trainer | None, zero: bool) -> dict:
         kind, seed = self.kind, self.pcfg.prior.seed
-        if kind == "dcgan":
+        if self.spec.training == "gan":
             prior = copy.deepcopy(module.sampler()).float().cpu()
             prior.recalibrate_bn(seed=seed)
             sample = prior.sample(min(256, 4 * len(self.codes)), seed=seed)
@@ -292,8 +289,7 @@ class PriorStage(Stage):
         if zero:
             prior.save(self.weights, self.pcfg)
         metrics = trainer.callback_metrics
-        losses = ("g_loss", "d_loss") if kind == "dcgan" else ("bpc", "val_bpc")
-        for name in losses:
+        for name in self.spec.losses:
             value = metrics.get(f"{name}_epoch", metrics.get(name))
             extra[name] = float(value) if value is not None else float("nan")
         return {"kind": kind, "epochs": trainer.current_epoch, **extra}
@@ -304,8 +300,7 @@ class PriorStage(Stage):
         if result.status == "reused":
             return text
         if "best_val_bpc" in result:
-            unit = "bits/hidden code" if kind == "maskgit" else "bits/code"
-            loss = f"validation {result['best_val_bpc']:.3f} {unit} (best)"
+            loss = f"validation {result['best_val_bpc']:.3f} {self.spec.loss_unit} (best)"
             if not math.isfinite(result["best_val_bpc"]):
                 loss = "not validated yet (it ended before an epoch's end)"
         else:

@@ -15,12 +15,12 @@ class Sampling(Measure):
 
     def compute(self, ctx: Context) -> Result:
         """Speed, reference split, seed, decoder, temperature and top-k."""
-        drawn, kind = ctx.drawn, ctx.kind
+        drawn = ctx.drawn
         values = {SPEED: drawn["samples_per_second"]}
         values[REFERENCE] = ctx.reference  # the real_test_* values are of this split's slices
         values["seed"] = drawn["seed"]
         values["decoder"] = drawn["decoder"]
-        if kind != "dcgan" or ctx.prior.design == "gumbel":
+        if ctx.prior.uses_temperature:
             values["temperature"], values["top_k"] = drawn["temperature"], drawn["top_k"]
         return Result(values)
 
