@@ -91,8 +91,8 @@ def test_every_registered_kind_keeps_the_prior_contract(kind, tmp_path):
 
 def test_the_registry_is_the_one_list_of_kinds():
     """Config sections, prior classes, verdict names and report curves all come from it."""
-    from brainvq.evaluation.report import PRIOR_CURVES
-    from brainvq.evaluation.verdict import PRIOR_NAMES
+    from brainvq.reporting.report import PRIOR_CURVES
+    from brainvq.reporting.verdict import PRIOR_NAMES
 
     names = tuple(KINDS)
     assert tuple(PRIOR_KINDS) == names == ("dcgan", "pixelcnn", "transformer", "maskgit")
