@@ -20,6 +20,7 @@ from brainvq.config import Config, check_scope
 from brainvq.data import load_data
 from brainvq.data.subjects import describe as describe_subjects
 from brainvq.data.subjects import warn_leaks, warn_once
+from brainvq.evaluation.conditioning import conditioning_fidelity, conditioning_rows
 from brainvq.evaluation.figures import (
     code_map_figure,
     codebook_figure,
@@ -267,6 +268,9 @@ def evaluate_samples(
         tests = prior_two_sample(run, drawn["images"], kind, ref, PRIOR_POOLS, ev.c2st_folds,
                                  ev.seed, root, progress)  # fmt: skip
         scores.update(tests)
+    conditioning = conditioning_fidelity(run, prior, root, cfg.eval, progress)
+    if conditioning:  # a prior trained with prior.conditions: are the asked values met?
+        scores["conditioning"] = conditioning
     if drawn.get("out") is not None:
         levels = splits.slice_levels("train")
         copy = per["nn_ssim"] > scores["copy_threshold"]
@@ -370,7 +374,7 @@ def format_sample_table(s: dict, kind: str) -> str:
     if "ms_ssim_diversity_samples" in s:
         ms = f"{s['ms_ssim_diversity_samples']:.4f} / {s['ms_ssim_diversity_real_test']:.4f}"
         rows.append((f"MS-SSIM diversity samples/{real}", f"{ms} ({s['ms_ssim_scales']})"))
-    rows += prior_test_rows(s) + c2st_rows(s.get("c2st"))
+    rows += prior_test_rows(s) + c2st_rows(s.get("c2st")) + conditioning_rows(s.get("conditioning"))
     return _table(rows) + c2st_words(s.get("c2st"), "samples") + prior_test_words(s)
 
 

@@ -24,6 +24,7 @@ from brainvq.data.subjects import describe as describe_subjects
 from brainvq.data.subjects import leak_warning
 from brainvq.errors import RunError
 from brainvq.evaluation.anomaly import anomaly_html
+from brainvq.evaluation.conditioning import report_rows
 from brainvq.evaluation.evaluate import NEAR_TWIN_MEANS, near_twin_warning, stages_finished
 from brainvq.evaluation.verdict import (
     CLOSE_MARGIN,
@@ -319,6 +320,7 @@ def _samples_table(kind: str, s: dict) -> str:
         how += ", tuned decoder"
     title = f"{PRIOR_NAMES.get(kind, kind)} prior: its samples ({how})"
     rows = _rows(s, SAMPLE_ROWS) + _prior_rows(s)
+    rows += [_row(*r) for r in report_rows(s.get("conditioning"))]
     return _table(title, ("samples", "real test slices"), rows)
 
 
