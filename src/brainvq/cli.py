@@ -181,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
         "score a run on the test split and write metrics.json and figures",
         "Subjects per split and leaks; test reconstruction SSIM, PSNR and codebook use of RUN's "
         "VQ-VAE; each prior's N samples against the real slices: NN-SSIM, realism ratio, "
-        "diversity, copies, code-histogram distance. " + THRESHOLDS_HELP,
+        "diversity, copies, code-histogram distance; for a prior trained with prior.conditions, "
+        "how well its samples follow the values asked (eval.condition_*). " + THRESHOLDS_HELP,
     )
     common(p, data=run_data)
     n, seed = (None, "samples per prior (default eval.n_samples)"), (None, "default eval.seed")
