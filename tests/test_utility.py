@@ -13,7 +13,12 @@ import pytest
 
 from brainvq.data.anatomy import anatomy
 from brainvq.errors import RunError
-from brainvq.evaluation.conditioning import fidelity, split_point
+from brainvq.evaluation.conditioning import (
+    conditioning_rows,
+    fidelity,
+    report_rows,
+    split_point,
+)
 from brainvq.evaluation.utility import Target, asked_values, outside, parse_target
 from brainvq.priors.covariates import covariate_specs
 
@@ -91,6 +96,14 @@ def test_fidelity_reads_high_when_samples_follow_and_low_when_the_condition_is_d
     assert g["measure"] == "classifier" and g["classes"] == ["a", "b"] and g["samples"] == 30
     assert g["test_accuracy"] > 0.9 and g["sample_accuracy"] > 0.9 and g["ratio"] > 0.9
     assert dropped["group"]["sample_accuracy"] < 0.75 and dropped["group"]["ratio"] < 0.8
+    rows = dict(conditioning_rows({"covariates": follows}))  # evaluate's table
+    assert rows["ventricle_fraction asked vs measured"].startswith(f"r {v['r']:.3f}")
+    assert "100% of 30 samples labelled as asked" in rows["group classes (a, b)"]
+    html = report_rows({"covariates": follows})  # report.html: measure, samples, real, meaning
+    assert [r[0] for r in html] == [
+        "Follows the group asked",
+        "Follows the ventricle_fraction asked",
+    ]
 
 
 def test_a_continuous_table_covariate_is_cut_where_cdr_reads_0_against_1_and_more():
