@@ -19,7 +19,9 @@ bench/results/conditioning.md.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +74,7 @@ def main() -> None:
     a = ap.parse_args()
     if data_missing(a.data):
         return
+    start, before = time.perf_counter(), " ".join(f"{v:.2f}" for v in os.getloadavg())
     run = load_run(a.run)
     prior = load_prior(run, a.kind)
     _, arrays = load_data(a.data, run.config.data, progress=False)
@@ -98,7 +101,9 @@ def main() -> None:
         f"\n`python bench/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}`: prior {a.kind} of "
         f"{a.run} (conditions {', '.join(c['name'] for c in prior.covariates)}), guidance "
         f"{a.guidance:g}; r(VQ-VAE) = the real test slices' values against their "
-        "reconstructions' (the ceiling through this decoder)."
+        "reconstructions' (the ceiling through this decoder). Took "
+        f"{time.perf_counter() - start:.0f} s; load average {before} at the start, "
+        f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} at the end."
     )
     columns = ["covariate", "samples", "Pearson r asked vs measured", "r(VQ-VAE)", "per value"]
     append_result(

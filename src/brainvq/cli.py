@@ -32,7 +32,7 @@ OVERRIDE_HELP = (
 )
 # the commands that write into their --run folder: one at a time per folder (brainvq.runlock)
 WRITERS = ("train-vqvae", "train-prior", "tune-decoder", "run", "evaluate", "report", "anomaly")
-WRITERS += ("sample",)  # unless --out is outside the run
+WRITERS += ("sample", "utility")  # sample: unless --out is outside the run
 # the config values each command reads from its command line (None: all of them, as train-vqvae
 # records the run's config; other commands: none); any other --SECTION.KEY is refused, not dropped
 SCOPES = {"train-vqvae": None, "run": None, "config": None, "tune-decoder": ("tune",)}
@@ -185,11 +185,35 @@ def build_parser() -> argparse.ArgumentParser:
         "score a run on the test split and write metrics.json and figures",
         "Subjects per split and leaks; test reconstruction SSIM, PSNR and codebook use of RUN's "
         "VQ-VAE; each prior's N samples against the real slices: NN-SSIM, realism ratio, "
-        "diversity, copies, code-histogram distance. " + THRESHOLDS_HELP,
+        "diversity, copies, code-histogram distance; for a prior trained with prior.conditions, "
+        "how well its samples follow the values asked (eval.condition_*). " + THRESHOLDS_HELP,
     )
     common(p, data=run_data)
     n, seed = (None, "samples per prior (default eval.n_samples)"), (None, "default eval.seed")
     sampling(p, n, seed, kind_help="score this prior only (default: every one)")
+
+    p = command(
+        "utility",
+        "train on synthetic, test on real (TSTR): do a conditioned prior's slices train models?",
+        "A small CNN classifies TARGET (a categorical covariate, or NAME>=T: below / at or above "
+        "T) or regresses it (a continuous one) from a slice; trained on N synthetic slices drawn "
+        "from RUN's conditioned prior with the labels asked, on the real training slices, and on "
+        "both, each from --seeds seeds for --steps steps; tested on the real test brains "
+        "(never in training). A table, and RUN/utility.json (docs/conditions.md).",
+    )
+    common(p, data=run_data)
+    p.add_argument("--kind", choices=("maskgit", "transformer"), help=KIND_HELP)
+    p.add_argument(
+        "--target",
+        metavar="NAME[>=T]",
+        help="what to read from a slice, a covariate the prior was trained on, e.g. diagnosis, "
+        "ventricle_fraction, 'cdr>=1' (CDR 0 against 1 and 2); default: its first condition",
+    )
+    p.add_argument("-n", type=int, help="synthetic slices (default: as many as real training ones)")
+    p.add_argument("--steps", type=int, default=600, help="training steps of each classifier (600)")
+    p.add_argument("--seeds", type=int, default=3, help="classifiers per training set (3)")
+    p.add_argument("--guidance", type=float, default=1.0, help="guidance of the draws (1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic slices (0)")
 
     p = command(
         "run",
@@ -305,6 +329,16 @@ def cmd_evaluate(args, overrides) -> int:
 
     sampling = (args.kind, args.n, args.seed, args.temperature, args.top_k)
     evaluate_run(args.run, args.data, *sampling, print, overrides, progress=not args.quiet)
+    return 0
+
+
+def cmd_utility(args, overrides) -> int:
+    from brainvq.evaluation.utility import format_utility, utility_run
+
+    keys = "kind target n data steps seeds guidance seed".split()
+    res = utility_run(args.run, progress=not args.quiet, **{k: vars(args)[k] for k in keys})
+    print(format_utility(res))
+    print(f"-> {Path(args.run) / 'utility.json'}")
     return 0
 
 

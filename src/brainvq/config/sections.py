@@ -184,10 +184,22 @@ class EvalConfig:
     c2st: bool = True
     # folds of the C2ST (at most the number of reference brains: folds keep each brain whole)
     c2st_folds: int = 5
+    # Conditioning fidelity of a prior trained with prior.conditions (brainvq.evaluation
+    # .conditioning): samples drawn per covariate, spread over this many asked values (anatomy:
+    # between the training slices' 5th and 95th percentile; a table covariate: over its classes),
+    # at this guidance scale; the steps of the classifier that reads a table covariate
+    condition_samples: int = 40
+    condition_values: int = 5
+    condition_guidance: float = 1.0
+    condition_steps: int = 600
 
     def validate(self, prefix: str = "eval") -> None:
         """Raise ConfigError for a value that would fail later."""
-        positive(self, prefix, "n_samples", "batch_size")
+        positive(self, prefix, "n_samples", "batch_size", "condition_samples", "condition_steps")
+        values = self.condition_values
+        need(values >= 2, f"{prefix}.condition_values", values, "must be >= 2")
+        g = self.condition_guidance
+        need(g >= 0, f"{prefix}.condition_guidance", g, "must be >= 0")
         non_negative(self, prefix, "nn_candidates")
         need(self.c2st_folds >= 2, f"{prefix}.c2st_folds", self.c2st_folds, "must be >= 2")
         one_of(self, prefix, "reference", REFERENCE_SPLITS)
