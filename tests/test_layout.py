@@ -39,7 +39,7 @@ LAYERS = [
     ("brainvq.reporting",),  # figures, verdict and report: read the measures rows
     ("brainvq.evaluation.evaluate",),  # the evaluate loop: measures, figures, the verdict
     ("brainvq.pipeline",),
-    ("brainvq.cli",),
+    ("brainvq.cli", "brainvq.cli_parser"),
 ]
 LAZY_IMPORTS_ALLOWED = {"brainvq.cli"}  # each command imports the library when it runs
 
