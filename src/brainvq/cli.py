@@ -129,7 +129,7 @@ def cmd_score(args, overrides) -> int:
 
 
 def cmd_anomaly(args, overrides) -> int:
-    from brainvq.applications.anomaly import anomaly_files, describe
+    from brainvq.applications.anomaly_files import anomaly_files, describe
 
     section = load_config(args, overrides).anomaly
     res = anomaly_files(

@@ -18,10 +18,10 @@ from brainvq.applications.anomaly import (
     MASKGIT_ONLY,
     AnomalySettings,
     anomaly_maps,
-    from_square,
     place_picker,
     settings_for,
 )
+from brainvq.applications.anomaly_files import from_square
 from brainvq.applications.lesions import (
     auroc,
     average_precision,

@@ -20,7 +20,7 @@ import datetime
 import html
 from pathlib import Path
 
-from brainvq.applications.anomaly import anomaly_html
+from brainvq.applications.anomaly_files import anomaly_html
 from brainvq.config import KindColumn
 from brainvq.data.subjects import describe as describe_subjects
 from brainvq.data.subjects import leak_warning
