@@ -26,6 +26,7 @@ LAYERS = [
         # the classifier two-sample test is a pure measure (torch, numpy, brainvq.errors): decoder
         # tuning chooses by it (brainvq.training.tuning_judge)
         "brainvq.evaluation.c2st",
+        "brainvq.nn.batchnorm",  # torch only: the C2ST's batch-norm refresh
         "brainvq.runlock",
     ),
     ("brainvq.data",),

@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from brainvq.errors import DataError
+from brainvq.nn.batchnorm import refresh_batch_norm
 
 MIN_PER_SIDE = 10
 BATCH_SIZE = 32
@@ -172,15 +173,8 @@ def _train_fold(x: torch.Tensor, y: torch.Tensor, train: np.ndarray, epochs: int
             sched.step()
     # Batch-norm statistics of the trained network over the whole training fold (running
     # averages lag behind a network trained this briefly; eval mode then misreads).
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average
-    with torch.no_grad():
-        for i in range(0, len(order), 128):
-            if len(order) - i > 1 or i == 0:  # a last lone image would leave batch norm nothing
-                model((x[order[i : i + 128]] - mean) / std)
-    return model.eval(), mean, std
+    model = refresh_batch_norm(model, x[order], lambda b: (b - mean) / std)
+    return model, mean, std
 
 
 @torch.no_grad()

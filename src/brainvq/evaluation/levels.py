@@ -32,6 +32,7 @@ from brainvq.data.levels import level_band
 from brainvq.errors import DataError
 from brainvq.evaluation.realism import score_samples
 from brainvq.metrics import as_images, ssim
+from brainvq.nn.batchnorm import refresh_batch_norm
 
 MAX_SIDE = 64
 BATCH_SIZE = 32
@@ -116,14 +117,7 @@ def fit_level_classifier(
         loss.backward()
         opt.step()
         sched.step()
-    for m in model.modules():  # batch-norm statistics of the trained network (see c2st)
-        if isinstance(m, nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None
-    with torch.no_grad():
-        for i in range(0, len(x), 128):
-            model(x[i : i + 128])
-    return model.eval()
+    return refresh_batch_norm(model, x)
 
 
 @torch.no_grad()

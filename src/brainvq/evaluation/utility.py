@@ -40,6 +40,7 @@ from brainvq.data.covariates import load_table
 from brainvq.errors import DataError, RunError
 from brainvq.evaluation.c2st import C2STClassifier, as_images, with_laplacian
 from brainvq.io import atomic_write_text
+from brainvq.nn.batchnorm import refresh_batch_norm
 from brainvq.priors import load_prior, pick_kind
 from brainvq.priors.covariates import names as spec_names
 from brainvq.progress import Progress
@@ -229,14 +230,8 @@ def fit(x: torch.Tensor, y, task: str, classes: int = 1, steps: int = STEPS, see
         sched.step()
         if tick:
             tick()
-    for m in model.modules():  # batch-norm statistics of the trained network (see c2st)
-        if isinstance(m, nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None
-    with torch.no_grad():
-        for i in range(0, len(x), 128):
-            model((x[i : i + 128] - mean) / std)
-    return Fitted(model.eval(), mean, std, task, y_mean, y_std)
+    model = refresh_batch_norm(model, x, lambda b: (b - mean) / std)
+    return Fitted(model, mean, std, task, y_mean, y_std)
 
 
 @torch.no_grad()
