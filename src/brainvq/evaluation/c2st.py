@@ -84,10 +84,15 @@ class C2STClassifier(nn.Module):
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(2 * chans[-1], 1)
 
+    def outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Standardised (B, 2, H, W) -> the head's outputs (B, outputs) from the features'
+        spatial mean and max."""
+        h = self.features(x)
+        return self.head(torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Standardised (B, 2, H, W) -> logits (B,) that an image is from the `other` side."""
-        h = self.features(x)
-        return self.head(torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1))[:, 0]
+        return self.outputs(x)[:, 0]
 
 
 def as_images(x, name: str = "images") -> torch.Tensor:

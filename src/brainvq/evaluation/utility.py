@@ -64,8 +64,7 @@ class SliceNet(C2STClassifier):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Standardised (B, 2, H, W) -> (B, outputs)."""
-        h = self.features(x)
-        return self.head(torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1))
+        return self.outputs(x)
 
 
 @dataclass
