@@ -52,7 +52,12 @@ class Commands:
         p.add_argument(
             "--max-minutes", type=number_arg(0, closed_low=True), metavar="M", help=budget
         )
-        p.add_argument("--fresh", action="store_true", help="start over: discard the run's state")
+        p.add_argument(
+            "--fresh",
+            action="store_true",
+            help="start over: discard the stage's weights and state (kept if the new start "
+            "fails on its data or settings)",
+        )
 
     def common(self, p, run: str = "run folder", data: str | None = None) -> None:
         """--run, --data (where given its help) and --quiet."""

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, TensorDataset
 
 from brainvq.config import TrainConfig
-from brainvq.errors import Interrupted
+from brainvq.errors import ConfigError, Interrupted
 from brainvq.runs import RunDir
 from brainvq.training.budget import Budget, read_finished
 from brainvq.training.stage import Prepared, Stage, StageResult, StageText, describe, run_stage
@@ -49,15 +49,22 @@ class LineStage(Stage):
 
     name, section = "line", "train"
 
-    def __init__(self, run: RunDir, steps: int, fresh: bool = False, stop_at: int = 0) -> None:
+    def __init__(
+        self, run: RunDir, steps: int, fresh: bool = False, stop_at: int = 0, bad: bool = False
+    ) -> None:
         self.run, self.fresh, self.progress = run, fresh, False
-        self.weights, self.stop_at = run.path / "line.safetensors", stop_at
+        self.weights, self.stop_at, self.bad = run.path / "line.safetensors", stop_at, bad
         self.config = stage_config(TrainConfig(precision=TEST_PRECISION), 4, 1000, steps, 0.0, 0)
 
     def budget(self) -> Budget:
         return Budget.of(self.config)
 
     def prepare(self, ckpt: Path | None) -> Prepared:
+        if self.bad:  # bad input found while preparing, after writing into the stage's folder
+            state = self.run.stage_state(self.name)
+            state.mkdir(parents=True, exist_ok=True)
+            (state / "half.txt").write_text("from the failed start")
+            raise ConfigError("line: a bad setting")
         L.seed_everything(0, verbose=False)
         x = torch.linspace(-1, 1, 16)[:, None]
         loader = DataLoader(TensorDataset(x, 3 * x + 1), batch_size=4, shuffle=True)
@@ -112,3 +119,32 @@ def test_an_interrupted_stage_resumes_and_the_result_reads_like_its_summary_dict
     assert res["status"] == "resumed" and res["finished"]["steps"] == 6 and "epochs" in res
     assert res.get("is_global_zero", True) and {**res}["weights"] == res.weights
     assert json.loads(json.dumps(res.as_dict()))["steps"] == 6
+
+
+def _tree(path: Path) -> dict:
+    """Every file under path (or path itself) with its bytes."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return {str(p.relative_to(path.parent)): p.read_bytes() for p in files}
+
+
+def test_fresh_with_bad_input_keeps_what_was_trained_and_a_good_fresh_start_replaces_it(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run_stage(LineStage(run, 5))
+    (run.logs / "line" / "metrics.csv").write_text("step,loss\n5,0.1\n")  # the stage's log
+    kept = [run.path / "line.safetensors", run.stage_state("line"), run.logs / "line"]
+    before = {k: v for p in kept for k, v in _tree(p).items()}
+    assert {"line/last.ckpt", "line/finished.json", "line/metrics.csv"} <= set(before)
+    with pytest.raises(ConfigError, match="a bad setting"):
+        run_stage(LineStage(run, 5, fresh=True, bad=True))
+    after = {k: v for p in kept for k, v in _tree(p).items()}
+    assert after == before  # weights, checkpoint, finished.json and log as they were
+    assert not list(run.path.rglob("*.fresh-aside"))
+    assert run_stage(LineStage(run, 5)).status == "reused"
+    # a fresh start that prepares well: the old state is gone, the new stage trained from zero
+    old_ckpt = torch.load(run.stage_state("line") / "last.ckpt", weights_only=True)
+    res = run_stage(LineStage(run, 3, fresh=True))
+    assert res.status == "trained" and res.steps == 3 and read_finished(run, "line")["steps"] == 3
+    new_ckpt = torch.load(run.stage_state("line") / "last.ckpt", weights_only=True)
+    assert new_ckpt["global_step"] == 3 < old_ckpt["global_step"]
+    assert not list(run.path.rglob("*.fresh-aside"))

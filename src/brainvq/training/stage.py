@@ -10,8 +10,9 @@ same way for all three:
    minutes cap, brainvq.training.budget);
 2. ``Stage.decide``: reuse a finished result (a ``StageResult`` with status "reused"), or go on;
    a finished stage given a larger budget is "continued" from its last checkpoint;
-3. RUN/state/STAGE/last.ckpt (``resume_path``; --fresh wipes the stage's state): an unfinished
-   stage resumes there, after Ctrl-C or a crash;
+3. RUN/state/STAGE/last.ckpt (``resume_path``): an unfinished stage resumes there, after Ctrl-C
+   or a crash; --fresh starts over (``fresh_start``: the old weights, state and logs are removed
+   once step 4 succeeded, and kept if it failed);
 4. ``Stage.prepare``: data, seed, module, loaders;
 5. the precision (train.precision auto measures each stage's own model, training/precision.py)
    and the preparation's line (``begin_stage``), the Trainer (``make_trainer``), and the fit
@@ -26,8 +27,10 @@ the weights' path and the stage's extras; it reads like the dict the stages used
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +40,7 @@ import lightning as L
 from brainvq.config import TrainConfig
 from brainvq.runs import RunDir
 from brainvq.training.budget import Budget, can_continue, read_finished, stop_text
-from brainvq.training.trainer import begin_stage, fit_stage, make_trainer, resume_path
+from brainvq.training.trainer import begin_stage, fit_stage, is_rank_zero, make_trainer, resume_path
 
 
 @dataclass
@@ -157,9 +160,7 @@ class Stage:
     def decide(self) -> StageResult | None:
         """A reused result, or None to train: a finished stage whose weights exist is reused
         unless --fresh or a larger budget (then it is "continued")."""
-        if self.fresh:
-            self.weights.unlink(missing_ok=True)
-        elif self.weights.exists():
+        if not self.fresh and self.weights.exists():
             if not can_continue(self.run, self.name, self.budget()):
                 return self.reused()
             self.status = "continued"
@@ -199,7 +200,11 @@ def run_stage(stage: Stage) -> StageResult:
     reused = stage.decide()
     if reused is not None:
         return reused
-    prep = stage.prepare(resume_path(stage.run, stage.name, stage.fresh))
+    if stage.fresh:
+        with fresh_start(stage):
+            prep = stage.prepare(None)
+    else:
+        prep = stage.prepare(resume_path(stage.run, stage.name))
     status, trainer, zero = stage.resumed_status(prep.ckpt), None, True
     finished = prep.done
     if finished is None:
@@ -213,6 +218,43 @@ def run_stage(stage: Stage) -> StageResult:
     result.is_global_zero, result.extras = zero, extras
     result.text = stage.text(result)
     return result
+
+
+ASIDE = ".fresh-aside"  # suffix of what --fresh set aside while the stage prepares
+
+
+@contextmanager
+def fresh_start(stage: Stage) -> Iterator[None]:
+    """--fresh: the stage's weights, state and logs are set aside (renamed) while it loads its
+    data and checks its settings; removed once that succeeded, put back if it failed, so a typo
+    in a --fresh command costs nothing trained. Rank 0 alone touches the files."""
+    if not is_rank_zero():
+        yield
+        return
+    run = stage.run
+    moved = []
+    for path in (stage.weights, run.stage_state(stage.name), run.logs / stage.name):
+        aside = path.with_name(path.name + ASIDE)
+        _remove(aside)  # left by a command killed while it prepared
+        if path.exists():
+            path.rename(aside)
+            moved.append((path, aside))
+    try:
+        yield
+    except BaseException:
+        for path, aside in moved:
+            _remove(path)  # whatever the failed preparation wrote there
+            aside.rename(path)
+        raise
+    for _, aside in moved:
+        _remove(aside)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _fit(stage: Stage, prep: Prepared) -> tuple[L.Trainer, dict]:

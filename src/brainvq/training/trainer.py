@@ -87,14 +87,9 @@ def stage_config(
     )
 
 
-def resume_path(run: RunDir, stage: str, fresh: bool) -> Path | None:
-    """last.ckpt of the stage if it exists and we are not starting over; --fresh wipes state."""
-    state = run.stage_state(stage)
-    if fresh:
-        shutil.rmtree(state, ignore_errors=True)
-        shutil.rmtree(run.logs / stage, ignore_errors=True)
-        return None
-    last = state / "last.ckpt"
+def resume_path(run: RunDir, stage: str) -> Path | None:
+    """last.ckpt of the stage if it exists (--fresh: brainvq.training.stage.fresh_start)."""
+    last = run.stage_state(stage) / "last.ckpt"
     return last if last.exists() else None
 
 
