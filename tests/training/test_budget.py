@@ -2,6 +2,7 @@
 the minutes cap counts training, not the stage's preparation, and must fit the steps a stage
 needs; a finished stage given a larger budget goes on."""
 
+import os
 import time
 
 import pytest
@@ -161,6 +162,20 @@ def test_prior_goes_on_with_a_larger_budget_and_starts_over_when_the_vqvae_chang
     assert train_vqvae(str(root), str(run), cfg, progress=False)["status"] == "continued"
     again = train_prior(str(run), _prior_cfg("maskgit", max_steps=7), "maskgit", progress=False)
     assert again["status"] == "retrained" and again["steps"] == 7
+
+
+def test_a_copied_run_keeps_its_prior_whatever_its_file_times(run_copy):
+    """A prior is stale when its codebook is not the VQ-VAE's, not when its file is older: a run
+    folder copied without its file times (cp -r, an upload) must not retrain its prior."""
+    run, _ = run_copy
+    cfg = _prior_cfg("maskgit", max_steps=3)
+    assert train_prior(str(run), cfg, "maskgit", progress=False)["status"] == "trained"
+    last = run / "state" / "prior-maskgit" / "last.ckpt"
+    newer = run / "vqvae.safetensors"
+    stamp = max(p.stat().st_mtime_ns for p in (last, run / "prior-maskgit.safetensors"))
+    os.utime(newer, ns=(stamp + 10**9, stamp + 10**9))  # as a copy may leave them
+    again = train_prior(str(run), cfg, "maskgit", progress=False)
+    assert again["status"] == "reused"
 
 
 @pytest.mark.parametrize("command", ["train-vqvae", "train-prior", "tune-decoder", "run"])

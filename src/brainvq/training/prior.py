@@ -9,6 +9,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from safetensors import safe_open
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from brainvq.codes import code_maps
@@ -42,12 +43,41 @@ def _budget(cfg: Config, kind: str) -> Budget:
 
 
 def _stale(run, kind: str) -> bool:
-    """Whether the run's prior of this kind (or its unfinished checkpoint) predates the run's
-    VQ-VAE: its code maps are gone, so it must be trained anew."""
+    """Whether the run's prior of this kind (or its unfinished checkpoint) was trained on another
+    codebook than the run's VQ-VAE has now (the VQ-VAE was retrained or went on): its code maps
+    are gone, so it must be trained anew. Judged by the codebook each file carries, so a run
+    folder copied without its file times keeps its prior; by file times where one carries none."""
+    current = run.vqvae.quantizer.embedding.detach().float().cpu()
     weights = prior_path(run.dir, kind)
     last = run.dir.stage_state(f"prior-{kind}") / "last.ckpt"
-    vq = run.dir.vqvae.stat().st_mtime_ns
-    return any(p.exists() and p.stat().st_mtime_ns < vq for p in (weights, last))
+    for path, read in ((weights, _file_codebook), (last, _checkpoint_codebook)):
+        if not path.exists():
+            continue
+        stored = read(path)
+        if stored is None:
+            if path.stat().st_mtime_ns < run.dir.vqvae.stat().st_mtime_ns:
+                return True
+        elif stored.shape != current.shape or not torch.equal(stored, current.to(stored.dtype)):
+            return True
+    return False
+
+
+def _file_codebook(path: Path) -> torch.Tensor | None:
+    """The codebook a prior file was trained on (None if it carries none or is unreadable)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.get_tensor("codebook") if "codebook" in f.keys() else None
+    except Exception:  # unreadable: loading it later says why
+        return None
+
+
+def _checkpoint_codebook(path: Path) -> torch.Tensor | None:
+    """The codebook in an unfinished prior stage's last.ckpt (None if it carries none)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # unreadable: resuming from it says why
+        return None
+    return state.get("state_dict", {}).get("prior.codebook")
 
 
 def _dcgan_loader(codes: torch.Tensor, batch_size: int, steps_per_epoch: int, seed: int):
