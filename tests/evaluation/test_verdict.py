@@ -49,6 +49,32 @@ def test_a_small_test_split_does_not_make_the_codebook_look_dead():
     )
 
 
+def _two_sample(n: int, pool4: float, std: float) -> dict:
+    return {"pools": [2, 4], "pool2": pool4, "pool2_std": std, "pool4": pool4, "pool4_std": std,
+            "n_per_side": n, "reference": "test", "folds_by": "folds by slice (one brain)"}  # fmt: skip
+
+
+def test_the_prior_test_does_not_judge_from_a_handful_of_slices():
+    """The demo's numbers (one template brain, 13 slices a side: 0.51 +- 0.33 against 0.16 +-
+    0.18) are too few to judge: no warning, and the words say why; the same numbers from 64 a
+    side warn."""
+    from brainvq.evaluation.measures.prior_two_sample import prior_test_words
+
+    plain = {"realism_ratio": 0.92, "diversity_samples": 0.6, "diversity_real_test": 0.6}
+    for n, judged in ((13, False), (64, True)):
+        s = {**plain, "n_samples": 64, "prior_c2st": _two_sample(n, 0.51, 0.33)}
+        s["prior_c2st_reference"] = _two_sample(n, 0.16, 0.18)
+        found = v.findings({"samples-maskgit": s})
+        good, text = v.verdict({"samples-maskgit": s})
+        words = prior_test_words(s)
+        if judged:
+            assert len(found) == 1 and "a classifier tells the MaskGIT" in found[0].short
+            assert not good and "not close" in words
+        else:
+            assert found == [] and good and "13 slices a side, too few to judge" in text
+            assert words.startswith("Prior test: 13 slices a side, too few to judge")
+
+
 def test_a_five_step_prior_warns_and_the_report_opens_with_it(run_copy):
     run, root = run_copy
     cfg = tiny_config()
@@ -79,6 +105,8 @@ def test_the_demos_prior_is_not_weak_and_a_five_step_one_is(tmp_path):
     run = tmp_path / "demo"
     result = run_pipeline("default", run, Config.load("quick"), progress=False, say=print)
     assert not any("prior is weak" in w for w in result["evaluation"]["warnings"])
+    # its one template brain gives the prior test 13 slices a side: too few to judge or warn
+    assert not any("a classifier tells" in w for w in result["evaluation"]["warnings"])
     cfg = Config.load("quick")
     cfg.prior.max_steps = 5
     train_prior(str(run), cfg, "maskgit", fresh=True, progress=False)

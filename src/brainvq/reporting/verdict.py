@@ -17,8 +17,9 @@ README state them (THRESHOLDS_HELP). They read the sections `evaluate` writes to
 - samples a classifier tells from real brains: the prior's two-sample test (its samples against
   the VQ-VAE's reconstructions of real slices, same decoder; brainvq.evaluation.prior_test) is
   not close to its reference (reconstructions of two sets of real brains) at pool 2 or 4: above
-  the reference by more than CLOSE_MARGIN plus the reference's spread over folds. Only when it is
-  close does the verdict say the samples look like real brains.
+  the reference by more than CLOSE_MARGIN plus the reference's spread over folds (not judged
+  with under MIN_PER_SIDE slices a side). Only when it is close does the verdict say the samples
+  look like real brains.
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ from brainvq.evaluation.measure import measure_warnings
 from brainvq.evaluation.prior_close import (
     CLOSE_MARGIN,
     CLOSE_POOLS,
+    MIN_PER_SIDE,
     close_limit,
     prior_test_close,
+    too_few,
 )
 
 WEAK_REALISM = 0.7  # realism ratio under this: a weak prior
@@ -62,7 +65,8 @@ THRESHOLDS_HELP = (
     f"or a classifier tells a prior's samples from the decoder's reconstructions of real brains "
     f"better than it tells two sets of real brains apart (its accuracy at pool "
     f"{' or '.join(map(str, CLOSE_POOLS))} above the reference's by more than {CLOSE_MARGIN:g} plus "
-    f"the reference's spread); only then does it say the samples look like real brains."
+    f"the reference's spread; not judged under {MIN_PER_SIDE} slices a side); only then does it "
+    f"say the samples look like real brains."
 )
 
 PRIOR_NAMES = KindColumn("title")  # {kind: its title}, every registered kind (brainvq.config.kinds)
@@ -236,6 +240,13 @@ def _looks(s: dict) -> str:
             f"look like real brains (a classifier tells them from reconstructions of real brains "
             f"{test[f'pool{pool}']:.0%} of the time at pool {pool}, two sets of real brains "
             f"{ref[f'pool{pool}']:.0%}; {realism})"
+        )
+    few = too_few(test, ref) if test and "skipped" not in test else None
+    if few is not None:
+        return (
+            f"are as close to the training brains as new real slices come ({realism}; the "
+            f"classifier test had {few} slices a side, too few to judge (it judges from "
+            f"{MIN_PER_SIDE}), so whether they look like real brains is not known)"
         )
     return (
         f"are as close to the training brains as new real slices come ({realism}; no classifier "

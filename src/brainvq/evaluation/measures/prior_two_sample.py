@@ -9,8 +9,10 @@ from brainvq.evaluation.measure import Context, Measure, ReportRow, Result, Row,
 from brainvq.evaluation.prior_close import (
     CLOSE_MARGIN,
     CLOSE_POOLS,
+    MIN_PER_SIDE,
     close_limit,
     prior_test_close,
+    too_few,
 )
 from brainvq.evaluation.prior_test import PRIOR_POOLS, prior_two_sample
 
@@ -38,6 +40,12 @@ def prior_test_words(s: dict) -> str:
     """The plain-words line on the prior test ('' where it did not run)."""
     test, ref = s.get(PRIOR_C2ST), s.get(PRIOR_C2ST_REFERENCE)
     close = prior_test_close(test, ref)
+    few = too_few(test, ref) if test and "skipped" not in test else None
+    if few is not None:
+        return (
+            f"Prior test: {few} slices a side, too few to judge (it judges from {MIN_PER_SIDE}: "
+            "its folds would be a handful of images each); read the realism and the figures"
+        )
     if close is None:
         return ""
     pool = max(p for p in test["pools"] if f"pool{p}" in ref)
