@@ -4,16 +4,9 @@ reconstructions of real brains, beside its reference (two sets of real brains); 
 
 from __future__ import annotations
 
+from brainvq.evaluation import prior_close as close
 from brainvq.evaluation.keys import PRIOR_C2ST, PRIOR_C2ST_REFERENCE
 from brainvq.evaluation.measure import Context, Measure, ReportRow, Result, Row, register
-from brainvq.evaluation.prior_close import (
-    CLOSE_MARGIN,
-    CLOSE_POOLS,
-    MIN_PER_SIDE,
-    close_limit,
-    prior_test_close,
-    too_few,
-)
 from brainvq.evaluation.prior_test import PRIOR_POOLS, prior_two_sample
 
 
@@ -39,17 +32,21 @@ def prior_test_rows(s: dict) -> list[tuple[str, str]]:
 def prior_test_words(s: dict) -> str:
     """The plain-words line on the prior test ('' where it did not run)."""
     test, ref = s.get(PRIOR_C2ST), s.get(PRIOR_C2ST_REFERENCE)
-    close = prior_test_close(test, ref)
-    few = too_few(test, ref) if test and "skipped" not in test else None
+    is_close = close.prior_test_close(test, ref)
+    few = close.too_few(test, ref) if test and "skipped" not in test else None
     if few is not None:
         return (
-            f"Prior test: {few} slices a side, too few to judge (it judges from {MIN_PER_SIDE}: "
+            f"Prior test: {few} slices a side, too few to judge (it judges from {close.MIN_PER_SIDE}: "
             "its folds would be a handful of images each); read the realism and the figures"
         )
-    if close is None:
+    if is_close is None:
         return ""
     pool = max(p for p in test["pools"] if f"pool{p}" in ref)
-    said = "close to it" if close else f"not close (close: at most {close_limit(ref, pool):.2f})"
+    said = (
+        "close to it"
+        if is_close
+        else f"not close (close: at most {close.close_limit(ref, pool):.2f})"
+    )
     return (
         f"Prior test: a small CNN tells these samples from the decoder's reconstructions of "
         f"real {test['reference']} slices {test[f'pool{pool}']:.0%} of the time at pool {pool}, "
@@ -72,8 +69,8 @@ def prior_report_rows(s: dict, order: float) -> list[ReportRow]:
             order, f"Told from real brains ({where})", v, r,
             "How often a small CNN tells samples from the decoder's reconstructions of real "
             "brains (0.5 = chance, 1 = always); beside it, two sets of real brains' "
-            f"reconstructions. Close (at pools {' and '.join(map(str, CLOSE_POOLS))}): at "
-            f"most the reference + {CLOSE_MARGIN:g} + its spread",
+            f"reconstructions. Close (at pools {' and '.join(map(str, close.CLOSE_POOLS))}): at "
+            f"most the reference + {close.CLOSE_MARGIN:g} + its spread",
         ))  # fmt: skip
     return rows
 
