@@ -16,10 +16,12 @@ MIN_PER_SIDE = 20
 
 
 def too_few(test: dict | None, ref: dict | None) -> int | None:
-    """The slices a side of the test or its reference where one has under MIN_PER_SIDE (the
-    smaller count), else None."""
-    sides = [d["n_per_side"] for d in (test, ref) if d and "n_per_side" in d]
-    return min(sides) if sides and min(sides) < MIN_PER_SIDE else None
+    """Where both the test and its reference ran and one had under MIN_PER_SIDE slices a side:
+    the smaller count; else None (a skipped side says why itself)."""
+    if not test or not ref or "n_per_side" not in test or "n_per_side" not in ref:
+        return None
+    fewest = min(test["n_per_side"], ref["n_per_side"])
+    return fewest if fewest < MIN_PER_SIDE else None
 
 
 def prior_test_close(test: dict | None, ref: dict | None) -> bool | None:

@@ -241,7 +241,7 @@ def _looks(s: dict) -> str:
             f"{test[f'pool{pool}']:.0%} of the time at pool {pool}, two sets of real brains "
             f"{ref[f'pool{pool}']:.0%}; {realism})"
         )
-    few = too_few(test, ref) if test and "skipped" not in test else None
+    few = too_few(test, ref)
     if few is not None:
         return (
             f"are as close to the training brains as new real slices come ({realism}; the "

@@ -33,7 +33,7 @@ def prior_test_words(s: dict) -> str:
     """The plain-words line on the prior test ('' where it did not run)."""
     test, ref = s.get(PRIOR_C2ST), s.get(PRIOR_C2ST_REFERENCE)
     is_close = close.prior_test_close(test, ref)
-    few = close.too_few(test, ref) if test and "skipped" not in test else None
+    few = close.too_few(test, ref)
     if few is not None:
         return (
             f"Prior test: {few} slices a side, too few to judge (it judges from {close.MIN_PER_SIDE}: "
