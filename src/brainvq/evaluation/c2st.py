@@ -57,6 +57,7 @@ from torch import nn
 
 from brainvq.errors import DataError
 from brainvq.nn.batchnorm import refresh_batch_norm
+from brainvq.nn.fitting import fit_batches
 
 MIN_PER_SIDE = 10
 BATCH_SIZE = 32
@@ -159,23 +160,19 @@ def _train_fold(x: torch.Tensor, y: torch.Tensor, train: np.ndarray, epochs: int
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = C2STClassifier()
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
     per_epoch = math.ceil(len(train) / BATCH_SIZE)
     epochs = max(epochs, math.ceil(MIN_STEPS / per_epoch))
-    steps = epochs * per_epoch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, LR, total_steps=steps, pct_start=0.2)
     order = torch.from_numpy(train)
-    model.train()
-    for _ in range(epochs):
-        perm = order[torch.randperm(len(order), generator=gen)]
-        for i in range(0, len(perm), BATCH_SIZE):
-            idx = perm[i : i + BATCH_SIZE]
-            if len(idx) > 1:  # batch norm needs two images; the schedule still steps
-                loss = F.binary_cross_entropy_with_logits(model((x[idx] - mean) / std), y[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            sched.step()
+
+    def batches():  # epochs of shuffled batches over the training fold
+        for _ in range(epochs):
+            perm = order[torch.randperm(len(order), generator=gen)]
+            yield from (perm[i : i + BATCH_SIZE] for i in range(0, len(perm), BATCH_SIZE))
+
+    def loss_of(idx):
+        return F.binary_cross_entropy_with_logits(model((x[idx] - mean) / std), y[idx])
+
+    fit_batches(model, batches(), epochs * per_epoch, loss_of, LR)
     # Batch-norm statistics of the trained network over the whole training fold (running
     # averages lag behind a network trained this briefly; eval mode then misreads).
     model = refresh_batch_norm(model, x[order], lambda b: (b - mean) / std)

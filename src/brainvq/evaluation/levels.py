@@ -33,6 +33,7 @@ from brainvq.errors import DataError
 from brainvq.evaluation.realism import score_samples
 from brainvq.metrics import as_images, ssim
 from brainvq.nn.batchnorm import refresh_batch_norm
+from brainvq.nn.fitting import fit_batches
 
 MAX_SIDE = 64
 BATCH_SIZE = 32
@@ -101,22 +102,20 @@ def fit_level_classifier(
         model = LevelClassifier(bands)
     model.mean.fill_(float(x.mean()))
     model.std.fill_(float(x.std()) + 1e-6)
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, LR, total_steps=steps, pct_start=0.2)
-    model.train()
-    perm = torch.randperm(len(x), generator=gen)
-    pos = 0
-    for _ in range(steps):
-        if pos + BATCH_SIZE > len(perm):
-            perm, pos = torch.randperm(len(x), generator=gen), 0
-        idx = perm[pos : pos + BATCH_SIZE]
-        pos += BATCH_SIZE
+
+    def batches():  # full batches from shuffles of the slices, a new shuffle when one runs out
+        perm, pos = torch.randperm(len(x), generator=gen), 0
+        for _ in range(steps):
+            if pos + BATCH_SIZE > len(perm):
+                perm, pos = torch.randperm(len(x), generator=gen), 0
+            yield perm[pos : pos + BATCH_SIZE]
+            pos += BATCH_SIZE
+
+    def loss_of(idx):
         logits, level = model(_augment(x[idx], gen))
-        loss = F.cross_entropy(logits, y[idx]) + LEVEL_WEIGHT * F.mse_loss(level, lv[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+        return F.cross_entropy(logits, y[idx]) + LEVEL_WEIGHT * F.mse_loss(level, lv[idx])
+
+    fit_batches(model, batches(), steps, loss_of, LR)
     return refresh_batch_norm(model, x)
 
 

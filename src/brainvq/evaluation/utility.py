@@ -41,6 +41,7 @@ from brainvq.errors import DataError, RunError
 from brainvq.evaluation.c2st import C2STClassifier, as_images, with_laplacian
 from brainvq.io import atomic_write_text
 from brainvq.nn.batchnorm import refresh_batch_norm
+from brainvq.nn.fitting import fit_batches
 from brainvq.priors import load_prior, pick_kind
 from brainvq.priors.covariates import names as spec_names
 from brainvq.progress import Progress
@@ -216,19 +217,12 @@ def fit(x: torch.Tensor, y, task: str, classes: int = 1, steps: int = STEPS, see
         torch.manual_seed(seed)
         model = SliceNet(classes if task == "classify" else 1)
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, LR, total_steps=steps, pct_start=0.2)
-    model.train()
-    for _ in range(steps):
-        idx = torch.randint(0, len(x), (min(BATCH, len(x)),), generator=gen)
-        if len(idx) > 1:  # batch norm needs two slices
-            loss = loss_fn(model((x[idx] - mean) / std), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        sched.step()
-        if tick:
-            tick()
+    batches = (torch.randint(0, len(x), (min(BATCH, len(x)),), generator=gen) for _ in range(steps))
+
+    def loss_of(idx):
+        return loss_fn(model((x[idx] - mean) / std), y[idx])
+
+    fit_batches(model, batches, steps, loss_of, LR, tick)
     model = refresh_batch_norm(model, x, lambda b: (b - mean) / std)
     return Fitted(model, mean, std, task, y_mean, y_std)
 
