@@ -27,6 +27,7 @@ LAYERS = [
         # tuning chooses by it (brainvq.training.tuning_judge)
         "brainvq.evaluation.c2st",
         "brainvq.nn.batchnorm",  # torch only: the C2ST's batch-norm refresh
+        "brainvq.nn.fitting",  # torch only: the C2ST's training loop
         "brainvq.runlock",
     ),
     ("brainvq.data",),
